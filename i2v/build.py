@@ -1,0 +1,77 @@
+"""Explicit builders: config + checkpoints → SamI2V (and, in video_predictor, the predictor)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from i2v.config import ModelConfig, load_model_config
+from i2v.errors import CheckpointError
+from i2v.model import SamI2V
+from i2v.pretrained import config_from_pretrained, load_adapter_weights
+from i2v.sam_builder import load_sam
+
+PathLike = Union[str, Path]
+
+# SAM checkpoints that ship with the package (official ones are too large and licensed apart).
+BUNDLED_SAM = {"tiny": "tiny_sam.safetensors"}
+
+
+def default_sam_checkpoint(model_type: str) -> Optional[Path]:
+    """The bundled SAM checkpoint for ``model_type``, or None if none ships."""
+    name = BUNDLED_SAM.get(model_type)
+    if name is None:
+        return None
+    path = Path(str(resources.files("i2v.checkpoints").joinpath(name)))
+    return path if path.is_file() else None
+
+
+def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    """None → CUDA if available, else MPS if available, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def build_sam_i2v(
+    config: Union[str, PathLike, ModelConfig, None] = "tiny",
+    checkpoint: Optional[PathLike] = None,
+    sam_checkpoint: Optional[PathLike] = None,
+    device: Union[str, torch.device, None] = None,
+    *,
+    allow_random_sam: bool = False,
+    seed: int = 0,
+) -> SamI2V:
+    """Assemble a SamI2V.
+
+    Args:
+        config: bundled name, YAML path or ModelConfig. Ignored in favour of the saved config
+            when ``checkpoint`` is given.
+        checkpoint: directory written by ``save_pretrained``; None = untrained adapters.
+        sam_checkpoint: official SAM checkpoint; None = the bundled one where one exists.
+        device: "cpu", "cuda", "mps" or None for the best available.
+        allow_random_sam: with no checkpoint at all, build a randomly initialised SAM (for
+            tests and benchmarks) instead of raising.
+        seed: seeds the adapters' (and a random SAM's) initialisation.
+    """
+    cfg = config_from_pretrained(checkpoint) if checkpoint is not None else load_model_config(config)
+    if sam_checkpoint is None:
+        sam_checkpoint = default_sam_checkpoint(cfg.sam)
+    if sam_checkpoint is None and not allow_random_sam:
+        raise CheckpointError(
+            f"no SAM checkpoint given for {cfg.sam!r} and none is bundled. Pass "
+            f"sam_checkpoint='sam_{cfg.sam}_....pth' (the official segment-anything file)."
+        )
+    torch.manual_seed(seed)
+    loaded = load_sam(cfg.sam, sam_checkpoint)
+    model = SamI2V(loaded.sam, cfg, loaded.sha256)
+    if checkpoint is not None:
+        load_adapter_weights(model, checkpoint)
+    return model.to(resolve_device(device)).eval()

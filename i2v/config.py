@@ -1,0 +1,93 @@
+"""The model's configuration: typed dataclasses, loaded from bundled or user YAML files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+from i2v.adapters.config import LoraConfig, MemoryEncoderConfig, MemoryPromptConfig, UpgraderConfig
+from i2v.config_utils import from_dict, read_yaml
+from i2v.errors import ConfigError
+from i2v.memory_filter import MemoryFilterConfig
+from i2v.sam_builder import SAM_ARCHS
+
+
+@dataclass
+class MemoryBankConfig:
+    """How much an object remembers, and how a frame picks what to read.
+
+    Attributes:
+        bank_size: the most entries kept per object (older or less useful ones are evicted
+            by the same rules the filter uses), so memory stays flat on long videos.
+        filter: strategy and capacity of the per-frame selection.
+    """
+
+    bank_size: int = 16
+    filter: MemoryFilterConfig = field(default_factory=MemoryFilterConfig)
+
+    def __post_init__(self) -> None:
+        if self.bank_size < self.filter.capacity:
+            raise ValueError(
+                f"memory.bank_size ({self.bank_size}) must be at least memory.filter.capacity "
+                f"({self.filter.capacity})."
+            )
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to assemble an upgraded SAM.
+
+    Attributes:
+        sam: base SAM architecture: "tiny", "vit_b", "vit_l" or "vit_h".
+        upgrader, memory_encoder, memory_prompt, lora: the adapters' configs.
+        memory: memory bank size and selection.
+        absent_logit: mask logit written where the presence head says the object is absent.
+    """
+
+    sam: str = "tiny"
+    upgrader: UpgraderConfig = field(default_factory=UpgraderConfig)
+    memory_encoder: MemoryEncoderConfig = field(default_factory=MemoryEncoderConfig)
+    memory_prompt: MemoryPromptConfig = field(default_factory=MemoryPromptConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    memory: MemoryBankConfig = field(default_factory=MemoryBankConfig)
+    absent_logit: float = -1024.0
+
+    def __post_init__(self) -> None:
+        if self.sam not in SAM_ARCHS:
+            raise ValueError(f"sam must be one of {sorted(SAM_ARCHS)}, got {self.sam!r}.")
+
+
+BUNDLED_CONFIGS = ("tiny", "vit_b", "vit_l", "vit_h")
+
+
+def bundled_config_path(name: str) -> Path:
+    """Path of a YAML file shipped in ``i2v.configs``."""
+    path = Path(str(resources.files("i2v.configs").joinpath(f"{name}.yaml")))
+    if not path.is_file():
+        raise ConfigError(f"no bundled config named {name!r}; bundled: {', '.join(BUNDLED_CONFIGS)}.")
+    return path
+
+
+def model_config_from_dict(data: Dict[str, Any], where: str = "model config") -> ModelConfig:
+    """Strictly convert a mapping to :class:`ModelConfig` (unknown keys are errors)."""
+    return from_dict(ModelConfig, data, where)
+
+
+def load_model_config(config: Union[str, Path, ModelConfig, None]) -> ModelConfig:
+    """Resolve a bundled name ("tiny", "vit_b", ...), a YAML path, or a ready config."""
+    if config is None:
+        config = "tiny"
+    if isinstance(config, ModelConfig):
+        return config
+    text = str(config)
+    path: Optional[Path] = None
+    if text in BUNDLED_CONFIGS or (not text.endswith((".yaml", ".yml")) and not Path(text).exists()):
+        path = bundled_config_path(text)
+    else:
+        path = Path(text)
+    data = read_yaml(path)
+    if "model" in data and isinstance(data["model"], dict):
+        data = data["model"]  # a training recipe embeds the model config under "model"
+    return model_config_from_dict(data, where=str(path))

@@ -1,0 +1,126 @@
+"""A bounded per-object memory bank, and the batch of memory a frame reads.
+
+The bank never holds more than ``bank_size`` entries; which entries stay and which a frame
+reads are both decided by :mod:`i2v.memory_filter`, so eviction and reading follow one rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from i2v.memory_filter import MemoryFilterConfig, compute_scores, entries_to_evict, select_memory
+
+
+@dataclass
+class MemoryEntry:
+    """What one object remembers of one frame.
+
+    Attributes:
+        frame_idx: the frame it was written on.
+        keys: (L, Dk) pooled keys; values: (L, Dv) pooled values.
+        descriptor: (C,) pooled frame embedding, for relevance scoring.
+        iou: predicted IoU of the mask; presence: presence probability.
+        prompted: made on a frame the user prompted.
+    """
+
+    frame_idx: int
+    keys: torch.Tensor
+    values: torch.Tensor
+    descriptor: torch.Tensor
+    iou: float
+    presence: float
+    prompted: bool
+
+    def to(self, device: torch.device | str) -> "MemoryEntry":
+        return MemoryEntry(
+            self.frame_idx, self.keys.to(device), self.values.to(device),
+            self.descriptor.to(device), self.iou, self.presence, self.prompted,
+        )
+
+
+class MemoryBank:
+    """The entries of one object, at most ``bank_size`` of them, one per frame."""
+
+    def __init__(self, bank_size: int, filter_cfg: MemoryFilterConfig) -> None:
+        self.bank_size = bank_size
+        self.filter_cfg = filter_cfg
+        self.entries: Dict[int, MemoryEntry] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _scores(self, entries: Sequence[MemoryEntry], descriptor: torch.Tensor):
+        device = descriptor.device
+        return compute_scores(
+            query=descriptor,
+            keys=torch.stack([e.descriptor.to(device) for e in entries]),
+            frame_idx=torch.tensor([e.frame_idx for e in entries]),
+            iou=torch.tensor([e.iou for e in entries]),
+            presence=torch.tensor([e.presence for e in entries]),
+            prompted=torch.tensor([e.prompted for e in entries]),
+        )
+
+    def add(self, entry: MemoryEntry) -> None:
+        """Store ``entry`` (replacing any entry of the same frame) and evict down to size."""
+        self.entries[entry.frame_idx] = entry
+        if len(self.entries) <= self.bank_size:
+            return
+        entries = list(self.entries.values())
+        drop = entries_to_evict(self._scores(entries, entry.descriptor), entry.frame_idx, self.filter_cfg, self.bank_size)
+        for i in drop.tolist():
+            del self.entries[entries[i].frame_idx]
+
+    def select(self, frame_idx: int, descriptor: torch.Tensor, exclude_frame: bool = True) -> List[MemoryEntry]:
+        """The entries frame ``frame_idx`` reads (never its own entry when ``exclude_frame``)."""
+        entries = [e for e in self.entries.values() if not (exclude_frame and e.frame_idx == frame_idx)]
+        if not entries:
+            return []
+        chosen = select_memory(self._scores(entries, descriptor), frame_idx, self.filter_cfg)
+        return [entries[i] for i in chosen.tolist()]
+
+    def remove_unprompted(self) -> None:
+        """Forget tracked (non-prompted) entries, e.g. before a fresh propagation."""
+        self.entries = {f: e for f, e in self.entries.items() if e.prompted}
+
+    def discard(self, frame_idx: int) -> None:
+        self.entries.pop(frame_idx, None)
+
+
+@dataclass
+class MemoryBatch:
+    """The selected memory of N objects, padded to a common length.
+
+    Attributes:
+        keys: (N, L, Dk); values: (N, L, Dv); padding: (N, L) bool, True on padding.
+    """
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    padding: torch.Tensor
+
+    @staticmethod
+    def stack(per_object: Sequence[Sequence[MemoryEntry]], device: torch.device) -> Optional["MemoryBatch"]:
+        """Batch N objects' entry lists; None when no object has any memory."""
+        if not any(per_object):
+            return None
+        ref = next(e for entries in per_object for e in entries)
+        tokens, dk, dv = ref.keys.shape[0], ref.keys.shape[1], ref.values.shape[1]
+        length = max(1, max(len(entries) for entries in per_object)) * tokens
+        n = len(per_object)
+        keys = torch.zeros(n, length, dk, device=device, dtype=ref.keys.dtype)
+        values = torch.zeros(n, length, dv, device=device, dtype=ref.values.dtype)
+        padding = torch.ones(n, length, dtype=torch.bool, device=device)
+        for i, entries in enumerate(per_object):
+            if not entries:
+                # An object without memory reads one neutral token so softmax stays finite.
+                padding[i, 0] = False
+                continue
+            k = torch.cat([e.keys for e in entries]).to(device)
+            v = torch.cat([e.values for e in entries]).to(device)
+            keys[i, : k.shape[0]] = k
+            values[i, : v.shape[0]] = v
+            padding[i, : k.shape[0]] = False
+        return MemoryBatch(keys, values, padding)

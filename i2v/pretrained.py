@@ -1,0 +1,108 @@
+"""Adapters-only checkpoints, the PEFT way.
+
+``save_pretrained(model, dir)`` writes ``adapter_model.safetensors`` (trainable weights only)
+and ``adapter_config.json`` (library version, model config, SAM type and SAM checkpoint hash).
+Loading checks that the SAM underneath is the one the adapters were trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Union
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from i2v.config import ModelConfig, model_config_from_dict
+from i2v.config_utils import to_dict
+from i2v.errors import CheckpointError
+from i2v.io.atomic import atomic_path, write_text_atomic
+from i2v.version import __version__
+
+WEIGHTS_NAME = "adapter_model.safetensors"
+CONFIG_NAME = "adapter_config.json"
+FORMAT_VERSION = 1
+
+PathLike = Union[str, Path]
+
+
+def trainable_state_dict(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """The weights that training changes (adapters and LoRA), nothing of the frozen SAM."""
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_pretrained(model: Any, directory: PathLike) -> Path:
+    """Write the adapters of ``model`` (a SamI2V) to ``directory``; returns the directory."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "library": "sam-i2v",
+        "library_version": __version__,
+        "sam_model_type": model.config.sam,
+        "sam_sha256": model.sam_sha256,
+        "config": to_dict(model.config),
+    }
+    with atomic_path(out / WEIGHTS_NAME) as tmp:
+        save_file(trainable_state_dict(model), str(tmp), metadata={"format": "pt"})
+    write_text_atomic(out / CONFIG_NAME, json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def read_adapter_config(directory: PathLike) -> Dict[str, Any]:
+    """Read and check ``adapter_config.json`` of a saved upgrade."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(
+            f"{str(directory)!r} is not a saved sam-i2v upgrade: {CONFIG_NAME} is missing "
+            "(expected a directory written by save_pretrained)."
+        )
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{str(path)!r} is not valid JSON: {exc}") from exc
+    for key in ("sam_model_type", "sam_sha256", "config"):
+        if key not in meta:
+            raise CheckpointError(f"{str(path)!r} lacks the key {key!r}; was it written by save_pretrained?")
+    return meta
+
+
+def config_from_pretrained(directory: PathLike) -> ModelConfig:
+    meta = read_adapter_config(directory)
+    return model_config_from_dict(meta["config"], where=str(Path(directory) / CONFIG_NAME))
+
+
+def load_adapter_weights(model: Any, directory: PathLike) -> None:
+    """Load saved adapter weights into ``model`` with strict keys and a SAM hash check."""
+    meta = read_adapter_config(directory)
+    if meta["sam_sha256"] != model.sam_sha256:
+        raise CheckpointError(
+            f"the adapters in {str(directory)!r} were trained on the SAM checkpoint with SHA-256 "
+            f"{meta['sam_sha256']}, but the SAM given has SHA-256 {model.sam_sha256}. Pass the "
+            "SAM checkpoint they were trained on."
+        )
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{str(path)!r} is missing.")
+    try:
+        weights = load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises several error types for corrupt files
+        raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {exc}") from exc
+    expected = {n for n, p in model.named_parameters() if p.requires_grad}
+    missing, unexpected = expected - set(weights), set(weights) - expected
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{str(path)!r} does not fit this model config: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}."
+        )
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            if params[name].shape != value.shape:
+                raise CheckpointError(
+                    f"{str(path)!r}: {name} has shape {tuple(value.shape)}, model expects "
+                    f"{tuple(params[name].shape)}."
+                )
+        for name, value in weights.items():
+            params[name].copy_(value)
