@@ -1,0 +1,356 @@
+"""Readers for the DAVIS, YouTube-VOS and MOSE layouts: JPEG frames plus palette-PNG masks.
+
+All three store one folder of JPEG frames and one folder of indexed ("P" mode) PNGs per video;
+pixel value ``k`` in an annotation is object ``k``, 0 is background and 255 is "void" (pixels
+that no metric should count). They differ only in how the videos and objects are listed:
+
+* DAVIS (``root/JPEGImages/480p/<seq>/00000.jpg``, ``root/Annotations/480p/<seq>/00000.png``,
+  ``root/ImageSets/2017/val.txt``): every frame annotated (test-dev only the first); the
+  objects of a sequence are the labels of its first frame (the semi-supervised protocol).
+* YouTube-VOS / MOSE (``root/<split>/JPEGImages/<vid>/*.jpg``,
+  ``root/<split>/Annotations/<vid>/*.png``, optional ``root/<split>/meta.json``): the valid
+  splits annotate only the frame where each object first appears, so the objects come from
+  ``meta.json`` (``{"videos": {vid: {"objects": {"1": {...}, ...}}}}``) or, without it, from
+  the labels found in all of the video's PNGs.
+
+:class:`PaletteVOSDataset` holds all the reading logic; the public classes only locate files.
+The file-format helpers here (:func:`load_rgb`, :func:`load_label_png`, :func:`load_json`,
+:func:`decode_rle`, :class:`FrameFolder`) are shared by the SA-V and SA-1B readers.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pycocotools.mask as mask_utils
+from PIL import Image
+
+from i2v.data.base import VideoDataset
+from i2v.errors import DatasetError
+
+PathLike = Union[str, Path]
+
+#: Label value of "void" pixels in DAVIS-style annotations.
+VOID_LABEL = 255
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; DatasetError if missing or unreadable."""
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except FileNotFoundError:
+        raise DatasetError(f"Frame file {path} does not exist.") from None
+    except OSError as exc:
+        raise DatasetError(f"Frame file {path} is not a readable image: {exc}") from exc
+
+
+def load_label_png(path: Path) -> np.ndarray:
+    """Read an indexed annotation PNG as (H, W) uint8 labels.
+
+    Accepts palette ("P"), 8-bit grey ("L") and 1-bit ("1") PNGs, whose pixel values are the
+    labels themselves; an RGB(A) PNG stores colours, not labels, so it is rejected rather than
+    silently mis-read.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("P", "L", "1"):
+                raise DatasetError(
+                    f"Annotation {path} has PIL mode {im.mode!r}; expected an indexed (palette, "
+                    f"mode 'P') PNG whose pixel values are object ids. Convert colour "
+                    f"annotations to palette PNGs first."
+                )
+            return np.array(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DatasetError(f"Annotation file {path} does not exist.") from None
+    except OSError as exc:
+        raise DatasetError(
+            f"Annotation file {path} is not a readable PNG (expected an indexed PNG): {exc}"
+        ) from exc
+
+
+def load_json(path: Path, what: str) -> Any:
+    """Parse a JSON file; DatasetError naming the file and ``what`` it should contain."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{what} file {path} does not exist.") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{what} file {path} is not valid JSON: {exc}") from exc
+
+
+def decode_rle(rle: Any, size: Tuple[int, int], where: str) -> np.ndarray:
+    """Decode a COCO RLE ``{"size": [h, w], "counts": str}`` to an (h, w) bool mask.
+
+    Args:
+        rle: the RLE dict as loaded from JSON.
+        size: the (H, W) the mask must have (the image's).
+        where: what the RLE is, for error messages (file and object).
+    """
+    try:
+        with warnings.catch_warnings():
+            # pycocotools 2.0.x under numpy 2 warns on every call about its own internals
+            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+            m = mask_utils.decode(rle)
+    except (TypeError, KeyError, ValueError) as exc:
+        raise DatasetError(
+            f'{where} is not a COCO RLE {{"size": [h, w], "counts": str}}: {exc!r}'
+        ) from exc
+    if m.shape != tuple(size):
+        raise DatasetError(f"{where} decodes to shape {m.shape}, expected the image size {size}.")
+    return m > 0
+
+
+def require_dir(path: Path, what: str) -> Path:
+    """Return ``path`` if it is a folder, else raise DatasetError saying what was expected."""
+    if not path.is_dir():
+        raise DatasetError(f"Expected {what} at {path}, but that folder does not exist.")
+    return path
+
+
+class FrameFolder:
+    """The sorted image files of one video folder (nothing is decoded until asked)."""
+
+    def __init__(self, folder: Path, suffixes: Sequence[str] = (".jpg", ".jpeg")) -> None:
+        require_dir(folder, "a folder of video frames")
+        self.folder = folder
+        self.paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
+        if not self.paths:
+            raise DatasetError(f"Frame folder {folder} holds no {'/'.join(suffixes)} files.")
+        #: File stems ("00000", ...) in frame order; annotations are matched by stem.
+        self.stems = [p.stem for p in self.paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, t: int) -> np.ndarray:
+        """Frame ``t`` as (H, W, 3) uint8 RGB."""
+        return load_rgb(self.paths[t])
+
+    def size(self) -> Tuple[int, int]:
+        """(H, W) of the video, from the first frame's header."""
+        try:
+            with Image.open(self.paths[0]) as im:
+                return im.height, im.width
+        except OSError as exc:  # FileNotFoundError included
+            raise DatasetError(f"Frame {self.paths[0]} is not a readable image: {exc}") from exc
+
+
+class PaletteVOSDataset(VideoDataset):
+    """Videos stored as ``image_dir/<video>/*.jpg`` plus ``annotation_dir/<video>/<stem>.png``.
+
+    Args:
+        image_dir: folder with one sub-folder of JPEG frames per video.
+        annotation_dir: folder with one sub-folder of indexed PNGs per video; a PNG is matched
+            to the frame with the same file stem, and a frame without one is unannotated.
+        videos: the video names, in dataset order.
+        declared_ids: per-video object ids when the dataset lists them (YouTube-VOS meta.json);
+            videos missing here get theirs from the PNGs, per ``ids_from``.
+        ids_from: ``"first_frame"`` (DAVIS: labels of the first frame's PNG) or
+            ``"all_frames"`` (union of the labels of all the video's PNGs).
+        merge_objects: treat every non-void label as one object with id 1 (DAVIS 2016).
+    """
+
+    def __init__(
+        self,
+        image_dir: Path,
+        annotation_dir: Path,
+        videos: Sequence[str],
+        declared_ids: Optional[Mapping[str, Sequence[int]]] = None,
+        ids_from: str = "first_frame",
+        merge_objects: bool = False,
+    ) -> None:
+        if ids_from not in ("first_frame", "all_frames"):
+            raise ValueError(f"ids_from must be 'first_frame' or 'all_frames', got {ids_from!r}")
+        self.image_dir = require_dir(Path(image_dir), "the frame folder")
+        self.annotation_dir = require_dir(Path(annotation_dir), "the annotation folder")
+        self.videos = list(videos)
+        self.declared_ids = {k: sorted(int(i) for i in v) for k, v in (declared_ids or {}).items()}
+        self.ids_from = ids_from
+        self.merge_objects = merge_objects
+        # Per-video listings, filled on first use so that opening a 3000-video split is cheap.
+        self._frames: Dict[int, FrameFolder] = {}
+        self._annotated: Dict[int, Dict[str, Path]] = {}
+        self._ids: Dict[int, List[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def video_name(self, index: int) -> str:
+        return self.videos[index]
+
+    def frame_folder(self, index: int) -> FrameFolder:
+        """The frame files of video ``index``."""
+        if index not in self._frames:
+            self._frames[index] = FrameFolder(self.image_dir / self.videos[index])
+        return self._frames[index]
+
+    def _annotation_paths(self, index: int) -> Dict[str, Path]:
+        """Annotation PNG of each annotated frame stem of video ``index``."""
+        if index not in self._annotated:
+            folder = require_dir(
+                self.annotation_dir / self.videos[index],
+                f"the annotation folder of video {self.videos[index]!r}",
+            )
+            self._annotated[index] = {p.stem: p for p in folder.glob("*.png")}
+        return self._annotated[index]
+
+    def num_frames(self, index: int) -> int:
+        return len(self.frame_folder(index))
+
+    def obj_ids(self, index: int) -> List[int]:
+        if index not in self._ids:
+            self._ids[index] = self._find_obj_ids(index)
+        return list(self._ids[index])
+
+    def _find_obj_ids(self, index: int) -> List[int]:
+        name = self.videos[index]
+        if self.merge_objects:
+            return [1]
+        if name in self.declared_ids:
+            return self.declared_ids[name]
+        pngs = self._annotation_paths(index)
+        if self.ids_from == "first_frame":
+            first = self.frame_folder(index).stems[0]
+            if first not in pngs:
+                raise DatasetError(
+                    f"Video {name!r}: the first frame {first!r} has no annotation "
+                    f"{self.annotation_dir / name / (first + '.png')}; the semi-supervised "
+                    f"protocol takes the objects from it."
+                )
+            sources = [pngs[first]]
+        else:
+            sources = [pngs[s] for s in sorted(pngs)]
+        labels: set = set()
+        for p in sources:
+            labels.update(np.unique(load_label_png(p)).tolist())
+        return sorted(int(k) for k in labels - {0, VOID_LABEL})
+
+    def frame(self, index: int, t: int) -> np.ndarray:
+        return self.frame_folder(index).read(t)
+
+    def is_annotated(self, index: int, t: int) -> bool:
+        return self.frame_folder(index).stems[t] in self._annotation_paths(index)
+
+    def labels(self, index: int, t: int) -> Optional[np.ndarray]:
+        """Raw (H, W) uint8 label map of frame ``t``, or None when it is unannotated."""
+        path = self._annotation_paths(index).get(self.frame_folder(index).stems[t])
+        if path is None:
+            return None
+        lab = load_label_png(path)
+        h, w = self.frame_folder(index).size()
+        if lab.shape != (h, w):
+            raise DatasetError(
+                f"Annotation {path} is {lab.shape[1]}x{lab.shape[0]} but the video's frames "
+                f"are {w}x{h}; expected matching sizes."
+            )
+        return lab
+
+    def masks(self, index: int, t: int) -> np.ndarray:
+        ids = np.asarray(self.obj_ids(index), dtype=np.int64)
+        lab = self.labels(index, t)
+        if lab is None:
+            h, w = self.frame_folder(index).size()
+            return np.zeros((len(ids), h, w), dtype=bool)
+        if self.merge_objects:
+            return ((lab > 0) & (lab != VOID_LABEL))[None]
+        return lab[None] == ids[:, None, None]
+
+    def void_mask(self, index: int, t: int) -> np.ndarray:
+        """(H, W) bool: the void (label 255) pixels of frame ``t``, to leave out of metrics."""
+        lab = self.labels(index, t)
+        if lab is None:
+            h, w = self.frame_folder(index).size()
+            return np.zeros((h, w), dtype=bool)
+        return lab == VOID_LABEL
+
+
+class DavisDataset(PaletteVOSDataset):
+    """DAVIS 2016/2017 (semi-supervised): the sequences listed in ``ImageSets/<year>/<split>.txt``.
+
+    Args:
+        root: the DAVIS folder (holding ``JPEGImages``, ``Annotations``, ``ImageSets``).
+        split: ``"train"``, ``"val"``, ``"test-dev"``... (the name of the split file).
+        year: 2017 (multi-object) or 2016 (all objects merged into one, id 1).
+        resolution: ``"480p"`` or ``"Full-Resolution"``.
+    """
+
+    def __init__(
+        self, root: PathLike, split: str = "val", year: int = 2017, resolution: str = "480p"
+    ) -> None:
+        if year not in (2016, 2017):
+            raise ValueError(f"DAVIS year must be 2016 or 2017, got {year!r}")
+        root = Path(root)
+        split_file = root / "ImageSets" / str(year) / f"{split}.txt"
+        try:
+            names = [ln.strip() for ln in split_file.read_text().splitlines() if ln.strip()]
+        except FileNotFoundError:
+            raise DatasetError(
+                f"DAVIS split file {split_file} does not exist; expected a text file listing one "
+                f"sequence name per line."
+            ) from None
+        super().__init__(
+            root / "JPEGImages" / resolution,
+            root / "Annotations" / resolution,
+            names,
+            ids_from="first_frame",
+            merge_objects=year == 2016,
+        )
+
+
+class YouTubeVOSDataset(PaletteVOSDataset):
+    """YouTube-VOS (2018/2019): ``root/<split>/{JPEGImages,Annotations}/<vid>/``.
+
+    Args:
+        root: the dataset folder holding the split folders.
+        split: ``"train"``, ``"valid"``, ``"test"``.
+        image_split: folder to take frames from, if not ``split`` (e.g. ``"valid_all_frames"``,
+            whose 30 fps frames are annotated at the stems of ``valid/Annotations``).
+        meta_file: object listing inside the split folder; read when present, else the
+            objects are the labels found in each video's PNGs.
+    """
+
+    def __init__(
+        self,
+        root: PathLike,
+        split: str = "valid",
+        image_split: Optional[str] = None,
+        meta_file: str = "meta.json",
+    ) -> None:
+        split_dir = require_dir(Path(root) / split, f"the {split!r} split folder")
+        image_dir = require_dir(
+            Path(root) / (image_split or split) / "JPEGImages", "the JPEGImages folder"
+        )
+        declared: Dict[str, List[int]] = {}
+        meta_path = split_dir / meta_file
+        if meta_path.is_file():
+            declared = self._read_meta(meta_path)
+        names = sorted(p.name for p in image_dir.iterdir() if p.is_dir())
+        super().__init__(
+            image_dir, split_dir / "Annotations", names, declared, ids_from="all_frames"
+        )
+
+    @staticmethod
+    def _read_meta(path: Path) -> Dict[str, List[int]]:
+        meta = load_json(path, "YouTube-VOS meta")
+        try:
+            return {vid: [int(k) for k in v["objects"]] for vid, v in meta["videos"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DatasetError(
+                f"Meta file {path} does not have the YouTube-VOS layout "
+                f'{{"videos": {{<vid>: {{"objects": {{"<id>": ...}}}}}}}}: {exc!r}'
+            ) from exc
+
+
+class MOSEDataset(YouTubeVOSDataset):
+    """MOSE: the YouTube-VOS layout (``root/<split>/{JPEGImages,Annotations}``), splits
+    ``"train"`` (all frames annotated) and ``"valid"`` (first frame only)."""
+
+    def __init__(self, root: PathLike, split: str = "train", meta_file: str = "meta.json") -> None:
+        super().__init__(root, split, meta_file=meta_file)
