@@ -1,0 +1,598 @@
+"""Lazy, random-access video sources: frame folders, video files, arrays and tensors.
+
+:func:`open_video` turns anything a user may call "a video" into a :class:`VideoSource`, which
+hands out one frame at a time as (H, W, 3) uint8 RGB. Decoded sources (folders, image files,
+video files) decode a frame only when asked for it and keep at most ``cache_size`` decoded
+frames in an LRU cache, so a long video is never held whole in memory. Arrays, tensors and
+lists the caller already holds are indexed in place, without a cache.
+
+Frame count and size are known at open time without decoding frames:
+
+* folders: one PIL header read per file (PIL reads only the header until pixels are asked
+  for), which also checks that every frame has the same size;
+* video files: the container's ``frames`` field; containers that leave it at 0 (WebM, MKV)
+  are demuxed once without decoding and their packets counted. The count is the container's
+  word: if the file is truncated, reading a frame past its real end raises :class:`VideoError`.
+
+Sources are not thread-safe; give each thread its own.
+"""
+
+from __future__ import annotations
+
+import abc
+import bisect
+import collections
+import operator
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image
+
+from i2v.errors import ConfigError, FrameIndexError, StateError, VideoError, VideoNotFoundError
+
+if TYPE_CHECKING:
+    import torch
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".webm", ".mkv")
+_SUPPORTED = (
+    f"a folder of JPEG/PNG frames, an image file, a video file ({' '.join(VIDEO_SUFFIXES)}), "
+    "a uint8 numpy array (T,H,W,3), (T,H,W) or (T,H,W,4), a uint8 torch tensor (T,H,W,3) or "
+    "(T,3,H,W), or a list of (H,W,3) uint8 arrays, PIL images or image paths"
+)
+
+VideoLike = Union[
+    str, "os.PathLike[str]", np.ndarray, "torch.Tensor", Sequence[Any], "VideoSource"
+]
+
+
+class _LRUCache:
+    """At most ``capacity`` frames, least recently used evicted first (capacity 0: no cache)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: "collections.OrderedDict[int, np.ndarray]" = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: int) -> Optional[np.ndarray]:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
+
+    def put(self, key: int, value: np.ndarray) -> None:
+        if self.capacity <= 0:
+            return
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+class VideoSource(abc.ABC):
+    """A video of ``len(self)`` frames of ``height`` x ``width`` pixels, read one frame at a time.
+
+    Subclasses implement :meth:`_read`; index checking, caching and closing live here.
+    Usable as a context manager and iterable (frames in order).
+    """
+
+    def __init__(self, num_frames: int, height: int, width: int, cache_size: int = 0) -> None:
+        self._num_frames = num_frames
+        self._height = height
+        self._width = width
+        self._cache = _LRUCache(cache_size)
+        self._closed = False
+
+    def __len__(self) -> int:
+        """Number of frames."""
+        return self._num_frames
+
+    @property
+    def height(self) -> int:
+        """Frame height in pixels."""
+        return self._height
+
+    @property
+    def width(self) -> int:
+        """Frame width in pixels."""
+        return self._width
+
+    def frame(self, t: int) -> np.ndarray:
+        """Frame ``t`` as a fresh (H, W, 3) uint8 RGB array the caller may modify.
+
+        Raises:
+            FrameIndexError: ``t`` is not an integer in ``[0, len(self))``.
+            VideoError: the frame could not be decoded.
+            StateError: the source was closed.
+        """
+        if self._closed:
+            raise StateError(f"{self!r} is closed; open the video again to read frames.")
+        t = self._check_index(t)
+        image = self._cache.get(t)
+        if image is None:
+            image = self._read(t)
+            self._cache.put(t, image)
+        # A copy, so that a caller writing into the frame cannot corrupt the cache or the
+        # caller's own array that an array source indexes.
+        return np.array(image, dtype=np.uint8, copy=True)
+
+    def close(self) -> None:
+        """Release files and decoders and drop cached frames. Closing twice is harmless."""
+        if not self._closed:
+            self._closed = True
+            self._cache.clear()
+            self._release()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self.frame(t) for t in range(len(self)))
+
+    def __enter__(self) -> "VideoSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"{name}(frames={len(self)}, height={self.height}, width={self.width})"
+
+    @abc.abstractmethod
+    def _read(self, t: int) -> np.ndarray:
+        """Decode frame ``t`` (already range-checked) as (H, W, 3) uint8 RGB."""
+
+    def _release(self) -> None:
+        """Free resources; subclasses holding files override this."""
+
+    def _check_index(self, t: int) -> int:
+        try:
+            index = operator.index(t)
+        except TypeError:
+            raise FrameIndexError(
+                f"frame index must be an integer, got {type(t).__name__} {t!r}."
+            ) from None
+        if not 0 <= index < len(self):
+            raise FrameIndexError(
+                f"frame index {index} is outside the video: it has {len(self)} frames "
+                f"(valid indices 0..{len(self) - 1})."
+            )
+        return index
+
+
+def _to_rgb(image: np.ndarray, what: str) -> np.ndarray:
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8 -> (H, W, 3) uint8 (alpha dropped)."""
+    if image.dtype != np.uint8:
+        raise VideoError(
+            f"{what} has dtype {image.dtype}; only uint8 (0..255) frames are supported. "
+            "Convert float frames in [0, 1] with (x * 255).round().astype(np.uint8)."
+        )
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise VideoError(
+            f"{what} has shape {tuple(image.shape)}; supported frame shapes are (H, W, 3) RGB, "
+            "(H, W) or (H, W, 1) grayscale and (H, W, 4) RGBA."
+        )
+    if image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    return image[:, :, :3]
+
+
+def _is_tensor(x: object) -> bool:
+    # A tensor cannot exist unless torch was imported, so there is no need to import it here.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+class _ArraySource(VideoSource):
+    """A (T, H, W[, C]) uint8 numpy array or torch tensor, indexed in place."""
+
+    def __init__(self, frames: Any, channels_first: bool) -> None:
+        shape = tuple(frames.shape)
+        height, width = shape[2:4] if channels_first else shape[1:3]
+        super().__init__(shape[0], height, width, cache_size=0)
+        self._frames = frames
+        self._channels_first = channels_first
+
+    def _read(self, t: int) -> np.ndarray:
+        image = self._frames[t]
+        if _is_tensor(image):
+            image = image.detach().cpu().numpy()
+        if self._channels_first:
+            image = np.moveaxis(image, 0, -1)
+        return _to_rgb(image, f"frame {t}")
+
+    def _release(self) -> None:
+        self._frames = None
+
+
+class _SequenceSource(VideoSource):
+    """A list of (H, W[, C]) uint8 arrays or PIL images, converted one at a time."""
+
+    def __init__(self, items: Sequence[Any], size: Tuple[int, int]) -> None:
+        super().__init__(len(items), size[0], size[1], cache_size=0)
+        self._items = list(items)
+
+    def _read(self, t: int) -> np.ndarray:
+        item = self._items[t]
+        if isinstance(item, Image.Image):
+            return np.asarray(item.convert("RGB"))
+        return _to_rgb(np.asarray(item), f"frame {t}")
+
+
+class _ImageFilesSource(VideoSource):
+    """A list of image files (a frame folder or a single image), decoded on demand with PIL."""
+
+    def __init__(self, paths: List[Path], cache_size: int) -> None:
+        width, height = _header_size(paths[0])
+        # Headers are cheap, so a size mismatch is caught now instead of mid-propagation.
+        for path in paths[1:]:
+            size = _header_size(path)
+            if size != (width, height):
+                raise VideoError(
+                    f"{path} is {size[0]}x{size[1]} (WxH) but {paths[0].name} is "
+                    f"{width}x{height}; all frames of a video must have the same size. "
+                    "Resize or remove the offending file."
+                )
+        super().__init__(len(paths), height, width, cache_size)
+        self.paths = paths
+
+    def _read(self, t: int) -> np.ndarray:
+        path = self.paths[t]
+        try:
+            with Image.open(path) as image:
+                rgb = np.asarray(image.convert("RGB"))
+        except FileNotFoundError:
+            raise VideoNotFoundError(
+                f"frame {t} ({path}) was deleted after the video was opened."
+            ) from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise VideoError(
+                f"frame {t} ({path}) could not be decoded: {exc}. The file is corrupt or "
+                "truncated; re-extract it or remove it from the folder."
+            ) from exc
+        if rgb.shape[:2] != (self.height, self.width):
+            raise VideoError(
+                f"frame {t} ({path}) is {rgb.shape[1]}x{rgb.shape[0]} (WxH) but the video is "
+                f"{self.width}x{self.height}; the file changed after the video was opened."
+            )
+        return rgb
+
+
+def _header_size(path: Path) -> Tuple[int, int]:
+    """(width, height) of an image file, reading only its header."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except FileNotFoundError:
+        raise VideoNotFoundError(f"image file {path} does not exist.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise VideoError(f"{path} is not a readable image ({exc}); it is corrupt or not "
+                         "a JPEG/PNG file.") from exc
+
+
+def _list_frame_files(folder: Path) -> List[Path]:
+    """Image files of ``folder`` in frame order: numerically if every stem is an integer."""
+    files = [
+        p for p in folder.iterdir()
+        # Dot-files are skipped: macOS copies leave "._00001.jpg" resource forks beside frames.
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    ]
+    if not files:
+        others = sorted(p.name for p in folder.iterdir())[:3]
+        found = f"it holds {others} ..." if others else "it is empty"
+        raise VideoError(
+            f"folder {folder} has no frames: expected JPEG or PNG files "
+            f"({', '.join(IMAGE_SUFFIXES)}) but {found}."
+        )
+    if all(p.stem.isdigit() for p in files):
+        return sorted(files, key=lambda p: (int(p.stem), p.name))
+    return sorted(files, key=lambda p: p.name)
+
+
+def _av() -> Any:
+    """PyAV, imported on first use so that array-only users never load FFmpeg."""
+    import av
+
+    return av
+
+
+def _open_container(path: Path) -> Any:
+    """An open PyAV input container with at least one video stream."""
+    av = _av()
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{path} could not be opened as a video ({exc}); it is corrupt or "
+                         f"not a video. Supported sources: {_SUPPORTED}.") from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path} has no video stream (audio-only or data file).")
+    return container
+
+
+@dataclass
+class _PacketIndex:
+    """Where each frame of a video stream lies, from one demux pass (no decoding).
+
+    Attributes:
+        count: number of frames (packets carrying data).
+        pts: (count,) presentation timestamps in display order; None when some packets have
+            no timestamp or share one, in which case frames can only be located by counting.
+        position: pts -> frame index.
+        keyframes: frame indices of keyframes, ascending.
+    """
+
+    count: int
+    pts: Optional[List[int]]
+    position: Dict[int, int]
+    keyframes: List[int]
+
+
+def _scan_packets(path: Path) -> _PacketIndex:
+    container = _open_container(path)
+    stamps: List[Optional[int]] = []
+    is_key: List[bool] = []
+    try:
+        for packet in container.demux(container.streams.video[0]):
+            if packet.size == 0:  # the empty packet that flushes the decoder at the end
+                continue
+            stamps.append(packet.pts if packet.pts is not None else packet.dts)
+            is_key.append(bool(packet.is_keyframe))
+    except _av().error.FFmpegError as exc:
+        raise VideoError(f"{path} could not be demuxed ({exc}); the file is corrupt.") from exc
+    finally:
+        container.close()
+    known = [stamp for stamp in stamps if stamp is not None]
+    if len(known) != len(stamps) or len(set(known)) != len(known):
+        return _PacketIndex(len(stamps), None, {}, [])
+    pts = sorted(known)  # packets come in decode order; frames in presentation order
+    position = {stamp: i for i, stamp in enumerate(pts)}
+    keyframes = sorted(position[stamp] for stamp, key in zip(known, is_key) if key)
+    return _PacketIndex(len(stamps), pts, position, keyframes)
+
+
+class _VideoFileSource(VideoSource):
+    """A video file decoded with PyAV (first video stream; rotation metadata is ignored).
+
+    Reading ``t`` right after ``t - 1`` continues the running decoder. Other reads seek to the
+    keyframe at or before ``t`` and decode forward, unless no keyframe lies between the
+    decoder's position and ``t``. After a seek, the ``cache_size - 1`` frames before ``t`` are
+    cached too, so reading backwards seeks once per ``cache_size - 1`` frames. The packet
+    index that seeking needs is built by one demux pass on the first non-sequential read, so
+    purely sequential readers never pay for it.
+    """
+
+    def __init__(self, path: Path, cache_size: int) -> None:
+        self.path = path
+        self._packets: Optional[_PacketIndex] = None
+        container = _open_container(path)
+        try:
+            stream = container.streams.video[0]
+            num_frames = stream.frames
+            if num_frames <= 0:  # WebM/MKV headers carry no frame count
+                self._packets = _scan_packets(path)
+                num_frames = self._packets.count
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if num_frames <= 0 or width <= 0 or height <= 0:
+                raise VideoError(f"{path} has no decodable video frames ({num_frames} frames "
+                                 f"of {width}x{height} pixels).")
+        except BaseException:
+            container.close()
+            raise
+        super().__init__(num_frames, height, width, cache_size)
+        self._start(container)
+
+    def _start(self, container: Any) -> None:
+        self._container = container
+        self._stream = container.streams.video[0]
+        self._stream.thread_type = "AUTO"  # decoding dominates the cost of a read
+        self._decoded: Optional[Iterator[Any]] = container.decode(self._stream)
+        self._next: Optional[int] = 0  # index of the frame the decoder yields next; None: unknown
+
+    def _restart(self) -> None:
+        """Reopen the file and decode from frame 0 (fallback when seeking cannot be trusted)."""
+        self._container.close()
+        self._start(_open_container(self.path))
+
+    def _index(self) -> _PacketIndex:
+        if self._packets is None:
+            self._packets = _scan_packets(self.path)
+        return self._packets
+
+    def _read(self, t: int) -> np.ndarray:
+        if self._decoded is not None and self._forward_is_cheaper(t):
+            return self._decode_until(t, keep_from=t)
+        self._seek(t)
+        # Frames just before t were decoded anyway; caching them makes reverse reading (as in
+        # backward propagation) seek once per cache_size frames instead of once per frame.
+        return self._decode_until(t, keep_from=t - self._cache.capacity + 1)
+
+    def _forward_is_cheaper(self, t: int) -> bool:
+        if self._next is None or t < self._next:
+            return False
+        if t == self._next:
+            return True  # sequential read: no index needed
+        keyframes = self._index().keyframes
+        k = bisect.bisect_right(keyframes, t)
+        return k == 0 or keyframes[k - 1] <= self._next
+
+    def _seek(self, t: int) -> None:
+        index = self._index()
+        if index.pts is None:
+            self._restart()
+            return
+        k = bisect.bisect_right(index.keyframes, t)
+        target = index.pts[index.keyframes[k - 1] if k else 0]
+        try:
+            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        except _av().error.FFmpegError:
+            self._restart()
+            return
+        self._decoded = self._container.decode(self._stream)
+        self._next = None  # learnt from the first decoded frame's timestamp
+
+    def _decode_until(self, t: int, keep_from: int) -> np.ndarray:
+        """Decode forward to frame t, caching frames keep_from..t-1 met on the way."""
+        restarted = False
+        while True:
+            frame = self._next_frame(t)
+            index = self._frame_index(frame)
+            if index is None or index > t:
+                # The seek landed somewhere we cannot place, or past t: start over once.
+                if restarted:
+                    raise VideoError(f"frame {t} of {self.path} cannot be located: its "
+                                     "timestamps are inconsistent. Re-encode the video.")
+                self._restart()
+                restarted = True
+                continue
+            self._next = index + 1
+            if index == t:
+                return self._frame_to_rgb(frame, t)
+            if index >= keep_from:
+                self._cache.put(index, self._frame_to_rgb(frame, index))
+
+    def _next_frame(self, t: int) -> Any:
+        assert self._decoded is not None
+        try:
+            return next(self._decoded)
+        except StopIteration:
+            self._decoded = None
+            raise VideoError(
+                f"frame {t} of {self.path} could not be decoded: the stream ended early although "
+                f"the container reports {len(self)} frames; the file is truncated or corrupt."
+            ) from None
+        except _av().error.FFmpegError as exc:
+            self._decoded = None
+            raise VideoError(f"frame {t} of {self.path} could not be decoded ({exc}); the "
+                             "file is corrupt near this frame.") from exc
+
+    def _frame_index(self, frame: Any) -> Optional[int]:
+        if self._packets is not None and frame.pts in self._packets.position:
+            return self._packets.position[frame.pts]
+        return self._next
+
+    def _frame_to_rgb(self, frame: Any, t: int) -> np.ndarray:
+        if (frame.height, frame.width) != (self.height, self.width):
+            raise VideoError(
+                f"frame {t} of {self.path} is {frame.width}x{frame.height} but the stream is "
+                f"{self.width}x{self.height}; videos that change size mid-stream are not "
+                "supported. Re-encode at a fixed size."
+            )
+        return frame.to_ndarray(format="rgb24")
+
+    def _release(self) -> None:
+        self._decoded = None
+        self._container.close()
+
+
+def _open_path(path: Path, cache_size: int) -> VideoSource:
+    if not path.exists():
+        raise VideoNotFoundError(f"video path {str(path)!r} does not exist.")
+    if path.is_dir():
+        return _ImageFilesSource(_list_frame_files(path), cache_size)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return _ImageFilesSource([path], cache_size)
+    return _VideoFileSource(path, cache_size)
+
+
+def _channels_first(shape: Tuple[int, ...], kind: str) -> Optional[bool]:
+    """Whether a (T, ...) video of this shape is channels-first; None if unsupported."""
+    if len(shape) == 3:
+        return False
+    if len(shape) != 4:
+        return None
+    if kind == "array":
+        return False if shape[3] in (1, 3, 4) else None
+    # Tensors: channels-last wins when both axes could be channels (a 3-pixel-high video).
+    return False if shape[3] == 3 else (True if shape[1] == 3 else None)
+
+
+def _open_array(frames: Any, kind: str) -> VideoSource:
+    shape = tuple(frames.shape)
+    if str(frames.dtype) not in ("uint8", "torch.uint8"):
+        raise VideoError(f"the {kind} has dtype {frames.dtype}; only uint8 (0..255) video is "
+                         "supported. Convert with (x * 255).round() and a cast to uint8.")
+    channels_first = _channels_first(shape, kind)
+    if channels_first is None:
+        layouts = "(T,H,W,3), (T,3,H,W), (T,H,W)" if kind == "tensor" else \
+            "(T,H,W,3), (T,H,W), (T,H,W,1), (T,H,W,4)"
+        raise VideoError(f"the {kind} has shape {shape}; supported video layouts are {layouts}.")
+    if min(shape) == 0:
+        raise VideoError(f"the {kind} has shape {shape}: a video needs at least one frame "
+                         "of at least 1x1 pixels.")
+    return _ArraySource(frames, channels_first)
+
+
+def _open_sequence(items: Sequence[Any], cache_size: int) -> VideoSource:
+    if len(items) == 0:
+        raise VideoError("the list of frames is empty; a video needs at least one frame.")
+    if all(isinstance(item, (str, os.PathLike)) for item in items):
+        return _ImageFilesSource([Path(item) for item in items], cache_size)
+    sizes = [_item_size(item, i) for i, item in enumerate(items)]
+    for i, size in enumerate(sizes):
+        if size != sizes[0]:
+            raise VideoError(f"frame {i} is {size[1]}x{size[0]} (WxH) but frame 0 is "
+                             f"{sizes[0][1]}x{sizes[0][0]}; all frames must have the same size.")
+    return _SequenceSource(items, sizes[0])
+
+
+def _item_size(item: Any, index: int) -> Tuple[int, int]:
+    """(height, width) of one list element, validating its type, dtype and shape."""
+    if isinstance(item, Image.Image):
+        return item.height, item.width
+    if not isinstance(item, np.ndarray):
+        raise VideoError(f"frame {index} is a {type(item).__name__}; list elements must be "
+                         "numpy arrays, PIL images or image paths.")
+    image = _to_rgb(item, f"frame {index}")
+    return image.shape[0], image.shape[1]
+
+
+def open_video(source: VideoLike, *, cache_size: int = 8) -> VideoSource:
+    """Open ``source`` as a lazily decoded :class:`VideoSource`.
+
+    Args:
+        source: a folder of JPEG/PNG frames (numeric stems such as ``2.jpg`` sort numerically,
+            other names lexicographically; dot-files and non-image files are ignored); a video
+            file (.mp4 .mov .avi .webm .mkv, or anything else PyAV can open); a single image
+            file (a 1-frame video); a uint8 numpy array (T, H, W, 3), (T, H, W) grayscale or
+            (T, H, W, 4) RGBA; a uint8 torch tensor (T, H, W, 3), (T, 3, H, W) or (T, H, W);
+            a list/tuple of uint8 arrays, PIL images or image paths; or a VideoSource
+            (returned as is).
+        cache_size: decoded frames kept in memory (LRU) by folder/file sources; 0 disables
+            the cache. Array, tensor and in-memory list sources are not cached.
+
+    Returns:
+        A VideoSource giving (H, W, 3) uint8 RGB frames. Close it (or use ``with``) to release
+        the file handles of video files.
+
+    Raises:
+        VideoNotFoundError: a path does not exist.
+        VideoError: the source is empty, unreadable, of mixed frame sizes, or of an
+            unsupported type, dtype or shape.
+    """
+    try:
+        cache_size = operator.index(cache_size)
+    except TypeError:
+        raise ConfigError(f"cache_size must be an integer, got {cache_size!r}.") from None
+    if cache_size < 0:
+        raise ConfigError(f"cache_size must be >= 0 (0 disables the cache), got {cache_size}.")
+    if isinstance(source, VideoSource):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return _open_path(Path(source), cache_size)
+    if isinstance(source, np.ndarray):
+        return _open_array(source, "array")
+    if _is_tensor(source):
+        return _open_array(source, "tensor")
+    if isinstance(source, (list, tuple)):
+        return _open_sequence(source, cache_size)
+    raise VideoError(f"cannot open a {type(source).__name__} as a video; supported: {_SUPPORTED}.")
