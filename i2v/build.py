@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import torch
 
@@ -13,6 +13,9 @@ from i2v.errors import CheckpointError
 from i2v.model import SamI2V
 from i2v.pretrained import config_from_pretrained, load_adapter_weights
 from i2v.sam_builder import load_sam
+
+if TYPE_CHECKING:
+    from i2v.video_predictor import I2VVideoPredictor
 
 PathLike = Union[str, Path]
 
@@ -75,3 +78,25 @@ def build_sam_i2v(
     if checkpoint is not None:
         load_adapter_weights(model, checkpoint)
     return model.to(resolve_device(device)).eval()
+
+
+def build_i2v_video_predictor(
+    config: Union[str, PathLike, ModelConfig, None] = "tiny",
+    checkpoint: Optional[PathLike] = None,
+    sam_checkpoint: Optional[PathLike] = None,
+    device: Union[str, torch.device, None] = None,
+    *,
+    allow_random_sam: bool = False,
+) -> "I2VVideoPredictor":
+    """A video predictor with SAM 2's API (see :class:`i2v.video_predictor.I2VVideoPredictor`).
+
+    Args:
+        config: bundled name ("tiny", "vit_b", "vit_l", "vit_h") or a YAML path.
+        checkpoint: adapter weights (directory from save_pretrained); None = untrained.
+        sam_checkpoint: official SAM .pth; None = the bundled default where one exists.
+        device: "cpu" / "cuda" / "mps"; None = best available.
+    """
+    from i2v.video_predictor import I2VVideoPredictor
+
+    model = build_sam_i2v(config, checkpoint, sam_checkpoint, device, allow_random_sam=allow_random_sam)
+    return I2VVideoPredictor(model)

@@ -1,0 +1,380 @@
+"""The video predictor: SAM 2's video-predictor API on top of an upgraded SAM.
+
+Code written for SAM 2's ``SAM2VideoPredictor`` runs with the builder line changed::
+
+    predictor = i2v.build_i2v_video_predictor("tiny")
+    state = predictor.init_state("video.mp4")
+    _, obj_ids, masks = predictor.add_new_points_or_box(state, 0, 1, points=[[x, y]], labels=[1])
+    for frame_idx, obj_ids, masks in predictor.propagate_in_video(state):
+        ...
+
+Masks are float32 logits (num_objects, 1, H, W) at the video's resolution (threshold > 0);
+an object absent on a frame gets ``config.absent_logit`` (-1024) everywhere.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from i2v.errors import PromptError, StateError, UnknownObjectError, VideoError
+from i2v.inference_state import FrameOutput, InferenceState, ObjectTrack, PointPrompt
+from i2v.io.video_source import VideoLike, open_video
+from i2v.memory_bank import MemoryBank, MemoryBatch
+from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
+from i2v.prompt_inputs import check_box, check_frame_index, check_mask, check_obj_id, check_points
+from i2v.streaming import StreamSource
+
+# Logit magnitude of a mask given as a prompt (SAM 2 uses the same +-10).
+MASK_PROMPT_LOGIT = 10.0
+PROMPTED_PRESENCE = 10.0
+
+FrameResult = Tuple[int, List[int], torch.Tensor]
+
+
+class I2VVideoPredictor:
+    """Promptable video segmentation with an upgraded SAM.
+
+    Args:
+        model: the upgraded SAM (frozen SAM + adapters).
+        frame_cache_size: decoded frames kept per video (LRU).
+        feature_cache_size: encoder outputs kept per video (LRU).
+    """
+
+    def __init__(self, model: SamI2V, frame_cache_size: int = 8, feature_cache_size: int = 4) -> None:
+        self.model = model.eval()
+        self.frame_cache_size = frame_cache_size
+        self.feature_cache_size = feature_cache_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # -- state -------------------------------------------------------------------------------
+    def _new_state(self, video, **flags: Any) -> InferenceState:
+        cfg = self.model.config
+        return InferenceState(
+            video,
+            self.device,
+            bank_size=cfg.memory.bank_size,
+            make_bank=lambda: MemoryBank(cfg.memory.bank_size, cfg.memory.filter),
+            window=cfg.upgrader.window,
+            feature_cache_size=self.feature_cache_size,
+            **flags,
+        )
+
+    @torch.inference_mode()
+    def init_state(
+        self,
+        video_path: VideoLike,
+        offload_video_to_cpu: bool = False,
+        offload_state_to_cpu: bool = False,
+        async_loading_frames: bool = False,
+    ) -> InferenceState:
+        """Open a video (folder of JPEG/PNG frames, video file, array, tensor or list of frames).
+
+        Frames are decoded lazily; ``offload_state_to_cpu`` keeps memory entries and cached
+        features in CPU memory; ``async_loading_frames`` decodes the next frame in a
+        background thread during propagation. Frames are never stored on the GPU, so
+        ``offload_video_to_cpu`` holds by construction.
+        """
+        video = open_video(video_path if not isinstance(video_path, Path) else str(video_path), cache_size=self.frame_cache_size)
+        if len(video) == 0:
+            raise VideoError(f"{video_path!r} has no frames.")
+        return self._new_state(
+            video,
+            offload_video_to_cpu=offload_video_to_cpu,
+            offload_state_to_cpu=offload_state_to_cpu,
+            async_loading_frames=async_loading_frames,
+        )
+
+    def init_stream(self, buffer_size: int = 8, offload_state_to_cpu: bool = False) -> InferenceState:
+        """A state for frames that arrive one at a time; feed them with :meth:`track`.
+
+        Prompt a frame with the usual ``add_new_points_or_box`` / ``add_new_mask`` once it has
+        been pushed (``add_frame`` pushes without segmenting). Memory stays constant.
+        """
+        state = self._new_state(StreamSource(buffer_size), offload_state_to_cpu=offload_state_to_cpu)
+        state.history.reset(direction=1)
+        return state
+
+    def add_frame(self, state: InferenceState, frame: Any) -> int:
+        """Push a frame onto a stream without segmenting it; returns its index."""
+        return self._stream(state).push(frame)
+
+    @torch.inference_mode()
+    def track(self, state: InferenceState, frame: Any) -> FrameResult:
+        """Push the next frame of a stream and segment every object on it."""
+        t = self._stream(state).push(frame)
+        if not state.tracks:
+            return t, [], torch.zeros(0, 1, state.video_height, state.video_width, device=self.device)
+        state.history.direction = 1
+        return t, state.obj_ids, self._step(state, t)
+
+    def reset_state(self, state: InferenceState) -> None:
+        """Remove every object and prompt; the video stays open."""
+        state.reset()
+
+    # -- prompts -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def add_new_points_or_box(
+        self,
+        inference_state: InferenceState,
+        frame_idx: int,
+        obj_id: int,
+        points: Any = None,
+        labels: Any = None,
+        clear_old_points: bool = True,
+        normalize_coords: bool = True,
+        box: Any = None,
+    ) -> FrameResult:
+        """Add clicks and/or a box for one object on one frame.
+
+        Args:
+            points: (P, 2) XY (pixels; in [0, 1] with ``normalize_coords=False``).
+            labels: (P,) 1 positive, 0 negative.
+            clear_old_points: replace this object's earlier clicks on this frame.
+            box: [x0, y0, x1, y1].
+        Returns:
+            (frame_idx, obj_ids, masks (num_objects, 1, H, W) logits) for all objects.
+        """
+        state = inference_state
+        t = check_frame_index(frame_idx, state.num_frames)
+        obj = check_obj_id(obj_id)
+        w, h = state.video_width, state.video_height
+        coords, lab = check_points(points, labels, w, h, normalize_coords)
+        box_px = check_box(box, w, h, normalize_coords)
+        if coords is None and box_px is None:
+            raise PromptError("give points with labels, or a box (or use add_new_mask).")
+        track = state.tracks.get(obj)
+        old = track.points.get(t) if track is not None else None
+        if not clear_old_points and old is not None:
+            if coords is not None and old.coords is not None:
+                coords, lab = np.concatenate([old.coords, coords]), np.concatenate([old.labels, lab])
+            elif coords is None:
+                coords, lab = old.coords, old.labels
+            box_px = box_px if box_px is not None else old.box
+        prompt = PointPrompt(coords, lab, box_px)
+        prior = None
+        if track is not None:
+            previous = track.output(t)
+            if previous is not None and (t not in track.prompted_outputs or not clear_old_points):
+                prior = previous.low_res_logits.to(self.device)  # a correction of what is there
+        frame = self._prepared(state, t)
+        prompts = self._point_prompts(state, prompt, prior)
+        memory = self._memory([track] if track is not None else [], t, frame)
+        multimask = prompt.num_points == 1 and prompt.box is None and prior is None
+        out = self.model.decode(frame, prompts, memory, 1, multimask=multimask)
+        result = FrameOutput(out.low_res_logits, float(out.iou[0]), PROMPTED_PRESENCE)
+        track = state.track(obj, create=True)
+        track.masks.pop(t, None)
+        track.points[t] = prompt
+        self._store_prompted(state, track, t, frame, result)
+        return t, state.obj_ids, self._masks_on_frame(state, t)
+
+    add_new_points = add_new_points_or_box  # SAM 2's older name
+
+    @torch.inference_mode()
+    def add_new_mask(self, inference_state: InferenceState, frame_idx: int, obj_id: int, mask: Any) -> FrameResult:
+        """Give an object's mask on one frame (any size; resized to the video's)."""
+        state = inference_state
+        t = check_frame_index(frame_idx, state.num_frames)
+        obj = check_obj_id(obj_id)
+        full = check_mask(mask, state.video_width, state.video_height).to(self.device)
+        frame = self._prepared(state, t)
+        low = self._mask_to_low_res(state, full)
+        presence = PROMPTED_PRESENCE if bool(full.any()) else -PROMPTED_PRESENCE
+        track = state.track(obj, create=True)
+        track.points.pop(t, None)
+        track.masks[t] = full.bool().cpu()
+        self._store_prompted(state, track, t, frame, FrameOutput(low, 1.0, presence))
+        return t, state.obj_ids, self._masks_on_frame(state, t)
+
+    def clear_all_prompts_in_frame(
+        self, inference_state: InferenceState, frame_idx: int, obj_id: int, need_output: bool = True
+    ) -> Optional[FrameResult]:
+        """Remove one object's prompts (and what they produced) on one frame."""
+        state = inference_state
+        t = check_frame_index(frame_idx, state.num_frames)
+        state.track(check_obj_id(obj_id)).clear_frame(t)
+        if not need_output:
+            return None
+        with torch.inference_mode():
+            return t, state.obj_ids, self._masks_on_frame(state, t)
+
+    def remove_object(
+        self, inference_state: InferenceState, obj_id: int, strict: bool = False, need_output: bool = True
+    ) -> Tuple[List[int], List[Tuple[int, torch.Tensor]]]:
+        """Forget an object. Returns (obj_ids, [(frame_idx, masks), ...] of prompted frames)."""
+        state = inference_state
+        if obj_id not in state.tracks:
+            if strict:
+                raise UnknownObjectError(f"object id {obj_id} is not tracked; known ids: {state.obj_ids}.")
+            return state.obj_ids, []
+        del state.tracks[obj_id]
+        updated: List[Tuple[int, torch.Tensor]] = []
+        if need_output and state.tracks:
+            frames = sorted({f for tr in state.tracks.values() for f in tr.prompted_frames})
+            with torch.inference_mode():
+                updated = [(f, self._masks_on_frame(state, f)) for f in frames]
+        return state.obj_ids, updated
+
+    # -- propagation ---------------------------------------------------------------------------
+    def propagate_in_video(
+        self,
+        inference_state: InferenceState,
+        start_frame_idx: Optional[int] = None,
+        max_frame_num_to_track: Optional[int] = None,
+        reverse: bool = False,
+    ) -> Iterator[FrameResult]:
+        """Yield (frame_idx, obj_ids, masks) for every frame from the start, end inclusive.
+
+        The start defaults to the first prompted frame (the last one when ``reverse``);
+        ``max_frame_num_to_track=k`` yields k + 1 frames. Arguments are checked before the
+        first frame is produced.
+        """
+        state = inference_state
+        prompted = sorted({f for tr in state.tracks.values() for f in tr.prompted_frames})
+        if not prompted:
+            raise StateError("no prompts yet: call add_new_points_or_box or add_new_mask before propagate_in_video.")
+        if start_frame_idx is None:
+            start_frame_idx = prompted[-1] if reverse else prompted[0]
+        start = check_frame_index(start_frame_idx, state.num_frames)
+        if max_frame_num_to_track is not None and max_frame_num_to_track < 0:
+            raise ValueError(f"max_frame_num_to_track must be >= 0, got {max_frame_num_to_track}.")
+        span = state.num_frames if max_frame_num_to_track is None else max_frame_num_to_track
+        end = max(start - span, 0) if reverse else min(start + span, state.num_frames - 1)
+        step = -1 if reverse else 1
+        return self._propagate(state, list(range(start, end + step, step)), step)
+
+    def _propagate(self, state: InferenceState, frames: Sequence[int], direction: int) -> Iterator[FrameResult]:
+        for track in state.tracks.values():
+            track.start_pass()
+        state.history.reset(direction)
+        pool = ThreadPoolExecutor(max_workers=1) if state.async_loading_frames else None
+        try:
+            pending: Dict[int, Future] = {}
+            for i, t in enumerate(frames):
+                if pool is not None:
+                    for nxt in frames[i : i + 2]:
+                        if nxt not in pending:
+                            pending[nxt] = pool.submit(state.video.frame, nxt)
+                image = pending.pop(t).result() if pool is not None else None
+                with torch.inference_mode():
+                    masks = self._step(state, t, image)
+                yield t, state.obj_ids, masks
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- per-frame engine ------------------------------------------------------------------------
+    def _step(self, state: InferenceState, t: int, image: Optional[np.ndarray] = None) -> torch.Tensor:
+        """Segment every object on frame ``t`` of the current pass; (N, 1, H, W) logits."""
+        raw, _ = self._features(state, t, image)
+        frame = self.model.prepare_frame(raw, state.history.past(t))
+        state.history.push(t, frame.pooled)
+        tracked = []
+        for track in state.tracks.values():
+            if t in track.prompted_outputs:
+                track.last = track.prompted_outputs[t]
+            elif track.prompted_frames:
+                tracked.append(track)
+        if tracked:
+            self._track_objects(state, t, frame, tracked)
+        return self._masks_on_frame(state, t)
+
+    def _track_objects(self, state: InferenceState, t: int, frame: FrameFeatures, tracks: List[ObjectTrack]) -> None:
+        use_prior = self.model.config.memory_prompt.mask_prior
+        groups: Dict[bool, List[ObjectTrack]] = {}
+        for track in tracks:
+            has_prior = use_prior and track.last is not None and track.last.present
+            groups.setdefault(has_prior, []).append(track)
+        for has_prior, group in groups.items():
+            prompts = ObjectPrompts()
+            if has_prior:
+                prompts.mask_inputs = torch.cat([tr.last.low_res_logits.to(self.device) for tr in group])
+            out = self.model.decode(frame, prompts, self._memory(group, t, frame), len(group))
+            present = out.presence_logits > 0
+            logits = torch.where(present[:, None, None, None], out.low_res_logits, torch.full_like(out.low_res_logits, self.model.config.absent_logit))
+            entries = self.model.make_memory(frame, t, logits, out.iou, out.presence_logits, prompted=False)
+            for i, track in enumerate(group):
+                track.bank.add(entries[i].to(state.storage_device))
+                track.record_tracked(t, FrameOutput(logits[i : i + 1].to(state.storage_device), float(out.iou[i]), float(out.presence_logits[i])))
+
+    def _memory(self, tracks: Sequence[ObjectTrack], t: int, frame: FrameFeatures) -> Optional[MemoryBatch]:
+        return MemoryBatch.stack([tr.bank.select(t, frame.descriptor) for tr in tracks], self.device)
+
+    def _features(self, state: InferenceState, t: int, image: Optional[np.ndarray] = None) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        cached = state.cached_features(t)
+        if cached is not None:
+            return cached[0].to(self.device), cached[1]
+        x, input_size = self.model.preprocess(state.video.frame(t) if image is None else image)
+        raw = self.model.encode_images(x)
+        state.cache_features(t, raw.to(state.storage_device), input_size)
+        state.input_size = input_size
+        return raw, input_size
+
+    def _prepared(self, state: InferenceState, t: int) -> FrameFeatures:
+        """A prompted frame's features: no upgrader window (as on a clip's first frame)."""
+        raw, _ = self._features(state, t)
+        return self.model.prepare_frame(raw, None)
+
+    def _store_prompted(self, state: InferenceState, track: ObjectTrack, t: int, frame: FrameFeatures, out: FrameOutput) -> None:
+        presence = torch.tensor([out.presence_logit], device=self.device)
+        entry = self.model.make_memory(frame, t, out.low_res_logits, torch.tensor([out.iou]), presence, prompted=True)[0]
+        track.bank.add(entry.to(state.storage_device))
+        track.prompted_outputs[t] = FrameOutput(out.low_res_logits.to(state.storage_device), out.iou, out.presence_logit)
+        track.last = track.prompted_outputs[t]
+
+    # -- conversions -----------------------------------------------------------------------------
+    def _point_prompts(self, state: InferenceState, prompt: PointPrompt, prior: Optional[torch.Tensor]) -> ObjectPrompts:
+        size = (state.video_height, state.video_width)
+        p = ObjectPrompts(mask_inputs=prior)
+        if prompt.coords is not None:
+            coords = self.model.transform.apply_coords(prompt.coords.copy(), size)
+            p.point_coords = torch.as_tensor(coords, dtype=torch.float, device=self.device)[None]
+            p.point_labels = torch.as_tensor(prompt.labels, dtype=torch.int, device=self.device)[None]
+        if prompt.box is not None:
+            box = self.model.transform.apply_boxes(prompt.box[None].copy(), size)
+            p.boxes = torch.as_tensor(box, dtype=torch.float, device=self.device)
+        return p
+
+    def _mask_to_low_res(self, state: InferenceState, mask: torch.Tensor) -> torch.Tensor:
+        """(H, W) {0, 1} mask → (1, 1, 4h, 4w) logits in SAM's padded input frame."""
+        h, w = self._input_size(state)
+        s = self.model.image_size
+        m = F.interpolate(mask[None, None].float(), size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        m = F.pad(m, (0, s - w, 0, s - h))
+        m = F.interpolate(m, size=self.model.low_res_size, mode="bilinear", align_corners=False, antialias=True)
+        return (m * 2.0 - 1.0) * MASK_PROMPT_LOGIT
+
+    def _input_size(self, state: InferenceState) -> Tuple[int, int]:
+        if getattr(state, "input_size", None) is None:
+            state.input_size = tuple(self.model.transform.get_preprocess_shape(state.video_height, state.video_width, self.model.image_size))
+        return state.input_size
+
+    def _masks_on_frame(self, state: InferenceState, t: int) -> torch.Tensor:
+        """(N, 1, H, W) float32 logits of every object on frame ``t`` at video resolution."""
+        h, w = state.video_height, state.video_width
+        if not state.tracks:
+            return torch.zeros(0, 1, h, w, device=self.device)
+        low = []
+        for track in state.tracks.values():
+            out = track.output(t)
+            if out is None:
+                low.append(torch.full((1, 1, *self.model.low_res_size), self.model.config.absent_logit, device=self.device))
+            else:
+                low.append(out.low_res_logits.to(self.device))
+        masks = self.model.sam.postprocess_masks(torch.cat(low).float(), self._input_size(state), (h, w))
+        return masks.float()
+
+    @staticmethod
+    def _stream(state: InferenceState) -> StreamSource:
+        if not isinstance(state.video, StreamSource):
+            raise StateError("this state reads a whole video; use propagate_in_video, or init_stream for frames that arrive one by one.")
+        return state.video
