@@ -1,0 +1,163 @@
+"""Video object segmentation evaluation: run a predictor on a dataset, score it as DAVIS does.
+
+Protocols (as in SAM 2's evaluation): ``mask`` (semi-supervised: the ground-truth mask on the
+object's first annotated frame), ``box`` (its box), ``click1`` / ``click3`` / ``click5`` (a
+click at the object's interior point farthest from its boundary, then corrective clicks on
+the largest error region of the current prediction on that frame).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy import ndimage
+from tqdm import tqdm
+
+from i2v.data.base import VideoDataset
+from i2v.eval.metrics import evaluate_sequence
+from i2v.io.masks import logits_to_masks
+from i2v.io.video_source import VideoSource
+
+PROTOCOLS = ("mask", "box", "click1", "click3", "click5")
+
+
+class DatasetVideo(VideoSource):
+    """Video ``index`` of a dataset, read lazily through the VideoSource interface."""
+
+    def __init__(self, dataset: VideoDataset, index: int) -> None:
+        h, w = dataset.frame(index, 0).shape[:2]
+        super().__init__(dataset.num_frames(index), h, w, cache_size=0)
+        self.dataset, self.index = dataset, index
+
+    def _read(self, t: int) -> np.ndarray:
+        return self.dataset.frame(self.index, t)
+
+
+def interior_point(region: np.ndarray) -> Tuple[float, float]:
+    """(x, y) of the pixel of ``region`` farthest from its boundary."""
+    dist = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return float(x) + 0.5, float(y) + 0.5
+
+
+def corrective_click(pred: np.ndarray, gt: np.ndarray) -> Optional[Tuple[Tuple[float, float], int]]:
+    """A click on the larger error region: positive on missed pixels, negative on extra ones."""
+    fn, fp = gt & ~pred, pred & ~gt
+    if not fn.any() and not fp.any():
+        return None
+    region, label = (fn, 1) if fn.sum() >= fp.sum() else (fp, 0)
+    return interior_point(region), label
+
+
+def _box(mask: np.ndarray) -> List[float]:
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def prompt_object(predictor: Any, state: Any, t: int, obj_id: int, gt: np.ndarray, protocol: str) -> None:
+    """Give object ``obj_id`` its first-frame prompt under ``protocol``."""
+    if protocol == "mask":
+        predictor.add_new_mask(state, t, obj_id, gt)
+        return
+    if protocol == "box":
+        predictor.add_new_points_or_box(state, t, obj_id, box=_box(gt))
+        return
+    clicks = int(protocol[len("click"):])
+    points, labels = [interior_point(gt)], [1]
+    for k in range(clicks):
+        _, ids, logits = predictor.add_new_points_or_box(state, t, obj_id, points=points[-1:], labels=labels[-1:], clear_old_points=k == 0)
+        if k + 1 == clicks:
+            break
+        pred = logits_to_masks(logits[ids.index(obj_id)])[0]
+        click = corrective_click(pred, gt)
+        if click is None:
+            break
+        points.append(click[0])
+        labels.append(click[1])
+
+
+@dataclass
+class VideoRow:
+    """Scores of one video (means over its objects)."""
+
+    name: str
+    num_objects: int
+    j_mean: float
+    j_recall: float
+    j_decay: float
+    f_mean: float
+    f_recall: float
+    f_decay: float
+    jf_mean: float
+    seconds: float
+
+
+@dataclass
+class VOSResult:
+    """A method's scores on a dataset: per-video rows and per-object means."""
+
+    method: str
+    protocol: str
+    rows: List[VideoRow] = field(default_factory=list)
+    objects: Dict[str, List[float]] = field(default_factory=lambda: {k: [] for k in ("j_mean", "j_recall", "j_decay", "f_mean", "f_recall", "f_decay")})
+
+    def summary(self) -> Dict[str, float]:
+        """DAVIS-style overall figures: means over all objects of all videos."""
+        out = {k: float(np.nanmean(v)) if v else float("nan") for k, v in self.objects.items()}
+        out["jf_mean"] = (out["j_mean"] + out["f_mean"]) / 2
+        return out
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"method": self.method, "protocol": self.protocol, "summary": self.summary(), "videos": [asdict(r) for r in self.rows]}
+
+
+def segment_video(predictor: Any, dataset: VideoDataset, index: int, protocol: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Run ``predictor`` on one video; returns (preds, gts), both (T, N, H, W) bool."""
+    num = dataset.num_frames(index)
+    gts = np.stack([dataset.masks(index, t) for t in range(num)])
+    ids = list(dataset.obj_ids(index))
+    state = predictor.init_state(DatasetVideo(dataset, index))
+    starts = {}
+    for n, obj_id in enumerate(ids):
+        visible = [t for t in range(num) if dataset.is_annotated(index, t) and gts[t, n].any()]
+        if visible:
+            starts[obj_id] = visible[0]
+            prompt_object(predictor, state, visible[0], obj_id, gts[visible[0], n], protocol)
+    preds = np.zeros_like(gts)
+    if starts:
+        for t, out_ids, logits in predictor.propagate_in_video(state, start_frame_idx=min(starts.values())):
+            masks = logits_to_masks(logits)
+            for n, obj_id in enumerate(ids):
+                if obj_id in out_ids and t >= starts.get(obj_id, num):
+                    preds[t, n] = masks[out_ids.index(obj_id)]
+    state.video.close()
+    return preds, gts
+
+
+def evaluate(
+    predictor: Any,
+    dataset: VideoDataset,
+    indices: Optional[Sequence[int]] = None,
+    protocol: str = "mask",
+    method: str = "model",
+    progress: bool = True,
+) -> VOSResult:
+    """Score ``predictor`` on videos ``indices`` of ``dataset`` (all by default)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}.")
+    result = VOSResult(method, protocol)
+    indices = list(range(len(dataset))) if indices is None else list(indices)
+    for i in tqdm(indices, desc=f"eval {method}/{protocol}", unit="video", disable=not progress):
+        start = time.perf_counter()
+        preds, gts = segment_video(predictor, dataset, i, protocol)
+        annotated = np.array([dataset.is_annotated(i, t) for t in range(len(gts))])
+        scores = evaluate_sequence(preds, gts, annotated)
+        for key in result.objects:
+            result.objects[key].extend(getattr(scores, key).tolist())
+        means = {k: float(np.nanmean(getattr(scores, k))) for k in result.objects}
+        result.rows.append(VideoRow(dataset.video_name(i), len(dataset.obj_ids(i)), **means,
+                                    jf_mean=(means["j_mean"] + means["f_mean"]) / 2, seconds=time.perf_counter() - start))
+    return result
