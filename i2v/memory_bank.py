@@ -53,10 +53,10 @@ class MemoryBank:
         return len(self.entries)
 
     def _scores(self, entries: Sequence[MemoryEntry], descriptor: torch.Tensor):
-        device = descriptor.device
+        # Scoring is a handful of scalars per entry: do it on the CPU, whatever the model's device.
         return compute_scores(
-            query=descriptor,
-            keys=torch.stack([e.descriptor.to(device) for e in entries]),
+            query=descriptor.detach().float().cpu(),
+            keys=torch.stack([e.descriptor.detach().float().cpu() for e in entries]),
             frame_idx=torch.tensor([e.frame_idx for e in entries]),
             iou=torch.tensor([e.iou for e in entries]),
             presence=torch.tensor([e.presence for e in entries]),

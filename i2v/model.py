@@ -253,9 +253,10 @@ class SamI2V(nn.Module):
             iou, presence_logits: (N,) decoder outputs for those masks.
         """
         enc = self.memory_encoder(frame.embedding, frame.key_map, mask_logits)
+        descriptor = frame.descriptor.detach().float().cpu()  # relevance scoring runs on the CPU
         ious = iou.detach().float().cpu().tolist()
         presence = presence_logits.detach().float().sigmoid().cpu().tolist()
         return [
-            MemoryEntry(frame_idx, enc.keys[i], enc.values[i], frame.descriptor, ious[i], presence[i], prompted)
+            MemoryEntry(frame_idx, enc.keys[i], enc.values[i], descriptor, ious[i], presence[i], prompted)
             for i in range(mask_logits.shape[0])
         ]
