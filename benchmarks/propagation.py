@@ -111,7 +111,7 @@ def main() -> None:
         "ms_per_frame_by_objects": objects,
         "time_ratio_8_vs_1": objects["8"] / objects["1"],
     }
-    path = write_result("propagation", config={"model": "tiny", **vars(args)}, figures=figures, device=args.device)
+    path = write_result("propagation", config={"model": "tiny", **vars(args)}, metrics=figures, device=args.device)
     print(f"RSS ratio {long['rss_ratio_last_vs_first']:.3f} (budget <= 1.1); "
           f"time 8 vs 1 objects {figures['time_ratio_8_vs_1']:.2f}x (budget <= 2); wrote {path}")
 

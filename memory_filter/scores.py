@@ -72,11 +72,17 @@ def compute_scores(
     presence: torch.Tensor,
     prompted: torch.Tensor,
 ) -> MemoryScores:
-    """Bundle the scores of N entries; see :class:`MemoryScores` for the shapes."""
+    """Bundle the scores of N entries; see :class:`MemoryScores` for the shapes.
+
+    Every field ends up on the similarities' device: callers typically pass descriptors on the
+    model's device and per-entry scalars built on the CPU, and strategies mix the two.
+    """
+    similarity = cosine_similarity(query, keys)
+    device = similarity.device
     return MemoryScores(
-        frame_idx=frame_idx.long(),
-        similarity=cosine_similarity(query, keys),
-        iou=iou.float(),
-        presence=presence.float(),
-        prompted=prompted.bool(),
+        frame_idx=frame_idx.to(device=device, dtype=torch.long),
+        similarity=similarity,
+        iou=iou.to(device=device, dtype=torch.float32),
+        presence=presence.to(device=device, dtype=torch.float32),
+        prompted=prompted.to(device=device, dtype=torch.bool),
     )

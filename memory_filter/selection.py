@@ -151,8 +151,12 @@ def entries_to_evict(scores: MemoryScores, current_frame: int, cfg: MemoryFilter
     )
     keep = set(select_memory(scores, current_frame, wide).tolist())
     # quality_gated may keep fewer than bank_size; fill up with the most recent dropped ones
-    # so a bank never forgets more than it must.
+    # so a bank never forgets more than it must. Equal distances (frames on both sides of the
+    # current one) go to the earlier frame, as in select_memory, so the result does not depend
+    # on the order the entries are listed in.
     if len(keep) < bank_size:
-        rest = sorted((i for i in range(n) if i not in keep), key=lambda i: int(scores.temporal_distance(current_frame)[i]))
+        distance = scores.temporal_distance(current_frame).tolist()
+        frames = scores.frame_idx.tolist()
+        rest = sorted((i for i in range(n) if i not in keep), key=lambda i: (distance[i], frames[i]))
         keep.update(rest[: bank_size - len(keep)])
     return torch.tensor(sorted(set(range(n)) - keep), dtype=torch.long)
