@@ -9,6 +9,7 @@ is kept until the user clears it.
 from __future__ import annotations
 
 import collections
+import threading
 from dataclasses import dataclass, field
 from typing import Deque, Dict, List, Optional, Tuple
 
@@ -161,6 +162,8 @@ class InferenceState:
         self.storage_device = torch.device("cpu") if offload_state_to_cpu else device
         self.offload_video_to_cpu = offload_video_to_cpu
         self.async_loading_frames = async_loading_frames
+        # Sources are not thread-safe; async loading reads frames in a second thread.
+        self._video_lock = threading.Lock()
         self.tracks: Dict[int, ObjectTrack] = {}
         self._make_bank = make_bank
         self._max_outputs = bank_size
@@ -200,6 +203,11 @@ class InferenceState:
     @property
     def is_stream(self) -> bool:
         return type(self.video).__name__ == "StreamSource"
+
+    def read_frame(self, frame_idx: int) -> np.ndarray:
+        """Frame ``frame_idx`` as (H, W, 3) uint8; safe to call from the async loader thread."""
+        with self._video_lock:
+            return self.video.frame(frame_idx)
 
     # -- objects -----------------------------------------------------------------------------
     def track(self, obj_id: int, create: bool = False) -> ObjectTrack:

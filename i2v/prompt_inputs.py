@@ -97,10 +97,12 @@ def check_box(box: Any, width: int, height: int, normalize_coords: bool = True) 
     b = b * np.tile(_scale(width, height, normalize_coords), 2)
     if b[2] < b[0] or b[3] < b[1]:
         raise PromptError(f"box {b.tolist()} has x1 < x0 or y1 < y0; pass [x0, y0, x1, y1] with x0 <= x1 and y0 <= y1.")
-    clipped = np.clip(b, 0, [width, height, width, height])
-    if clipped[2] <= clipped[0] and clipped[3] <= clipped[1] and (b[2] < 0 or b[3] < 0 or b[0] > width or b[1] > height):
-        raise PromptError(f"box {b.tolist()} lies entirely outside the {width}x{height} frame.")
-    return clipped
+    if b[2] < 0 or b[3] < 0 or b[0] > width or b[1] > height:  # outside along either axis
+        raise PromptError(
+            f"box {b.tolist()} lies entirely outside the {width}x{height} frame; boxes must overlap "
+            f"0 <= x <= {width}, 0 <= y <= {height} (overhanging parts are clipped)."
+        )
+    return np.clip(b, 0, [width, height, width, height])
 
 
 def check_mask(mask: Any, width: int, height: int) -> torch.Tensor:
@@ -146,6 +148,19 @@ def check_frame_index(frame_idx: Any, num_frames: int) -> int:
             f"(valid 0..{num_frames - 1})."
         )
     return int(frame_idx)
+
+
+def check_frame_count(max_frame_num_to_track: Any) -> int:
+    """A non-negative integer number of frames to track past the start, or FrameIndexError."""
+    from i2v.errors import FrameIndexError
+
+    n = max_frame_num_to_track
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise FrameIndexError(
+            f"max_frame_num_to_track must be an integer >= 0 (k tracks k + 1 frames) or None "
+            f"for the whole video, got {n!r}."
+        )
+    return int(n)
 
 
 def check_obj_id(obj_id: Any) -> int:

@@ -37,12 +37,18 @@ class StreamSource(VideoSource):
         self._num_frames += 1
         return self._num_frames - 1
 
+    def require(self, t: int) -> None:
+        """Raise FrameIndexError unless frame ``t`` is still buffered (so it may be prompted)."""
+        if not any(idx == t for idx, _ in self._buffer):
+            oldest = self._buffer[0][0] if self._buffer else 0
+            raise FrameIndexError(
+                f"stream frame {t} is no longer buffered (frames {oldest}..{self._num_frames - 1} "
+                "are); prompt a recent frame, or raise buffer_size in init_stream."
+            )
+
     def _read(self, t: int) -> np.ndarray:
         for idx, image in self._buffer:
             if idx == t:
                 return image
-        oldest = self._buffer[0][0] if self._buffer else 0
-        raise FrameIndexError(
-            f"stream frame {t} is no longer buffered (frames {oldest}..{self._num_frames - 1} "
-            "are); prompt a recent frame, or raise buffer_size in init_stream."
-        )
+        self.require(t)
+        raise AssertionError("unreachable")

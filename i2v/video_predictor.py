@@ -27,7 +27,7 @@ from i2v.inference_state import FrameOutput, InferenceState, ObjectTrack, PointP
 from i2v.io.video_source import VideoLike, open_video
 from i2v.memory_bank import MemoryBank, MemoryBatch
 from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
-from i2v.prompt_inputs import check_box, check_frame_index, check_mask, check_obj_id, check_points
+from i2v.prompt_inputs import check_box, check_frame_count, check_frame_index, check_mask, check_obj_id, check_points
 from i2v.streaming import StreamSource
 
 # Logit magnitude of a mask given as a prompt (SAM 2 uses the same +-10).
@@ -210,16 +210,17 @@ class I2VVideoPredictor:
     def remove_object(
         self, inference_state: InferenceState, obj_id: int, strict: bool = False, need_output: bool = True
     ) -> Tuple[List[int], List[Tuple[int, torch.Tensor]]]:
-        """Forget an object. Returns (obj_ids, [(frame_idx, masks), ...] of prompted frames)."""
+        """Forget an object. Returns (obj_ids, [(frame_idx, masks), ...]): as in SAM 2, the
+        remaining objects' masks on the frames where the removed object had prompts."""
         state = inference_state
+        obj_id = check_obj_id(obj_id)
         if obj_id not in state.tracks:
             if strict:
                 raise UnknownObjectError(f"object id {obj_id} is not tracked; known ids: {state.obj_ids}.")
             return state.obj_ids, []
-        del state.tracks[obj_id]
+        frames = state.tracks.pop(obj_id).prompted_frames
         updated: List[Tuple[int, torch.Tensor]] = []
         if need_output and state.tracks:
-            frames = sorted({f for tr in state.tracks.values() for f in tr.prompted_frames})
             with torch.inference_mode():
                 updated = [(f, self._masks_on_frame(state, f)) for f in frames]
         return state.obj_ids, updated
@@ -245,9 +246,7 @@ class I2VVideoPredictor:
         if start_frame_idx is None:
             start_frame_idx = prompted[-1] if reverse else prompted[0]
         start = check_frame_index(start_frame_idx, state.num_frames)
-        if max_frame_num_to_track is not None and max_frame_num_to_track < 0:
-            raise ValueError(f"max_frame_num_to_track must be >= 0, got {max_frame_num_to_track}.")
-        span = state.num_frames if max_frame_num_to_track is None else max_frame_num_to_track
+        span = state.num_frames if max_frame_num_to_track is None else check_frame_count(max_frame_num_to_track)
         end = max(start - span, 0) if reverse else min(start + span, state.num_frames - 1)
         step = -1 if reverse else 1
         return self._propagate(state, list(range(start, end + step, step)), step)
@@ -263,7 +262,7 @@ class I2VVideoPredictor:
                 if pool is not None:
                     for nxt in frames[i : i + 2]:
                         if nxt not in pending:
-                            pending[nxt] = pool.submit(state.video.frame, nxt)
+                            pending[nxt] = pool.submit(state.read_frame, nxt)
                 image = pending.pop(t).result() if pool is not None else None
                 with torch.inference_mode():
                     masks = self._step(state, t, image)
@@ -313,7 +312,7 @@ class I2VVideoPredictor:
         cached = state.cached_features(t)
         if cached is not None:
             return cached[0].to(self.device), cached[1]
-        x, input_size = self.model.preprocess(state.video.frame(t) if image is None else image)
+        x, input_size = self.model.preprocess(state.read_frame(t) if image is None else image)
         raw = self.model.encode_images(x)
         state.cache_features(t, raw.to(state.storage_device), input_size)
         state.input_size = input_size
@@ -321,6 +320,8 @@ class I2VVideoPredictor:
 
     def _prepared(self, state: InferenceState, t: int) -> FrameFeatures:
         """A prompted frame's features: no upgrader window (as on a clip's first frame)."""
+        if isinstance(state.video, StreamSource):
+            state.video.require(t)  # prompting follows buffer_size, not the feature cache
         raw, _ = self._features(state, t)
         return self.model.prepare_frame(raw, None)
 
