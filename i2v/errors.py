@@ -37,8 +37,11 @@ class FrameIndexError(I2VError, IndexError):
     """A frame index is outside the video."""
 
 
-class UnknownObjectError(I2VError, KeyError):
-    """An object id is not tracked in this inference state."""
+class UnknownObjectError(I2VError, KeyError, RuntimeError):
+    """An object id is not tracked in this inference state.
+
+    Also a ``RuntimeError``, which is what SAM 2 raises for ``remove_object(strict=True)``.
+    """
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ""

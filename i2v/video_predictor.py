@@ -20,7 +20,6 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from i2v.errors import PromptError, StateError, UnknownObjectError, VideoError
 from i2v.inference_state import FrameOutput, InferenceState, ObjectTrack, PointPrompt
@@ -29,10 +28,10 @@ from i2v.memory_bank import MemoryBank, MemoryBatch
 from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
 from i2v.prompt_inputs import check_box, check_frame_count, check_frame_index, check_mask, check_obj_id, check_points
 from i2v.streaming import StreamSource
+from i2v.tracking_ops import PROMPTED_PRESENCE, mask_prompt_logits, mask_to_low_res, track_objects, use_multimask
 
-# Logit magnitude of a mask given as a prompt (SAM 2 uses the same +-10).
-MASK_PROMPT_LOGIT = 10.0
-PROMPTED_PRESENCE = 10.0
+# SAM 2 clamps a previous mask to this range before feeding it back as a correction prior.
+PRIOR_CLAMP = 32.0
 
 FrameResult = Tuple[int, List[int], torch.Tensor]
 
@@ -164,11 +163,11 @@ class I2VVideoPredictor:
         if track is not None:
             previous = track.output(t)
             if previous is not None and (t not in track.prompted_outputs or not clear_old_points):
-                prior = previous.low_res_logits.to(self.device)  # a correction of what is there
+                prior = previous.low_res_logits.to(self.device).clamp(-PRIOR_CLAMP, PRIOR_CLAMP)  # a correction
         frame = self._prepared(state, t)
         prompts = self._point_prompts(state, prompt, prior)
         memory = self._memory([track] if track is not None else [], t, frame)
-        multimask = prompt.num_points == 1 and prompt.box is None and prior is None
+        multimask = use_multimask(prompt.num_points, prompt.box is not None, prior is not None)
         out = self.model.decode(frame, prompts, memory, 1, multimask=multimask)
         result = FrameOutput(out.low_res_logits, float(out.iou[0]), PROMPTED_PRESENCE)
         track = state.track(obj, create=True)
@@ -235,7 +234,7 @@ class I2VVideoPredictor:
     ) -> Iterator[FrameResult]:
         """Yield (frame_idx, obj_ids, masks) for every frame from the start, end inclusive.
 
-        The start defaults to the first prompted frame (the last one when ``reverse``);
+        The start defaults to the earliest prompted frame, also when ``reverse`` (as in SAM 2);
         ``max_frame_num_to_track=k`` yields k + 1 frames. Arguments are checked before the
         first frame is produced.
         """
@@ -244,7 +243,7 @@ class I2VVideoPredictor:
         if not prompted:
             raise StateError("no prompts yet: call add_new_points_or_box or add_new_mask before propagate_in_video.")
         if start_frame_idx is None:
-            start_frame_idx = prompted[-1] if reverse else prompted[0]
+            start_frame_idx = prompted[0]  # SAM 2: the earliest prompted frame, in both directions
         start = check_frame_index(start_frame_idx, state.num_frames)
         span = state.num_frames if max_frame_num_to_track is None else check_frame_count(max_frame_num_to_track)
         end = max(start - span, 0) if reverse else min(start + span, state.num_frames - 1)
@@ -288,22 +287,14 @@ class I2VVideoPredictor:
         return self._masks_on_frame(state, t)
 
     def _track_objects(self, state: InferenceState, t: int, frame: FrameFeatures, tracks: List[ObjectTrack]) -> None:
-        use_prior = self.model.config.memory_prompt.mask_prior
-        groups: Dict[bool, List[ObjectTrack]] = {}
-        for track in tracks:
-            has_prior = use_prior and track.last is not None and track.last.present
-            groups.setdefault(has_prior, []).append(track)
-        for has_prior, group in groups.items():
-            prompts = ObjectPrompts()
-            if has_prior:
-                prompts.mask_inputs = torch.cat([tr.last.low_res_logits.to(self.device) for tr in group])
-            out = self.model.decode(frame, prompts, self._memory(group, t, frame), len(group))
-            present = out.presence_logits > 0
-            logits = torch.where(present[:, None, None, None], out.low_res_logits, torch.full_like(out.low_res_logits, self.model.config.absent_logit))
-            entries = self.model.make_memory(frame, t, logits, out.iou, out.presence_logits, prompted=False)
-            for i, track in enumerate(group):
-                track.bank.add(entries[i].to(state.storage_device))
-                track.record_tracked(t, FrameOutput(logits[i : i + 1].to(state.storage_device), float(out.iou[i]), float(out.presence_logits[i])))
+        out = track_objects(
+            self.model, frame, t,
+            [tr.last.low_res_logits if tr.last is not None and tr.last.present else None for tr in tracks],
+            [tr.bank.select(t, frame.descriptor) for tr in tracks],
+        )
+        for i, track in enumerate(tracks):
+            track.bank.add(out.entries[i].to(state.storage_device))
+            track.record_tracked(t, FrameOutput(out.logits[i : i + 1].to(state.storage_device), float(out.iou[i]), float(out.presence_logits[i])))
 
     def _memory(self, tracks: Sequence[ObjectTrack], t: int, frame: FrameFeatures) -> Optional[MemoryBatch]:
         return MemoryBatch.stack([tr.bank.select(t, frame.descriptor) for tr in tracks], self.device)
@@ -347,12 +338,8 @@ class I2VVideoPredictor:
 
     def _mask_to_low_res(self, state: InferenceState, mask: torch.Tensor) -> torch.Tensor:
         """(H, W) {0, 1} mask → (1, 1, 4h, 4w) logits in SAM's padded input frame."""
-        h, w = self._input_size(state)
-        s = self.model.image_size
-        m = F.interpolate(mask[None, None].float(), size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-        m = F.pad(m, (0, s - w, 0, s - h))
-        m = F.interpolate(m, size=self.model.low_res_size, mode="bilinear", align_corners=False, antialias=True)
-        return (m * 2.0 - 1.0) * MASK_PROMPT_LOGIT
+        m = self.model
+        return mask_prompt_logits(mask_to_low_res(mask[None], self._input_size(state), m.image_size, m.low_res_size))
 
     def _input_size(self, state: InferenceState) -> Tuple[int, int]:
         if getattr(state, "input_size", None) is None:

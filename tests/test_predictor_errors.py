@@ -416,8 +416,8 @@ def test_random_call_sequences(first, ops, last) -> None:
             step = -1 if reverse else 1
             assert frames == list(range(frames[0], frames[-1] + step, step))
             prompted = sorted({f for tr in state.tracks.values() for f in tr.prompted_frames})
-            # default start: the first prompted frame, the last one in reverse (documented)
-            assert frames[0] == (start if start is not None else prompted[-1] if reverse else prompted[0])
+            # default start: the earliest prompted frame in both directions, as in SAM 2
+            assert frames[0] == (start if start is not None else prompted[0])
             span = T if max_frames is None else max_frames
             end = max(frames[0] - span, 0) if reverse else min(frames[0] + span, T - 1)
             assert frames[-1] == end

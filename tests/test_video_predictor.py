@@ -253,13 +253,13 @@ def test_max_frame_num_to_track_and_reverse(predictor, clip, start, k, reverse, 
 
 
 def test_default_start_frames(predictor, clip) -> None:
-    """No start: the first prompted frame forward, the last one in reverse (documented)."""
+    """No start: the earliest prompted frame, in both directions (as SAM 2 does)."""
     frames, gt = clip
     state = predictor.init_state(frames)
     predictor.add_new_mask(state, 2, 1, gt[2, 0])
     predictor.add_new_mask(state, 4, 2, gt[4, 1])
     assert list(run(predictor, state, max_frame_num_to_track=1)) == [2, 3]
-    assert list(run(predictor, state, max_frame_num_to_track=1, reverse=True)) == [4, 3]
+    assert list(run(predictor, state, max_frame_num_to_track=1, reverse=True)) == [2, 1]
 
 
 # -- 2. every video source -----------------------------------------------------------------------
