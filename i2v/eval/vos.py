@@ -119,7 +119,8 @@ def segment_video(predictor: Any, dataset: VideoDataset, index: int, protocol: s
     num = dataset.num_frames(index)
     gts = np.stack([dataset.masks(index, t) for t in range(num)])
     ids = list(dataset.obj_ids(index))
-    state = predictor.init_state(DatasetVideo(dataset, index))
+    video = DatasetVideo(dataset, index)
+    state = predictor.init_state(video)
     starts = {}
     for n, obj_id in enumerate(ids):
         visible = [t for t in range(num) if dataset.is_annotated(index, t) and gts[t, n].any()]
@@ -133,7 +134,7 @@ def segment_video(predictor: Any, dataset: VideoDataset, index: int, protocol: s
             for n, obj_id in enumerate(ids):
                 if obj_id in out_ids and t >= starts.get(obj_id, num):
                     preds[t, n] = masks[out_ids.index(obj_id)]
-    state.video.close()
+    video.close()
     return preds, gts
 
 
