@@ -50,14 +50,14 @@ SAM_ARCHS: Dict[str, SamArch] = {
     "vit_b": SamArch(768, 12, 12, (2, 5, 8, 11)),
     "vit_l": SamArch(1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": SamArch(1280, 32, 16, (7, 15, 23, 31)),
-    # A CPU-sized SAM from the same classes: 256 px input, 8 px patches (32x32 embedding),
-    # 128-d prompt space. About 3 M parameters; serves tests and the quickstart.
+    # A CPU-sized SAM from the same classes: 128 px input, 8 px patches (16x16 embedding,
+    # 64x64 masks), 128-d prompt space. About 1.5 M parameters; serves tests and the quickstart.
     "tiny": SamArch(
-        encoder_embed_dim=160,
-        encoder_depth=6,
+        encoder_embed_dim=128,
+        encoder_depth=4,
         encoder_num_heads=4,
-        encoder_global_attn_indexes=(2, 5),
-        image_size=256,
+        encoder_global_attn_indexes=(1, 3),
+        image_size=128,
         patch_size=8,
         window_size=8,
         prompt_embed_dim=128,
