@@ -17,7 +17,7 @@ import argparse
 import resource
 import statistics
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -90,13 +90,13 @@ def objects_run(predictor, dataset: SyntheticVideoDataset, counts: List[int], fr
     return out
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=10_000)
     parser.add_argument("--object-frames", type=int, default=60)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     predictor = build_i2v_video_predictor("tiny", device=args.device, allow_random_sam=True)
     cfg = SyntheticConfig(num_frames=max(args.frames, args.object_frames + 1), min_objects=8, max_objects=8)

@@ -1,0 +1,61 @@
+"""Run the benchmarks and print one summary table.
+
+    python -m benchmarks                      # everything, CPU (minutes to an hour)
+    python -m benchmarks --only cost propagation --device cuda
+
+Each benchmark writes ``benchmarks/results/<name>.json`` (config, git hash, SAM hash,
+versions, machine, figures) and ``<name>.png``; see benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from typing import List, Optional
+
+from benchmarks.plots import RESULTS, make_plots
+
+BENCHMARKS = ("cost", "propagation", "train_throughput")
+
+
+def summary() -> str:
+    rows = []
+    for name in BENCHMARKS:
+        path = RESULTS / f"{name}.json"
+        if not path.is_file():
+            continue
+        r = json.loads(path.read_text())
+        m, dev = r["metrics"], r.get("machine", {}).get("device", "?")
+        if name == "cost":
+            enc = m["encoder_flops"]
+            one = m["objects"]["1"]["upgrade"] / enc
+            rows.append((name, dev, f"params {100 * m['parameters']['ratio_lora_off']:.2f}% of SAM; upgrade {100 * one:.2f}% "
+                                    f"of the encoder (1 object), {100 * m['ratios']['per_object_full_vs_encoder']:.2f}% per further object"))
+        elif name == "propagation":
+            rows.append((name, dev, f"RSS {m['long_run']['rss_ratio_last_vs_first']:.3f}x from the first to the last checkpoint; "
+                                    f"8 objects {m['time_ratio_8_vs_1']:.2f}x the time of 1"))
+        elif name == "train_throughput":
+            rows.append((name, dev, f"cached features {m['speedup']:.1f}x faster than on the fly"))
+    width = max([len(r[0]) for r in rows] + [9])
+    return "\n".join(f"{n:<{width}}  {d:<5}  {t}" for n, d, t in rows)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--summary-only", action="store_true", help="only plot and summarise existing results")
+    args = parser.parse_args(argv)
+    if not args.summary_only:
+        for name in args.only:
+            print(f"== {name}")
+            importlib.import_module(f"benchmarks.{name}").main(["--device", args.device])
+    for png in make_plots():
+        print(f"plot: {png}")
+    print(summary())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""PNG plots of the benchmark results (one per result JSON in benchmarks/results/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _device(result: Dict[str, Any]) -> str:
+    m = result.get("machine", {})
+    return str(m.get("gpu") or m.get("cpu") or m.get("device", "?"))
+
+
+def plot_cost(result: Dict[str, Any], ax) -> None:
+    objects = result["metrics"]["objects"]
+    counts = sorted(objects, key=int)
+    modules = list(objects[counts[0]]["upgrade_modules"])
+    bottom = [0.0] * len(counts)
+    for module in modules:
+        values = [objects[c]["upgrade_modules"][module] / 1e9 for c in counts]
+        ax.bar(counts, values, bottom=bottom, label=module)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    encoder = result["metrics"]["encoder_flops"] / 1e9
+    ax.axhline(0.1 * encoder, color="k", linestyle="--", label="10% of the image encoder")
+    ax.set(xlabel="objects", ylabel="GFLOPs per frame", title="upgrade cost per propagated frame (vit_b, 1024 px)")
+    ax.legend(fontsize=7)
+
+
+def plot_propagation(result: Dict[str, Any], ax) -> None:
+    long = result["metrics"]["long_run"]
+    frames = sorted(long["peak_rss_mb"], key=int)
+    ax.plot([int(f) for f in frames], [long["peak_rss_mb"][f] for f in frames], "o-", label="peak RSS (MB)")
+    ax.set_xscale("log")
+    ax.set(xlabel="frames propagated", ylabel="peak RSS (MB)", title="memory on a long video (tiny config)")
+    ax2 = ax.twinx()
+    ms = long["median_ms_per_frame"]
+    ax2.plot([int(f) for f in sorted(ms, key=int)], [ms[f] for f in sorted(ms, key=int)], "s--", color="tab:red")
+    ax2.set_ylabel("median ms / frame", color="tab:red")
+
+
+def plot_train_throughput(result: Dict[str, Any], ax) -> None:
+    modes = result["metrics"]["modes"]
+    names = list(modes)
+    ax.bar(names, [1.0 / modes[n]["seconds_per_step"] for n in names])
+    ax.set(ylabel="steps / s", title=f"training throughput (x{result['metrics']['speedup']:.1f} with the cache)")
+
+
+PLOTTERS: Dict[str, Callable[[Dict[str, Any], Any], None]] = {
+    "cost": plot_cost,
+    "propagation": plot_propagation,
+    "train_throughput": plot_train_throughput,
+}
+
+
+def make_plots(results_dir: Path = RESULTS) -> List[Path]:
+    """Write ``<name>.png`` beside each ``<name>.json`` that has a plotter."""
+    written = []
+    for name, plotter in PLOTTERS.items():
+        path = results_dir / f"{name}.json"
+        if not path.is_file():
+            continue
+        result = json.loads(path.read_text())
+        fig, ax = plt.subplots(figsize=(7, 4))
+        plotter(result, ax)
+        fig.text(0.01, 0.01, f"device: {_device(result)}", fontsize=7)
+        fig.tight_layout()
+        png = results_dir / f"{name}.png"
+        fig.savefig(png, dpi=100)
+        plt.close(fig)
+        written.append(png)
+    return written
