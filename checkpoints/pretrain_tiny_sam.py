@@ -1,0 +1,613 @@
+"""Pretrain the bundled tiny SAM from scratch on synthetic images, with SAM's promptable recipe.
+
+The official SAM checkpoints cannot ship with the package (size, licence), and CPU demos and
+tests still need a SAM that segments. This script trains ``SAM_ARCHS["tiny"]`` (segment_anything's
+own classes at CPU size; see :mod:`i2v.sam_builder`) from scratch on frames of the train split of
+the built-in synthetic video generator, the way SAM itself was trained:
+
+* per image, every annotated object (visible area >= ``--min-area`` pixels) is a target;
+* the first prompt is, with equal odds per image, one positive point drawn uniformly inside the
+  mask or the tight box with Gaussian noise (std 10% of its side, clipped to 20%) clipped to the
+  image;
+* then 1-3 corrective clicks (one draw per step): each is drawn uniformly from the error region
+  of the previous prediction (positive in a false negative, negative in a false positive), with
+  the previous low-res logits fed back as the mask prompt;
+* a lone point gets multimask output (3 masks) and the loss of the best mask only; every other
+  prompt gets a single mask;
+* loss = 20 * focal + 1 * dice on the masks + MSE between the predicted IoU and the actual IoU
+  of every mask, computed at the decoder's low resolution (4x the embedding grid) in the padded
+  frame, with the ground truth resized, padded and area-downsampled the same way.
+
+Images are preprocessed exactly as ``SamPredictor`` does (``ResizeLongestSide(img_size)`` +
+``Sam.preprocess``) and points/boxes go through ``apply_coords``/``apply_boxes``. ``Sam.forward``
+runs under ``no_grad``, so the three modules are called directly; the decoder runs once per
+image with that image's prompts batched (it repeats the image embedding per prompt).
+
+Held-out evaluation uses the "test" split (the "val" split belongs to the video evaluation).
+
+Usage::
+
+    python -m i2v.checkpoints.pretrain_tiny_sam --minutes 25 --out checkpoints/
+    python checkpoints/pretrain_tiny_sam.py --minutes 1 --out /tmp/tiny   # smoke run
+
+Writes ``tiny_sam.safetensors`` (the ``Sam`` state dict, segment_anything key names, fp32) and
+``tiny_sam.json`` (metrics and provenance) into ``--out``, both atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from segment_anything.modeling import Sam
+from segment_anything.utils.transforms import ResizeLongestSide
+from tqdm import tqdm
+
+from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
+from i2v.io.atomic import atomic_path, write_text_atomic
+from i2v.sam_builder import SAM_ARCHS, build_sam_arch, file_sha256
+
+MODEL_TYPE = "tiny"
+CHECKPOINT_NAME = "tiny_sam.safetensors"
+METRICS_NAME = "tiny_sam.json"
+NUM_TRAIN_VIDEOS = 1_000_000  # the stream draws (video, frame) pairs from this many train videos
+NUM_TEST_VIDEOS = 10_000
+FOCAL_WEIGHT, DICE_WEIGHT, IOU_WEIGHT = 20.0, 1.0, 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass
+class Example:
+    """One image and the masks of its targets, at the original resolution."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    masks: np.ndarray  # (N, H, W) bool, N >= 1
+
+
+def _keep_objects(masks: np.ndarray, min_area: int) -> np.ndarray:
+    return masks[masks.reshape(len(masks), -1).sum(1) >= min_area]
+
+
+def sample_train_example(
+    ds: SyntheticVideoDataset, rng: np.random.Generator, min_area: int
+) -> Example:
+    """A random frame of a random train video with at least one target of ``min_area``."""
+    while True:
+        index = int(rng.integers(len(ds)))
+        t = int(rng.integers(ds.num_frames(index)))
+        masks = _keep_objects(ds.masks(index, t), min_area)
+        if len(masks):
+            return Example(ds.frame(index, t), masks)
+
+
+def eval_examples(num_instances: int, min_area: int, seed: int = 0) -> List[Example]:
+    """A fixed list of held-out test-split images holding >= ``num_instances`` targets."""
+    ds = SyntheticVideoDataset("test", NUM_TEST_VIDEOS, seed=seed)
+    out: List[Example] = []
+    count, index = 0, 0
+    while count < num_instances:
+        t = (7 * index) % ds.num_frames(index)
+        masks = _keep_objects(ds.masks(index, t), min_area)
+        if len(masks):
+            out.append(Example(ds.frame(index, t), masks))
+            count += len(masks)
+        index += 1
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# SAM's preprocessing, applied to images, masks and prompts
+
+
+class Prep:
+    """One image prepared for the model, plus the geometry to map prompts and masks."""
+
+    def __init__(self, sam: Sam, transform: ResizeLongestSide, image: np.ndarray) -> None:
+        self.original_size: Tuple[int, int] = (int(image.shape[0]), int(image.shape[1]))
+        resized = transform.apply_image(image)
+        self.input_size: Tuple[int, int] = (int(resized.shape[0]), int(resized.shape[1]))
+        x = torch.as_tensor(resized).permute(2, 0, 1).contiguous()[None].float()
+        self.tensor = sam.preprocess(x)  # normalise + pad to (1, 3, S, S)
+        self.transform = transform
+        self.img_size = sam.image_encoder.img_size
+
+    def coords(self, xy: np.ndarray) -> torch.Tensor:
+        """(..., 2) pixel (x, y) in the original image → model input frame."""
+        return torch.as_tensor(self.transform.apply_coords(xy, self.original_size), dtype=torch.float32)
+
+    def boxes(self, xyxy: np.ndarray) -> torch.Tensor:
+        """(N, 4) XYXY boxes in the original image → model input frame."""
+        return torch.as_tensor(self.transform.apply_boxes(xyxy, self.original_size), dtype=torch.float32)
+
+    def lowres_masks(self, masks: np.ndarray, low_res: int) -> torch.Tensor:
+        """(N, H, W) bool → (N, 1, low_res, low_res) float {0, 1}: resize longest side, pad,
+        area-downsample to the decoder's resolution, threshold 0.5."""
+        m = torch.as_tensor(masks, dtype=torch.float32)[:, None]
+        m = F.interpolate(m, self.input_size, mode="bilinear", align_corners=False)
+        m = F.pad(m, (0, self.img_size - self.input_size[1], 0, self.img_size - self.input_size[0]))
+        m = F.interpolate(m, (low_res, low_res), mode="area")
+        return (m > 0.5).float()
+
+    def upscale(self, sam: Sam, low_res_logits: torch.Tensor) -> torch.Tensor:
+        """Decoder logits → logits at the original resolution (``Sam.postprocess_masks``)."""
+        return sam.postprocess_masks(low_res_logits, self.input_size, self.original_size)
+
+
+def tight_boxes(masks: np.ndarray) -> np.ndarray:
+    """(N, H, W) bool → (N, 4) XYXY with inclusive max, as segment_anything's mask_to_box."""
+    boxes = np.zeros((len(masks), 4), dtype=np.float64)
+    for i, m in enumerate(masks):
+        rows, cols = np.any(m, 1), np.any(m, 0)
+        r = np.flatnonzero(rows)
+        c = np.flatnonzero(cols)
+        boxes[i] = (c[0], r[0], c[-1], r[-1])
+    return boxes
+
+
+def noisy_boxes(masks: np.ndarray, rng: np.random.Generator, rel_std: float = 0.1) -> np.ndarray:
+    """Tight boxes with Gaussian noise (std ``rel_std`` of the side, clipped at 2 std) on every
+    coordinate, clipped to the image."""
+    h, w = masks.shape[1:]
+    boxes = tight_boxes(masks)
+    side = np.stack([boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1], 1)
+    std = rel_std * np.concatenate([side, side], 1)
+    noise = np.clip(rng.standard_normal(boxes.shape), -2.0, 2.0) * std
+    boxes = boxes + noise
+    boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w - 1)
+    boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h - 1)
+    x0, x1 = np.minimum(boxes[:, 0], boxes[:, 2]), np.maximum(boxes[:, 0], boxes[:, 2])
+    y0, y1 = np.minimum(boxes[:, 1], boxes[:, 3]), np.maximum(boxes[:, 1], boxes[:, 3])
+    return np.stack([x0, y0, np.maximum(x1, x0 + 1), np.maximum(y1, y0 + 1)], 1)
+
+
+def uniform_points(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One (x, y) pixel drawn uniformly inside each mask: (N, 2)."""
+    out = np.zeros((len(masks), 2), dtype=np.float64)
+    for i, m in enumerate(masks):
+        ys, xs = np.nonzero(m)
+        j = int(rng.integers(len(ys)))
+        out[i] = (xs[j], ys[j])
+    return out
+
+
+def error_clicks(
+    pred: np.ndarray, gt: np.ndarray, rng: np.random.Generator
+) -> Tuple[np.ndarray, np.ndarray]:
+    """SAM's corrective click: uniform in the error region of each prediction; positive in a
+    false negative, negative in a false positive; "not a point" (-1) where there is no error.
+
+    Returns (N, 2) (x, y) and (N,) labels."""
+    coords = np.zeros((len(gt), 2), dtype=np.float64)
+    labels = np.full(len(gt), -1.0)
+    for i in range(len(gt)):
+        fn, fp = gt[i] & ~pred[i], pred[i] & ~gt[i]
+        ys, xs = np.nonzero(fn | fp)
+        if len(ys) == 0:
+            continue
+        j = int(rng.integers(len(ys)))
+        coords[i] = (xs[j], ys[j])
+        labels[i] = 1.0 if fn[ys[j], xs[j]] else 0.0
+    return coords, labels
+
+
+def farthest_interior_point(mask: np.ndarray) -> Tuple[np.ndarray, float]:
+    """The pixel of ``mask`` farthest from its boundary (the image border counts as boundary),
+    as (x, y), and that distance."""
+    dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return np.array([x, y], dtype=np.float64), float(dist[y, x])
+
+
+def eval_click(pred: np.ndarray, gt: np.ndarray) -> Tuple[np.ndarray, float]:
+    """The standard interactive-eval corrective click: the point farthest from the boundary of
+    the larger error (false negatives → positive, false positives → negative)."""
+    fn_pt, fn_d = farthest_interior_point(gt & ~pred)
+    fp_pt, fp_d = farthest_interior_point(pred & ~gt)
+    if fn_d == 0 and fp_d == 0:
+        return np.zeros(2), -1.0
+    return (fn_pt, 1.0) if fn_d >= fp_d else (fp_pt, 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Model calls and losses
+
+
+def decode(
+    sam: Sam,
+    embedding: torch.Tensor,
+    coords: Optional[torch.Tensor],
+    labels: Optional[torch.Tensor],
+    boxes: Optional[torch.Tensor],
+    mask_input: Optional[torch.Tensor],
+    multimask: bool,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Prompt encoder + mask decoder for the N prompts of ONE image (embedding (1, C, h, w)).
+
+    Returns low-res logits (N, M, 4h, 4w) and predicted IoUs (N, M), M = 3 if multimask else 1.
+    """
+    points = (coords, labels) if coords is not None else None
+    sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+    return sam.mask_decoder(
+        image_embeddings=embedding,
+        image_pe=sam.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=multimask,
+    )
+
+
+def sigmoid_focal(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    """Per-mask mean focal loss: (N, M, H, W) → (N, M)."""
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_t = p * target + (1 - p) * (1 - target)
+    loss = ce * (1 - p_t) ** gamma
+    loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
+    return loss.flatten(2).mean(-1)
+
+
+def dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-mask dice loss: (N, M, H, W) → (N, M)."""
+    p = torch.sigmoid(logits).flatten(2)
+    t = target.flatten(2)
+    return 1 - (2 * (p * t).sum(-1) + 1) / (p.sum(-1) + t.sum(-1) + 1)
+
+
+def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """IoU of the thresholded logits with the target: (N, M, H, W) → (N, M); 1 if both empty."""
+    pred = (logits > 0).flatten(2)
+    t = target.flatten(2) > 0.5
+    inter = (pred & t).sum(-1).float()
+    union = (pred | t).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+def sam_loss(
+    logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor
+) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """SAM's loss for N prompts, summed over prompts. ``target`` (N, 1, H, W).
+
+    With several masks per prompt only the lowest mask loss counts; the IoU head is trained
+    on every mask."""
+    target = target.expand_as(logits)
+    focal = sigmoid_focal(logits, target)
+    dl = dice(logits, target)
+    per_mask = FOCAL_WEIGHT * focal + DICE_WEIGHT * dl
+    best = per_mask.argmin(dim=1, keepdim=True)
+    mask_loss = per_mask.gather(1, best).squeeze(1)
+    actual = mask_iou(logits.detach(), target)
+    iou_loss = F.mse_loss(iou_pred, actual, reduction="none").mean(1)
+    total = (mask_loss + IOU_WEIGHT * iou_loss).sum()
+    stats = {
+        "focal": focal.gather(1, best).sum().detach(),
+        "dice": dl.gather(1, best).sum().detach(),
+        "iou_mse": iou_loss.sum().detach(),
+        "iou": actual.gather(1, best).sum(),
+    }
+    return total, stats
+
+
+def pick_by_predicted_iou(logits: torch.Tensor, iou_pred: torch.Tensor) -> torch.Tensor:
+    """(N, M, H, W) → (N, 1, H, W): the mask with the highest predicted IoU (SamPredictor's pick)."""
+    idx = iou_pred.argmax(dim=1)
+    return logits[torch.arange(len(logits)), idx][:, None]
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+
+
+def train_step(
+    sam: Sam,
+    transform: ResizeLongestSide,
+    batch: Sequence[Example],
+    rng: np.random.Generator,
+    max_corrections: int,
+) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """Forward one batch with SAM's interactive recipe; returns the mean loss per prompt-round."""
+    preps = [Prep(sam, transform, ex.image) for ex in batch]
+    embeddings = sam.image_encoder(torch.cat([p.tensor for p in preps]))
+    low_res = embeddings.shape[-1] * 4
+    n_corrections = int(rng.integers(1, max_corrections + 1))
+    total = embeddings.new_zeros(())
+    stats = {"focal": 0.0, "dice": 0.0, "iou_mse": 0.0, "iou_first": 0.0, "iou_last": 0.0}
+    n_first = n_rounds = 0
+    for b, (ex, prep) in enumerate(zip(batch, preps)):
+        gt = ex.masks
+        target = prep.lowres_masks(gt, low_res)
+        use_box = bool(rng.random() < 0.5)
+        boxes = prep.boxes(noisy_boxes(gt, rng)) if use_box else None
+        pts: List[np.ndarray] = [] if use_box else [uniform_points(gt, rng)]
+        lbl: List[np.ndarray] = [] if use_box else [np.ones(len(gt))]
+        mask_input: Optional[torch.Tensor] = None
+        for r in range(1 + n_corrections):
+            if r > 0:
+                pred = (prep.upscale(sam, mask_input) > 0)[:, 0].numpy()
+                c, l = error_clicks(pred, gt, rng)
+                pts.append(c)
+                lbl.append(l)
+            coords = prep.coords(np.stack(pts, 1)) if pts else None
+            labels = torch.as_tensor(np.stack(lbl, 1), dtype=torch.float32) if lbl else None
+            multimask = not use_box and r == 0  # a lone point is ambiguous
+            logits, iou_pred = decode(sam, embeddings[b : b + 1], coords, labels, boxes, mask_input, multimask)
+            loss, s = sam_loss(logits, iou_pred, target)
+            total = total + loss
+            n_rounds += len(gt)
+            for k in ("focal", "dice", "iou_mse"):
+                stats[k] += float(s[k])
+            if r == 0:
+                stats["iou_first"] += float(s["iou"])
+                n_first += len(gt)
+            if r == n_corrections:
+                stats["iou_last"] += float(s["iou"])
+            chosen = pick_by_predicted_iou(logits, iou_pred) if multimask else logits
+            mask_input = chosen.detach()  # SAM feeds back the previous low-res logits
+    for k in ("focal", "dice", "iou_mse"):
+        stats[k] /= n_rounds
+    stats["iou_first"] /= n_first
+    stats["iou_last"] /= n_first
+    return total / n_rounds, stats
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict]:
+    """Weight decay on weight matrices only: not on norms, biases, positional tables, embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim < 2 or "pos_embed" in name or "rel_pos" in name or "embed.weight" in name \
+            or "tokens.weight" in name or "point_embeddings" in name
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_at(progress: float, step: int, base_lr: float, warmup_steps: int, min_ratio: float = 0.01) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine from ``base_lr`` to ``min_ratio * base_lr``
+    over ``progress`` in [0, 1] (the fraction of the time or step budget used)."""
+    warm = min(1.0, (step + 1) / max(1, warmup_steps))
+    cos = min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return base_lr * warm * cos
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def evaluate(sam: Sam, examples: Sequence[Example], max_instances: Optional[int] = None) -> Dict[str, float]:
+    """Held-out mIoU at the original resolution, per object instance:
+
+    * ``click1``: one positive click at the interior point farthest from the boundary,
+      multimask output, the mask with the highest predicted IoU;
+    * ``click1_oracle``: the same click, the best of the 3 masks;
+    * ``click3``: two more standard corrective clicks (farthest point of the larger error),
+      previous logits fed back as the mask prompt, single-mask output;
+    * ``box``: the tight box, single-mask output.
+    """
+    was_training = sam.training
+    sam.eval()
+    transform = ResizeLongestSide(sam.image_encoder.img_size)
+    ious: Dict[str, List[float]] = {"click1": [], "click1_oracle": [], "click3": [], "box": []}
+    n = 0
+    for ex in examples:
+        gt = ex.masks
+        if max_instances is not None:
+            if n >= max_instances:
+                break
+            gt = gt[: max_instances - n]
+        n += len(gt)
+        prep = Prep(sam, transform, ex.image)
+        emb = sam.image_encoder(prep.tensor)
+        gt_t = torch.as_tensor(gt)[:, None]
+
+        def iou_orig(low: torch.Tensor) -> torch.Tensor:
+            return mask_iou(prep.upscale(sam, low), gt_t.float().expand(-1, low.shape[1], -1, -1))
+
+        pts = np.stack([farthest_interior_point(m)[0] for m in gt])[:, None]
+        lbl = np.ones((len(gt), 1))
+        logits, iou_pred = decode(sam, emb, prep.coords(pts), torch.as_tensor(lbl, dtype=torch.float32),
+                                  None, None, True)
+        all_iou = iou_orig(logits)
+        pick = iou_pred.argmax(1)
+        ious["click1"] += all_iou[torch.arange(len(gt)), pick].tolist()
+        ious["click1_oracle"] += all_iou.max(1).values.tolist()
+        mask_input = pick_by_predicted_iou(logits, iou_pred)
+        for _ in range(2):
+            pred = (prep.upscale(sam, mask_input) > 0)[:, 0].numpy()
+            new = [eval_click(pred[i], gt[i]) for i in range(len(gt))]
+            pts = np.concatenate([pts, np.stack([c for c, _ in new])[:, None]], 1)
+            lbl = np.concatenate([lbl, np.array([[l] for _, l in new])], 1)
+            mask_input, _ = decode(sam, emb, prep.coords(pts), torch.as_tensor(lbl, dtype=torch.float32),
+                                   None, mask_input, False)
+        ious["click3"] += iou_orig(mask_input)[:, 0].tolist()
+        logits, _ = decode(sam, emb, None, None, prep.boxes(tight_boxes(gt)), None, False)
+        ious["box"] += iou_orig(logits)[:, 0].tolist()
+    sam.train(was_training)
+    out = {f"{k}_miou": float(np.mean(v)) for k, v in ious.items()}
+    out["instances"] = n
+    return out
+
+
+def _fmt(metrics: Dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+
+
+# --------------------------------------------------------------------------------------------
+# Saving
+
+
+def save_checkpoint(sam: Sam, path: Path) -> None:
+    """The Sam state dict (segment_anything key names, fp32) as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in sam.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "model_type": MODEL_TYPE})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # safetensors recreates the file with mode 0600
+
+
+def command_line() -> str:
+    spec = globals().get("__spec__")
+    if spec is not None and spec.name and spec.name != "__main__":
+        head = ["python", "-m", spec.name]
+    else:
+        head = ["python", sys.argv[0]]
+    return " ".join(shlex.quote(a) for a in head + sys.argv[1:])
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=25.0, help="training time budget (the cosine schedule spans it)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="fixed number of steps instead of a time budget (the schedule spans them; fully reproducible)")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="output directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=8, help="images per step")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup-steps", type=int, default=50)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--max-corrections", type=int, default=3, help="corrective clicks per step: uniform in 1..N")
+    p.add_argument("--min-area", type=int, default=20, help="least visible pixels of a target (original resolution)")
+    p.add_argument("--eval-instances", type=int, default=240, help="held-out object instances in the final eval")
+    p.add_argument("--periodic-eval-instances", type=int, default=48)
+    p.add_argument("--eval-every-min", type=float, default=5.0, help="minutes between periodic held-out evals")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads. 1 by default: on a shared 2-core machine 2 threads ran 10-20x "
+                        "slower per step than 1 (OpenMP threads stall whenever the other core is busy)")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    out_dir: Path = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    sam = build_sam_arch(SAM_ARCHS[MODEL_TYPE]).train()
+    n_params = sum(p.numel() for p in sam.parameters())
+    transform = ResizeLongestSide(sam.image_encoder.img_size)
+    train_ds = SyntheticVideoDataset("train", NUM_TRAIN_VIDEOS, config=SyntheticConfig(), seed=args.seed, cache_size=4)
+    held_out = eval_examples(args.eval_instances, args.min_area)
+    opt = torch.optim.AdamW(param_groups(sam, args.weight_decay), lr=args.lr, betas=(0.9, 0.999))
+
+    budget_s = args.minutes * 60.0
+    print(f"tiny SAM: {n_params / 1e6:.2f} M parameters; batch {args.batch_size}; "
+          + (f"{args.steps} steps" if args.steps else f"{args.minutes:g} min budget")
+          + f"; held-out set {sum(len(e.masks) for e in held_out)} instances in {len(held_out)} test images", flush=True)
+
+    history: List[Dict] = []
+    losses: List[Dict] = []
+    start = time.perf_counter()
+    last_eval = start
+    step = 0
+    ema: Dict[str, float] = {}
+    bar = tqdm(total=args.steps, desc="pretrain tiny SAM", unit="step", mininterval=10, dynamic_ncols=True)
+    try:
+        while True:
+            elapsed = time.perf_counter() - start
+            if args.steps is not None:
+                if step >= args.steps:
+                    break
+                progress = step / args.steps
+            else:
+                if elapsed >= budget_s:
+                    break
+                progress = elapsed / budget_s
+            lr = lr_at(progress, step, args.lr, args.warmup_steps)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            rng = np.random.default_rng([args.seed, step])  # the data of step s never depends on timing
+            batch = [sample_train_example(train_ds, rng, args.min_area) for _ in range(args.batch_size)]
+            loss, stats = train_step(sam, transform, batch, rng, args.max_corrections)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(sam.parameters(), args.grad_clip))
+            opt.step()
+            step += 1
+            stats = {"loss": float(loss.detach()), **stats}
+            for k, v in stats.items():
+                ema[k] = v if k not in ema else 0.9 * ema[k] + 0.1 * v
+            if step % 10 == 0 or step == 1:
+                losses.append({"step": step, "t_min": round((time.perf_counter() - start) / 60, 2), "lr": lr,
+                               "grad_norm": round(grad_norm, 3), **{k: round(v, 4) for k, v in ema.items()}})
+                tqdm.write(f"step {step} t={losses[-1]['t_min']:.1f}min lr={lr:.2e} |g|={grad_norm:.2f} "
+                           + " ".join(f"{k}={v:.3f}" for k, v in ema.items()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema['loss']:.3f}", iou=f"{ema['iou_first']:.2f}", lr=f"{lr:.1e}", refresh=False)
+            now = time.perf_counter()
+            if now - last_eval >= args.eval_every_min * 60:
+                m = evaluate(sam, held_out, args.periodic_eval_instances)
+                history.append({"step": step, "t_min": round((now - start) / 60, 2), **m})
+                tqdm.write(f"[eval step {step}] {_fmt(m)}")
+                # evaluation time does not eat the training budget
+                start += time.perf_counter() - now
+                last_eval = time.perf_counter()
+    except KeyboardInterrupt:
+        tqdm.write("interrupted: evaluating and saving what has been trained")
+    bar.close()
+    train_minutes = (time.perf_counter() - start) / 60
+
+    print(f"final held-out evaluation on {args.eval_instances}+ instances ...", flush=True)
+    t0 = time.perf_counter()
+    final = evaluate(sam, held_out)
+    print(f"[final step {step}] {_fmt(final)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    ckpt = out_dir / CHECKPOINT_NAME
+    save_checkpoint(sam, ckpt)
+    report = {
+        "model_type": MODEL_TYPE,
+        "checkpoint": CHECKPOINT_NAME,
+        "sha256": file_sha256(ckpt),
+        "size_bytes": ckpt.stat().st_size,
+        "parameters": n_params,
+        "metrics": final,
+        "metrics_protocol": (
+            "held-out test split of SyntheticVideoDataset (seed 0), one frame per video, objects with "
+            f">= {args.min_area} visible pixels; mIoU at the original resolution. click1: one positive "
+            "click at the interior point farthest from the boundary, multimask, highest predicted IoU; "
+            "click1_oracle: best of the 3 masks; click3: + 2 corrective clicks at the farthest point of "
+            "the larger error; box: tight box, single mask."
+        ),
+        "steps": step,
+        "images_seen": step * args.batch_size,
+        "train_minutes": round(train_minutes, 2),
+        "seed": args.seed,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "command": command_line(),
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+        "periodic_eval": history,
+        "train_log": losses,
+    }
+    write_text_atomic(out_dir / METRICS_NAME, json.dumps(report, indent=2) + "\n")
+    print(f"saved {ckpt} ({ckpt.stat().st_size / 1e6:.1f} MB) and {out_dir / METRICS_NAME}", flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    main()
