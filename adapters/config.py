@@ -72,6 +72,8 @@ class MemoryPromptConfig:
         dense_readout: also read memory densely (affinity of each current-frame position to
             memory keys) and add it to SAM's dense prompt embedding.
         mask_prior: feed the object's latest mask to SAM's own mask-prompt input.
+        box_prior: also give SAM that mask's bounding box (what SAM needs to use a mask prompt
+            well: an untrained upgrade then tracks like SAM re-prompted on every frame).
         presence_bias: initial object-presence logit (positive: present until trained).
     """
 
@@ -79,6 +81,7 @@ class MemoryPromptConfig:
     heads: int = 4
     dense_readout: bool = True
     mask_prior: bool = True
+    box_prior: bool = True
     presence_bias: float = 4.0
 
     def __post_init__(self) -> None:

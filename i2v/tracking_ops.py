@@ -52,6 +52,19 @@ def mask_prompt_logits(fraction: torch.Tensor) -> torch.Tensor:
     return (fraction.float() * 2.0 - 1.0) * MASK_PROMPT_LOGIT
 
 
+def box_from_logits(low_res_logits: torch.Tensor, image_size: int) -> Optional[torch.Tensor]:
+    """The box around ``logits > 0`` of a (1, 1, 4h, 4w) mask, in SAM input pixels.
+
+    Returns (1, 4) XYXY, or None when the mask is empty.
+    """
+    fg = low_res_logits[0, 0] > 0
+    if not bool(fg.any()):
+        return None
+    ys, xs = torch.nonzero(fg, as_tuple=True)
+    scale = image_size / low_res_logits.shape[-1]
+    return (torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float() * scale)[None]
+
+
 def use_multimask(num_points: int, has_box: bool, has_prior: bool) -> bool:
     """SAM's rule: a lone click with nothing else is ambiguous, so predict 3 candidates."""
     return num_points == 1 and not has_box and not has_prior
@@ -89,9 +102,8 @@ def track_objects(
 ) -> TrackedObjects:
     """Segment N tracked objects on one frame and encode their new memory.
 
-    Objects with a mask prior and objects without one are decoded in separate batches (SAM's
-    prompt encoder uses a learned "no mask" embedding for the latter, so a batch cannot mix
-    them); everything else is one batch.
+    Objects are decoded in batches of the same prompt structure (with or without a mask prior,
+    with or without its box: SAM's prompt encoder cannot mix them in one batch).
 
     Args:
         frame: the frame's features (upgraded with the pass's window).
@@ -100,15 +112,22 @@ def track_objects(
             yet, or the object was absent there). Ignored when the config disables priors.
         memories: per object, the entries it reads (``MemoryBank.select``).
     """
-    use_prior = model.config.memory_prompt.mask_prior
-    groups: Dict[bool, List[int]] = {}
+    cfg = model.config.memory_prompt
+    # Each object's prompt: its latest mask (SAM's mask prompt) and, optionally, that mask's box.
+    boxes: List[Optional[torch.Tensor]] = [None] * len(priors)
+    groups: Dict[Tuple[bool, bool], List[int]] = {}
     for i, prior in enumerate(priors):
-        groups.setdefault(use_prior and prior is not None, []).append(i)
+        has_prior = cfg.mask_prior and prior is not None
+        if has_prior and cfg.box_prior:
+            boxes[i] = box_from_logits(prior, model.image_size)
+        groups.setdefault((has_prior, boxes[i] is not None), []).append(i)
     parts = []
-    for has_prior, idx in groups.items():
+    for (has_prior, has_box), idx in groups.items():
         prompts = ObjectPrompts()
         if has_prior:
             prompts.mask_inputs = torch.cat([priors[i].to(model.device) for i in idx])  # type: ignore[union-attr]
+        if has_box:
+            prompts.boxes = torch.cat([boxes[i] for i in idx]).to(model.device)  # type: ignore[misc]
         memory = MemoryBatch.stack([memories[i] for i in idx], model.device)
         parts.append((idx, model.decode(frame, prompts, memory, len(idx))))
     order = torch.tensor([i for idx, _ in parts for i in idx], device=model.device).argsort()

@@ -8,24 +8,15 @@ predictor's API and prompt handling, so both are evaluated by the same runner.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
-from i2v.inference_state import FrameOutput, InferenceState, ObjectTrack
+from i2v.inference_state import FrameOutput, InferenceState
 from i2v.model import ObjectPrompts
+from i2v.tracking_ops import box_from_logits
 from i2v.video_predictor import I2VVideoPredictor
-
-
-def box_from_logits(low_res_logits: torch.Tensor, scale: float) -> Optional[torch.Tensor]:
-    """XYXY box (in SAM input pixels) around ``logits > 0`` of a (1, 1, h, w) map, or None."""
-    fg = low_res_logits[0, 0] > 0
-    if not bool(fg.any()):
-        return None
-    ys, xs = torch.nonzero(fg, as_tuple=True)
-    box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float() * scale
-    return box[None]
 
 
 class PerFrameSamPredictor(I2VVideoPredictor):
@@ -34,7 +25,6 @@ class PerFrameSamPredictor(I2VVideoPredictor):
     def _step(self, state: InferenceState, t: int, image: Optional[np.ndarray] = None) -> torch.Tensor:
         raw, _ = self._features(state, t, image)
         frame = self.model.prepare_frame(raw, None)
-        scale = self.model.image_size / self.model.low_res_size[0]
         for track in state.tracks.values():
             if t in track.prompted_outputs:
                 track.last = track.prompted_outputs[t]
@@ -42,7 +32,7 @@ class PerFrameSamPredictor(I2VVideoPredictor):
             if track.last is None:
                 continue
             prev = track.last.low_res_logits.to(self.device)
-            box = box_from_logits(prev, scale)
+            box = box_from_logits(prev, self.model.image_size)
             if box is None:  # lost: SAM alone has nothing to re-prompt with
                 track.record_tracked(t, FrameOutput(prev.clone(), 0.0, -1.0))
                 continue
