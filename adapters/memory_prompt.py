@@ -72,7 +72,8 @@ class MemoryAsPrompt(nn.Module):
         h, w = query_keys.shape[-2:]
         q = rearrange(query_keys, "1 d h w -> (h w) d")
         affinity = torch.einsum("pd,nld->npl", q, keys) * self.scale  # (N, hw, L)
-        affinity = affinity.masked_fill(padding[:, None, :], float("-inf"))
+        if bool(padding.any()):  # objects with fewer entries than others
+            affinity = affinity.masked_fill(padding[:, None, :], float("-inf"))
         readout = torch.einsum("npl,nld->npd", affinity.softmax(dim=-1), values)
         return rearrange(readout, "n (h w) d -> n d h w", h=h, w=w)
 

@@ -54,13 +54,14 @@ class MemoryBank:
 
     def _scores(self, entries: Sequence[MemoryEntry], descriptor: torch.Tensor):
         # Scoring is a handful of scalars per entry: do it on the CPU, whatever the model's device.
+        meta = torch.tensor([[e.frame_idx, e.iou, e.presence, e.prompted] for e in entries], dtype=torch.float64)
         return compute_scores(
             query=descriptor.detach().float().cpu(),
             keys=torch.stack([e.descriptor.detach().float().cpu() for e in entries]),
-            frame_idx=torch.tensor([e.frame_idx for e in entries]),
-            iou=torch.tensor([e.iou for e in entries]),
-            presence=torch.tensor([e.presence for e in entries]),
-            prompted=torch.tensor([e.prompted for e in entries]),
+            frame_idx=meta[:, 0].long(),
+            iou=meta[:, 1],
+            presence=meta[:, 2],
+            prompted=meta[:, 3].bool(),
         )
 
     def add(self, entry: MemoryEntry) -> None:

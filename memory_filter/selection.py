@@ -84,14 +84,6 @@ STRATEGIES: Dict[str, Strategy] = {
 }
 
 
-def _order(priority: torch.Tensor, scores: MemoryScores, current_frame: int) -> List[int]:
-    """Indices sorted by priority (desc), then distance (asc), then frame index (asc)."""
-    distance = scores.temporal_distance(current_frame).tolist()
-    frames = scores.frame_idx.tolist()
-    prio = priority.tolist()
-    return sorted(range(len(prio)), key=lambda i: (-prio[i], distance[i], frames[i]))
-
-
 def select_memory(scores: MemoryScores, current_frame: int, cfg: MemoryFilterConfig) -> torch.Tensor:
     """Choose which of N stored entries the current frame reads.
 
@@ -106,10 +98,12 @@ def select_memory(scores: MemoryScores, current_frame: int, cfg: MemoryFilterCon
     if n == 0:
         return torch.zeros(0, dtype=torch.long)
     chosen: List[int] = []
+    # Plain lists: per-element tensor indexing would dominate the cost of these few entries.
     distance = scores.temporal_distance(current_frame).tolist()
     frames = scores.frame_idx.tolist()
+    is_prompted = scores.prompted.tolist()
 
-    prompted = [i for i in range(n) if bool(scores.prompted[i])]
+    prompted = [i for i in range(n) if is_prompted[i]]
     prompted.sort(key=lambda i: (distance[i], frames[i]))
     chosen.extend(prompted[: cfg.max_prompted])
 
@@ -118,11 +112,12 @@ def select_memory(scores: MemoryScores, current_frame: int, cfg: MemoryFilterCon
         if most_recent not in chosen:
             chosen.append(most_recent)
 
-    priority = STRATEGIES[cfg.strategy](scores, current_frame, cfg)
-    for i in _order(priority, scores, current_frame):
+    priority = STRATEGIES[cfg.strategy](scores, current_frame, cfg).tolist()
+    ranked = sorted(range(n), key=lambda i: (-priority[i], distance[i], frames[i]))
+    for i in ranked:
         if len(chosen) >= cfg.capacity:
             break
-        if i not in chosen and priority[i] != float("-inf") and not bool(scores.prompted[i]):
+        if i not in chosen and priority[i] != float("-inf") and not is_prompted[i]:
             chosen.append(i)
     chosen = chosen[: cfg.capacity]
     chosen.sort(key=lambda i: frames[i])
