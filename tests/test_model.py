@@ -150,7 +150,8 @@ def test_lora_untrained_is_identity_and_targets_are_anchored(tiny_sam_file: Path
     cfg = ModelConfig(lora=LoraConfig(enabled=True, targets=[r"image_encoder\.blocks\.\d+\.attn\.qkv", r"mask_decoder\.transformer\.layers\.\d+\.self_attn\.q_proj"]))
     model = build_sam_i2v(cfg, sam_checkpoint=tiny_sam_file, device="cpu")
     assert all("patch_embed" not in n for n in model.lora_modules)
-    assert len(model.lora_modules) == 6 + 2
+    depth = model.sam.image_encoder.blocks.__len__()
+    assert len(model.lora_modules) == depth + 2
     plain = build_sam_i2v("tiny", sam_checkpoint=tiny_sam_file, device="cpu")
     prompt = dict(points=[[40.0, 50.0]], labels=[1])
     a = _first_frame_logits(model, image, False, **prompt)
