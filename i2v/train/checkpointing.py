@@ -1,0 +1,170 @@
+"""Resumable training checkpoints, written so that a crash never leaves a half-written one.
+
+A checkpoint is a directory ``<output_dir>/checkpoint-<step:07d>`` holding:
+
+    adapter_model.safetensors, adapter_config.json   the adapters (save_pretrained: loadable
+                                                      with build_sam_i2v(checkpoint=...))
+    training_state.pt                                 optimizer, scheduler, grad scaler, RNG
+                                                      states of every process, step, data position
+    checkpoint.json                                   manifest: step and the size of every file
+
+It is written whole into a hidden temporary directory, every file and the directory are
+fsynced, and only then is it renamed into place (one atomic ``os.replace``); the ``latest``
+file, which names the newest checkpoint, is replaced atomically afterwards. A kill at any
+moment leaves either the old or the new checkpoint, never a partial one under a
+``checkpoint-*`` name; leftover temporary directories are removed on the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+
+from i2v.errors import CheckpointError
+from i2v.io.atomic import write_text_atomic
+from i2v.pretrained import save_pretrained
+
+PREFIX = "checkpoint-"
+STATE_NAME = "training_state.pt"
+MANIFEST_NAME = "checkpoint.json"
+LATEST_NAME = "latest"
+_TMP_PREFIX = ".tmp-checkpoint-"
+
+PathLike = Union[str, Path]
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{PREFIX}{step:07d}"
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rng_state() -> Dict[str, Any]:
+    """This process's Python, NumPy and torch RNG states (tensors and plain data only, so
+    the state loads with ``weights_only=True``)."""
+    np_state = np.random.get_state(legacy=False)
+    np_state["state"]["key"] = torch.from_numpy(np_state["state"]["key"].astype(np.int64))
+    return {
+        "python": random.getstate(),
+        "numpy": np_state,
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    np_state = dict(state["numpy"])
+    np_state["state"] = dict(np_state["state"], key=np_state["state"]["key"].numpy().astype(np.uint32))
+    np.random.set_state(np_state)
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(output_dir: PathLike, step: int, model: Any, state: Dict[str, Any], keep_last: int) -> Path:
+    """Write checkpoint ``step`` atomically, point ``latest`` at it, and prune old ones.
+
+    Args:
+        model: the SamI2V (its adapters are saved).
+        state: training state (tensors and plain data).
+        keep_last: checkpoints kept, this one included.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = checkpoint_name(step)
+    tmp = out / f"{_TMP_PREFIX}{step:07d}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_pretrained(model, tmp)
+    torch.save(state, tmp / STATE_NAME)
+    files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+    (tmp / MANIFEST_NAME).write_text(json.dumps({"step": step, "files": files}, indent=2) + "\n")
+    for p in tmp.iterdir():
+        _fsync(p)
+    _fsync(tmp)
+    final = out / name
+    if final.exists():  # a re-run over an old one (resumed from an earlier step): retire it first
+        old = out / f"{_TMP_PREFIX}old-{step:07d}-{os.getpid()}"
+        os.replace(final, old)
+        shutil.rmtree(old)
+    os.replace(tmp, final)
+    _fsync(out)
+    write_text_atomic(out / LATEST_NAME, name + "\n")
+    prune_checkpoints(out, keep_last)
+    return final
+
+
+def is_complete(path: PathLike) -> bool:
+    """Whether a checkpoint directory holds every file its manifest lists, at full size."""
+    p = Path(path)
+    try:
+        manifest = json.loads((p / MANIFEST_NAME).read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all((p / f).is_file() and (p / f).stat().st_size == size for f, size in files.items())
+
+
+def list_checkpoints(output_dir: PathLike) -> List[Path]:
+    """``checkpoint-*`` directories, oldest first (complete or not)."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return []
+    found = [p for p in out.iterdir() if p.is_dir() and re.fullmatch(rf"{PREFIX}\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def latest_checkpoint(output_dir: PathLike) -> Optional[Path]:
+    """The newest complete checkpoint: the one ``latest`` names, else the newest on disk."""
+    out = Path(output_dir)
+    pointer = out / LATEST_NAME
+    if pointer.is_file():
+        named = out / pointer.read_text().strip()
+        if named.is_dir() and is_complete(named):
+            return named
+    complete = [p for p in list_checkpoints(out) if is_complete(p)]
+    return complete[-1] if complete else None
+
+
+def prune_checkpoints(output_dir: PathLike, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints."""
+    for p in list_checkpoints(output_dir)[:-keep_last]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def remove_stale_temporaries(output_dir: PathLike) -> None:
+    """Remove temporary directories that a killed run left behind."""
+    out = Path(output_dir)
+    if out.is_dir():
+        for p in out.iterdir():
+            if p.is_dir() and p.name.startswith(_TMP_PREFIX):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def load_training_state(path: PathLike) -> Dict[str, Any]:
+    """The training state of a checkpoint directory (safe unpickling only)."""
+    file = Path(path) / STATE_NAME
+    if not is_complete(path):
+        raise CheckpointError(f"{str(path)!r} is not a complete training checkpoint ({MANIFEST_NAME} or a file is missing).")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load fails in many ways on damaged files
+        raise CheckpointError(f"{str(file)!r} could not be read: {exc}") from exc

@@ -1,0 +1,370 @@
+"""The training recipe: typed dataclasses, loaded strictly from YAML plus ``key=value`` overrides.
+
+A recipe names the model (a bundled config name, a YAML path, or an inline mapping), the
+frozen SAM checkpoint, the datasets and how clips are cut from them, the simulated user, the
+loss weights, the optimiser and the bookkeeping (checkpoints, logs, validation). Unknown keys
+are errors that name the nearest valid key.
+
+Overrides use dotted paths into the YAML (``optim.lr=3e-4``, ``data.0.num_videos=8``,
+``model.upgrader.dim=32``); a named model is expanded into its mapping first, so model
+overrides refine it rather than replace it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from i2v.adapters.lora import matching_modules
+from i2v.config import BUNDLED_CONFIGS, ModelConfig, bundled_config_path, model_config_from_dict
+from i2v.config_utils import apply_overrides, from_dict, read_yaml, to_dict
+from i2v.data.synthetic import SyntheticConfig
+from i2v.errors import ConfigError
+from i2v.sam_builder import SAM_ARCHS, build_sam_arch
+from i2v.train.losses import LossWeights
+from i2v.train.prompts import PromptSimConfig
+
+DATASET_TYPES = ("synthetic", "davis", "ytvos", "mose", "sav", "sa1b", "sa1b_pseudo")
+PRECISIONS = ("no", "bf16", "fp16")
+CACHE_DTYPES = ("float16", "bfloat16", "float32")
+
+
+@dataclass
+class DataSpec:
+    """One training dataset. Fields after ``seed`` apply to the types named in their comment.
+
+    Attributes:
+        type: "synthetic", "davis", "ytvos", "mose", "sav", "sa1b" (one-frame videos) or
+            "sa1b_pseudo" (SA-1B images moved smoothly into pseudo-videos).
+        root: the dataset folder (not used by "synthetic").
+        split: split name ("train"; DAVIS "train"; SA-V "sav_train"; SA-1B: unused).
+        weight: sampling weight among the datasets.
+        num_videos: synthetic: how many videos; others: use only the first this many (a fixed
+            subset, e.g. 10k SA-1B images); None = all.
+        seed: synthetic: dataset seed; sa1b_pseudo: seed of the motion.
+        synthetic: synthetic: scene settings (frame size, frames per video, difficulty).
+        year, resolution: davis: 2016 / 2017 and "480p" / "Full-Resolution".
+        annotation, annotated_only: sav: "manual" / "auto" masklets, and whether to keep only
+            the annotated 6 fps frames.
+        annotation_dir, max_masks, min_area: sa1b / sa1b_pseudo: folder of the JSON files
+            (default: root), masks kept per image (largest first), smallest mask area.
+        frames_per_video, max_translate, max_scale, max_rotate: sa1b_pseudo: the motion.
+    """
+
+    type: str
+    root: Optional[str] = None
+    split: str = "train"
+    weight: float = 1.0
+    num_videos: Optional[int] = None
+    seed: int = 0
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    year: int = 2017
+    resolution: str = "480p"
+    annotation: str = "manual"
+    annotated_only: bool = True
+    annotation_dir: Optional[str] = None
+    max_masks: Optional[int] = 64
+    min_area: float = 100.0
+    frames_per_video: int = 8
+    max_translate: float = 0.1
+    max_scale: float = 0.2
+    max_rotate: float = 15.0
+
+    def __post_init__(self) -> None:
+        if self.type not in DATASET_TYPES:
+            raise ValueError(f"data type must be one of {', '.join(DATASET_TYPES)}; got {self.type!r}.")
+        if self.type != "synthetic" and not self.root:
+            raise ValueError(f"a {self.type!r} dataset needs root: the folder it is stored in.")
+        if self.weight < 0:
+            raise ValueError(f"weight must be >= 0, got {self.weight}.")
+        if self.num_videos is not None and self.num_videos < 1:
+            raise ValueError(f"num_videos must be >= 1 or null, got {self.num_videos}.")
+
+
+@dataclass
+class AugmentConfig:
+    """Pixel augmentation drawn once per clip and applied to all its frames.
+
+    Not used with a feature cache: a crop, flip or colour change alters the encoder's output,
+    which the cache has computed once for the unaugmented frames (time reversal, frame
+    sampling and object sampling still vary from clip to clip).
+    """
+
+    enabled: bool = True
+    hflip_prob: float = 0.5
+    crop_scale: Tuple[float, float] = (0.5, 1.0)
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.02
+
+
+@dataclass
+class ClipConfig:
+    """How training clips are cut from the videos.
+
+    Attributes:
+        num_frames: T, frames per clip.
+        stride: inclusive (min, max) frame step, drawn per clip.
+        reverse_prob: chance of playing a clip backwards.
+        max_objects: at most this many objects per clip, among those visible on frame 0.
+        size: (H, W) frames are resized (and cropped, with augmentation) to; null keeps each
+            video's own size (clips are processed one at a time, so sizes may differ).
+        augment: pixel augmentation (ignored with a feature cache).
+    """
+
+    num_frames: int = 8
+    stride: Tuple[int, int] = (1, 1)
+    reverse_prob: float = 0.0
+    max_objects: int = 3
+    size: Optional[Tuple[int, int]] = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1 or self.max_objects < 1 or not 1 <= self.stride[0] <= self.stride[1]:
+            raise ValueError("clip needs num_frames >= 1, max_objects >= 1 and 1 <= stride[0] <= stride[1].")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup then cosine decay, per optimizer step.
+
+    Attributes:
+        lr: peak learning rate; min_lr_ratio: final lr as a fraction of it.
+        weight_decay: applied to weight matrices only (not to norms, biases, 1-D parameters
+            or embeddings).
+        betas: AdamW betas.
+        warmup_steps, max_steps: schedule length in optimizer steps.
+        grad_clip: clip the global gradient norm to this (0 disables).
+        grad_accum: micro-steps accumulated per optimizer step.
+        batch_size: clips per micro-step and process (processed one after the other: SAM's
+            decoder batches prompts of one image, not images).
+    """
+
+    lr: float = 1e-4
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.05
+    betas: Tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 100
+    max_steps: int = 10000
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.max_steps < 1 or self.warmup_steps < 0:
+            raise ValueError("optim needs lr > 0, max_steps >= 1 and warmup_steps >= 0.")
+        if self.grad_accum < 1 or self.batch_size < 1 or self.grad_clip < 0:
+            raise ValueError("optim needs grad_accum >= 1, batch_size >= 1 and grad_clip >= 0.")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}.")
+
+
+@dataclass
+class FeatureCacheConfig:
+    """Frozen image-encoder outputs stored on disk (see :mod:`i2v.train.feature_cache`).
+
+    Attributes:
+        enabled: read embeddings from the cache instead of running the encoder.
+        dir: cache folder (shared between runs; entries are keyed by SAM hash, dataset,
+            video, frame and preprocessing). Null: ``<output_dir>/feature_cache``.
+        dtype: storage precision. vit_b in float16 takes 2 MiB per frame.
+        fill: compute and store missing entries during training; false makes a miss an
+            error (run ``sam-i2v cache-features`` first).
+    """
+
+    enabled: bool = False
+    dir: Optional[str] = None
+    dtype: str = "float16"
+    fill: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dtype not in CACHE_DTYPES:
+            raise ValueError(f"feature_cache.dtype must be one of {', '.join(CACHE_DTYPES)}; got {self.dtype!r}.")
+
+
+@dataclass
+class ValConfig:
+    """Periodic validation J&F (semi-supervised, as DAVIS scores it).
+
+    Attributes:
+        every: validate every this many optimizer steps (0: never).
+        num_videos: videos scored (the first ones of the split).
+        split: split of the first training dataset's type and root to score on.
+        protocol: "mask", "box", "click1", "click3" or "click5".
+    """
+
+    every: int = 0
+    num_videos: int = 4
+    split: str = "val"
+    protocol: str = "mask"
+
+
+@dataclass
+class TrainConfig:
+    """A training run.
+
+    Attributes:
+        model: the upgrade to train (resolved from a name, a path or a mapping).
+        sam_checkpoint: the official SAM checkpoint to upgrade; null = the bundled one
+            (only "tiny" ships one).
+        allow_random_sam: with no checkpoint at all, upgrade a randomly initialised SAM
+            (tests and benchmarks only).
+        data: the training datasets, sampled by weight.
+        clip, prompts, loss, optim, feature_cache, val: see their classes.
+        precision: "no", "bf16" or "fp16" mixed precision.
+        num_workers: DataLoader worker processes.
+        epoch_length: clips per data epoch (default: the videos of all datasets).
+        checkpoint_every: save a resumable checkpoint every this many steps (and at the end).
+        keep_last: resumable checkpoints kept (older ones are deleted).
+        log_every: write metrics every this many steps.
+        max_nonfinite_in_row: stop after this many skipped steps in a row.
+        seed: seeds the adapters' initialisation, clip sampling and simulated prompts.
+        output_dir: checkpoints, metrics.jsonl, TensorBoard logs.
+        ddp_find_unused_parameters: DDP option, for adapters some steps do not use.
+        dump_weight_hashes: write a hash of each process's adapter weights after each step
+            (``weight_hashes/rank<k>.json``; for checking that processes stay in sync).
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sam_checkpoint: Optional[str] = None
+    allow_random_sam: bool = False
+    data: List[DataSpec] = field(default_factory=lambda: [DataSpec(type="synthetic")])
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    prompts: PromptSimConfig = field(default_factory=PromptSimConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    precision: str = "no"
+    feature_cache: FeatureCacheConfig = field(default_factory=FeatureCacheConfig)
+    num_workers: int = 0
+    epoch_length: Optional[int] = None
+    checkpoint_every: int = 1000
+    keep_last: int = 3
+    log_every: int = 10
+    val: ValConfig = field(default_factory=ValConfig)
+    max_nonfinite_in_row: int = 10
+    seed: int = 0
+    output_dir: str = "runs/train"
+    ddp_find_unused_parameters: bool = False
+    dump_weight_hashes: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}.")
+        if not self.data:
+            raise ValueError("data lists no dataset.")
+        if sum(d.weight for d in self.data) <= 0:
+            raise ValueError("the data weights sum to 0.")
+        if self.checkpoint_every < 1 or self.keep_last < 1 or self.log_every < 1 or self.max_nonfinite_in_row < 1:
+            raise ValueError("checkpoint_every, keep_last, log_every and max_nonfinite_in_row must be >= 1.")
+        if self.feature_cache.enabled:
+            check_cacheable(self.model)
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.feature_cache.dir) if self.feature_cache.dir else Path(self.output_dir) / "feature_cache"
+
+
+def lora_on_image_encoder(model: ModelConfig) -> List[str]:
+    """Image-encoder modules that the model's LoRA targets select (empty: none)."""
+    if not model.lora.enabled:
+        return []
+    with torch.device("meta"):  # module names only: no memory, no init cost even for vit_h
+        sam = build_sam_arch(SAM_ARCHS[model.sam])
+    return [n for n in matching_modules(sam, model.lora.targets) if n.startswith("image_encoder.")]
+
+
+def check_cacheable(model: ModelConfig) -> None:
+    """Refuse a feature cache for a model whose trained LoRA changes the encoder's output."""
+    hit = lora_on_image_encoder(model)
+    if hit:
+        raise ConfigError(
+            f"feature_cache.enabled is true but model.lora puts LoRA on the image encoder "
+            f"({hit[0]}{' and others' if len(hit) > 1 else ''}), so its output changes as it trains "
+            "and cannot be cached. Set feature_cache.enabled=false, or restrict model.lora.targets "
+            "to the mask decoder."
+        )
+
+
+def _model_mapping(value: Any, where: str) -> Dict[str, Any]:
+    """A model given as a bundled name or a YAML path → its mapping; a mapping unchanged."""
+    if isinstance(value, dict):
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}.model: expected a bundled name ({', '.join(BUNDLED_CONFIGS)}), a YAML path or a mapping; got {value!r}.")
+    path = bundled_config_path(value) if value in BUNDLED_CONFIGS else Path(value)
+    data = read_yaml(path)
+    return data["model"] if isinstance(data.get("model"), dict) else data
+
+
+_EXP_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _normalise(item: str) -> str:
+    """``lr=3e-4`` → ``lr=0.0003``: YAML 1.1 reads exponents without a dot as strings."""
+    key, sep, raw = item.partition("=")
+    return f"{key}={float(raw)!r}" if sep and _EXP_FLOAT.fullmatch(raw.strip()) else item
+
+
+def _override_key(item: str) -> str:
+    return item.split("=", 1)[0]
+
+
+def _apply(data: Dict[str, Any], overrides: Sequence[str], where: str) -> Dict[str, Any]:
+    """Apply overrides in order; ``data.<i>.key`` indexes into the dataset list."""
+    for item in map(_normalise, overrides):
+        key = _override_key(item)
+        if key.startswith("model.") and not isinstance(data.get("model"), dict):
+            data["model"] = _model_mapping(data.get("model", "tiny"), where)
+        m = re.fullmatch(r"data\.(\d+)\.(.+)", key)
+        if m:
+            specs = list(data.get("data") or [])
+            i = int(m.group(1))
+            if i >= len(specs):
+                raise ConfigError(f"override {item!r}: the config lists {len(specs)} dataset(s).")
+            specs[i] = apply_overrides(dict(specs[i]), [f"{m.group(2)}={item.split('=', 1)[1]}"])
+            data["data"] = specs
+        else:
+            data = apply_overrides(data, [item])
+    return data
+
+
+def train_config_from_dict(data: Dict[str, Any], where: str = "train config") -> TrainConfig:
+    """Strictly convert a mapping (model as a name, path or mapping) to :class:`TrainConfig`."""
+    data = dict(data)
+    model = model_config_from_dict(_model_mapping(data.pop("model", "tiny"), where), where=f"{where}.model")
+    cfg = from_dict(TrainConfig, data, where)
+    cfg.model = model
+    if cfg.feature_cache.enabled:
+        check_cacheable(model)
+    return cfg
+
+
+def resolve_recipe(path: Union[str, Path]) -> Path:
+    """A recipe path, or the name of a bundled one ("train_tiny_synthetic")."""
+    p = Path(path)
+    if not p.exists() and p.suffix == "" and p.name.startswith("train_"):
+        bundled = Path(str(resources.files("i2v.configs").joinpath(f"{p.name}.yaml")))
+        if bundled.is_file():
+            return bundled
+    return p
+
+
+def load_train_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a training recipe (a path, or a bundled recipe's name) and apply ``key=value``
+    overrides (values parsed as YAML)."""
+    path = resolve_recipe(path)
+    where = str(path)
+    data = _apply(read_yaml(path), overrides, where)
+    return train_config_from_dict(data, where)
+
+
+def train_config_to_dict(cfg: TrainConfig) -> Dict[str, Any]:
+    """The resolved recipe as plain data (what the run writes to ``train_config.yaml``)."""
+    return json.loads(json.dumps(to_dict(cfg)))  # tuples → lists, so YAML's safe dumper takes it

@@ -1,0 +1,353 @@
+"""The training loop: frozen SAM, trainable adapters, one clip at a time.
+
+    build the model (build_sam_i2v)        frozen SAM + zero-initialised adapters
+    build the data                         clips from the recipe's datasets, in a resumable order
+    AdamW (no decay on norms, biases, embeddings) + warmup/cosine LambdaLR
+    accelerate.Accelerator                 device, mixed precision, DDP, grad accumulation, trackers
+    per optimizer step, for each of grad_accum * batch_size clips:
+        embeddings   feature cache, or model.encode_images under no_grad
+        loss         clip_loss (simulated prompts, tracking through the clip)
+        backward     (a non-finite loss anywhere skips the whole step on every process)
+    grad clip → optimizer step → scheduler step
+    every checkpoint_every steps: adapters + resumable state, written atomically
+
+Clips are processed one at a time (SAM's decoder batches the prompts of one image, not
+images), each as one accumulation micro-step, so ``batch_size`` clips cost the memory of one.
+Under ``accelerate launch`` each process reads its own clips; only the adapters are in DDP
+(the frozen SAM has no gradients to synchronise), and only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import numpy as np
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import DistributedDataParallelKwargs, gather_object, is_tensorboard_available, set_seed
+from torch import nn
+from tqdm import tqdm
+
+from i2v.build import build_sam_i2v
+from i2v.data.clips import TrainClip
+from i2v.errors import I2VError
+from i2v.io.atomic import write_text_atomic
+from i2v.model import SamI2V
+from i2v.pretrained import load_adapter_weights, trainable_state_dict
+from i2v.train import checkpointing as ckpt
+from i2v.train.clip_step import ClipLossOutput, clip_loss, prepare_clip
+from i2v.train.config import TrainConfig, train_config_to_dict
+from i2v.train.data import build_train_dataset, make_loader, open_reader
+from i2v.train.feature_cache import FeatureCache
+from i2v.train.losses import LossWeights
+from i2v.train.optim import WarmupCosine, param_groups
+from i2v.train.prompts import PromptSimConfig
+
+METRICS_NAME = "metrics.jsonl"
+
+
+class NonFiniteLossError(I2VError, RuntimeError):
+    """Too many steps in a row had a non-finite loss or gradient."""
+
+
+@dataclass
+class TrainResult:
+    """How a run ended."""
+
+    step: int
+    output_dir: Path
+    checkpoint: Optional[Path]
+    nonfinite_steps: int
+    last_loss: float
+    main_process: bool = True
+
+
+class ClipObjective(nn.Module):
+    """The loss of one clip as a module: what DDP wraps, so its gradient hooks fire.
+
+    Holds the SamI2V; DDP registers only the parameters that require grad (the adapters).
+    """
+
+    def __init__(self, model: SamI2V, sim: PromptSimConfig, weights: LossWeights) -> None:
+        super().__init__()
+        self.model, self.sim, self.weights = model, sim, weights
+
+    def forward(self, embeddings: torch.Tensor, gt: torch.Tensor, annotated: torch.Tensor,
+                generator: np.random.Generator) -> ClipLossOutput:
+        return clip_loss(self.model, embeddings, gt, annotated, self.sim, self.weights, generator)
+
+
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    """CPU when no CUDA device; TensorBoard when it is installed."""
+    # A second run in one process (tests, notebooks) may change precision or accumulation;
+    # the process group (PartialState) is kept.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+    return Accelerator(
+        mixed_precision=cfg.precision,
+        gradient_accumulation_steps=cfg.optim.grad_accum * cfg.optim.batch_size,
+        cpu=not torch.cuda.is_available(),
+        log_with="tensorboard" if is_tensorboard_available() else None,
+        project_dir=cfg.output_dir,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.ddp_find_unused_parameters)],
+    )
+
+
+def build_model(cfg: TrainConfig, device: torch.device) -> SamI2V:
+    """The model a recipe trains, adapters in train mode (the frozen SAM stays in eval)."""
+    set_seed(cfg.seed)
+    model = build_sam_i2v(cfg.model, sam_checkpoint=cfg.sam_checkpoint, device=device,
+                          allow_random_sam=cfg.allow_random_sam, seed=cfg.seed)
+    return model.train()
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """Hash of the trainable weights (identical across processes when DDP keeps them in sync)."""
+    h = hashlib.sha256()
+    for name, t in sorted(trainable_state_dict(model).items()):
+        h.update(name.encode())
+        h.update(t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one JSON object per line, appended and flushed as it comes."""
+
+    def __init__(self, path: Path, resume_step: Optional[int]) -> None:
+        self.path = path
+        if resume_step is not None and path.is_file():
+            # the killed run logged steps past its last checkpoint; they are about to be redone
+            keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+            path.write_text("".join(ln + "\n" for ln in keep))
+        self.file = open(path, "a")
+
+    def write(self, record: Dict[str, Any]) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class Trainer:
+    """One training run of a :class:`TrainConfig` (see the module docstring)."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+        self.cfg, self.progress = cfg, progress
+        self.out = Path(cfg.output_dir)
+        self.acc = make_accelerator(cfg)
+        self.main = self.acc.is_main_process
+        self.model = build_model(cfg, self.acc.device)
+        self.cache = FeatureCache.for_run(cfg, self.model) if cfg.feature_cache.enabled else None
+        self.dataset = build_train_dataset(cfg)
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=tuple(o.betas))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, WarmupCosine.from_config(o))
+        # The scheduler is not prepared: accelerate would step it once per process per step.
+        self.objective, self.optimizer = self.acc.prepare(ClipObjective(self.model, cfg.prompts, cfg.loss), self.optimizer)
+        self.step, self.position, self.nonfinite_total, self.nonfinite_in_row = 0, 0, 0, 0
+        self.last_checkpoint: Optional[Path] = None
+        resumed = self._resume() if resume else None
+        self.metrics: Optional[MetricsLog] = None
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            ckpt.remove_stale_temporaries(self.out)
+            write_text_atomic(self.out / "train_config.yaml", yaml.safe_dump(train_config_to_dict(cfg), sort_keys=False))
+            self.metrics = MetricsLog(self.out / METRICS_NAME, self.step if resumed else None)
+        if self.acc.log_with:
+            self.acc.init_trackers("tensorboard")
+        self.acc.wait_for_everyone()
+
+    # -- resuming -------------------------------------------------------------------------
+    def _resume(self) -> Optional[Path]:
+        path = ckpt.latest_checkpoint(self.out)
+        if path is None:
+            self.acc.print(f"--resume: no complete checkpoint in {self.out}; starting from step 0.")
+            return None
+        state = ckpt.load_training_state(path)
+        load_adapter_weights(self.model, path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        schedule = WarmupCosine.from_config(self.cfg.optim)
+        if any(vars(fn) != vars(schedule) for fn in self.scheduler.lr_lambdas):
+            self.acc.print(f"note: the schedule differs from the checkpoint's; following the config ({vars(schedule)}).")
+        self.scheduler.lr_lambdas = [schedule] * len(self.scheduler.lr_lambdas)
+        if state.get("scaler") is not None and self.acc.scaler is not None:
+            self.acc.scaler.load_state_dict(state["scaler"])
+        rngs = state["rng"]
+        ckpt.set_rng_state(rngs[self.acc.process_index % len(rngs)])
+        self.step, self.position = int(state["step"]), int(state["data_position"])
+        self.nonfinite_total, self.nonfinite_in_row = int(state["nonfinite_total"]), int(state["nonfinite_in_row"])
+        self.last_checkpoint = path
+        self.acc.print(f"resuming from {path} at step {self.step}")
+        return path
+
+    def _save(self) -> None:
+        rngs = gather_object([ckpt.rng_state()])  # every process's RNG, so each resumes its own
+        if self.main:
+            state = {
+                "step": self.step, "data_position": self.position,
+                "epoch": self.position // max(1, len(self.dataset)),  # type: ignore[arg-type]
+                "nonfinite_total": self.nonfinite_total, "nonfinite_in_row": self.nonfinite_in_row,
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.acc.scaler.state_dict() if self.acc.scaler is not None else None,
+                "rng": rngs, "world_size": self.acc.num_processes,
+            }
+            ckpt.save_checkpoint(self.out, self.step, self.model, state, self.cfg.keep_last)
+        self.last_checkpoint = self.out / ckpt.checkpoint_name(self.step)
+        self.acc.wait_for_everyone()
+
+    # -- one clip ---------------------------------------------------------------------------
+    def embeddings(self, clip: TrainClip, images: torch.Tensor) -> torch.Tensor:
+        """(T, C, h, w) frozen encoder outputs of a clip: from the cache, or computed."""
+        encode = lambda rows: self.model.encode_images(images[rows])  # noqa: E731
+        if self.cache is None:
+            return encode(list(range(images.shape[0])))
+        fill = encode if self.cfg.feature_cache.fill else None
+        return self.cache.embeddings(clip.name, clip.frame_indices.tolist(), fill)
+
+    def clip_output(self, clip: TrainClip, generator: np.random.Generator) -> ClipLossOutput:
+        """The loss of one clip (through the DDP-wrapped objective)."""
+        prepared = prepare_clip(self.model, clip.frames, clip.masks)
+        with self.acc.autocast():
+            emb = self.embeddings(clip, prepared.images)
+            return self.objective(emb.to(self.acc.device), prepared.gt, clip.annotated, generator)
+
+    # -- one optimizer step -------------------------------------------------------------------
+    def train_step(self, clips: Iterator[TrainClip]) -> Dict[str, float]:
+        """Accumulate gradients over ``grad_accum * batch_size`` clips and step once."""
+        micro = self.cfg.optim.grad_accum * self.cfg.optim.batch_size
+        sums: Dict[str, float] = {}
+        skipped = False
+        for m in range(micro):
+            clip = next(clips)
+            gen = np.random.default_rng([self.cfg.seed, self.step, self.acc.process_index, m])
+            with self.acc.accumulate(self.objective):
+                out = self.clip_output(clip, gen)
+                bad = torch.tensor(0.0 if torch.isfinite(out.total).item() else 1.0, device=self.acc.device)
+                if self.acc.reduce(bad, reduction="sum").item() > 0:
+                    # every process skips together; a zero loss keeps DDP's gradient hooks in step
+                    skipped = True
+                    self.acc.backward(sum(p.sum() for p in self.model.trainable_parameters()) * 0.0)
+                else:
+                    self.acc.backward(out.total)
+                for k, v in out.terms.items():
+                    sums[k] = sums.get(k, 0.0) + v / micro
+        norm = math.nan
+        if not skipped:
+            norm = float(self.acc.clip_grad_norm_(self.model.trainable_parameters(), self.cfg.optim.grad_clip or math.inf))
+            # fp16's grad scaler skips overflowing steps itself (and adapts its scale)
+            skipped = not math.isfinite(norm) and self.cfg.precision != "fp16"
+        if not skipped:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        self.position += micro * self.acc.num_processes
+        self.nonfinite_in_row = self.nonfinite_in_row + 1 if skipped else 0
+        self.nonfinite_total += int(skipped)
+        return {**sums, "grad_norm": norm, "skipped": float(skipped)}
+
+    # -- validation -------------------------------------------------------------------------
+    def validate(self) -> Dict[str, Any]:
+        """J&F of the current adapters on the first videos of the validation split."""
+        from i2v.eval.vos import evaluate
+        from i2v.video_predictor import I2VVideoPredictor
+
+        v = self.cfg.val
+        spec = self.cfg.data[0]
+        dataset = open_reader(spec, split=v.split, num_videos=v.num_videos)
+        indices = list(range(min(v.num_videos, len(dataset))))
+        try:
+            result = evaluate(I2VVideoPredictor(self.model), dataset, indices, protocol=v.protocol,
+                              method=f"step{self.step}", progress=False)
+        finally:
+            self.model.train()  # the predictor puts the model in eval mode
+        s = result.summary()
+        return {"type": "val", "step": self.step, "j": s["j_mean"], "f": s["f_mean"], "jf": s["jf_mean"],
+                "protocol": v.protocol, "videos": [asdict(r) for r in result.rows]}
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _log(self, record: Dict[str, Any]) -> None:
+        if self.metrics is not None:
+            self.metrics.write(record)
+        scalars = {f"{record.get('type', 'train')}/{k}": v for k, v in record.items()
+                   if isinstance(v, (int, float)) and k != "step"}
+        if self.acc.log_with:
+            self.acc.log(scalars, step=record["step"])
+
+    def _log_train(self, window: List[Dict[str, float]], lr: float, seconds: float) -> None:
+        """One metrics line: loss terms averaged over the window's steps and all processes."""
+        keys = sorted(k for k in window[-1] if k != "skipped")
+        local = [float(np.nanmean([w.get(k, math.nan) for w in window])) if any(math.isfinite(w.get(k, math.nan)) for w in window)
+                 else math.nan for k in keys]
+        means = self.acc.reduce(torch.tensor(local, device=self.acc.device), reduction="mean").tolist()
+        self._log({
+            "type": "train", "step": self.step, "lr": lr, "time": round(seconds, 3), "steps_averaged": len(window),
+            **{("loss" if k == "total" else k): float(v) for k, v in zip(keys, means)},
+            "skipped": bool(window[-1]["skipped"]), "nonfinite": self.nonfinite_total,
+            "epoch": self.position // max(1, len(self.dataset)),  # type: ignore[arg-type]
+        })
+
+    def _dump_weight_hash(self) -> None:
+        folder = self.out / "weight_hashes"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"rank{self.acc.process_index}.json"
+        hashes = json.loads(path.read_text()) if path.is_file() else {}
+        hashes[str(self.step)] = weights_sha256(self.model)
+        path.write_text(json.dumps(hashes, indent=1))
+
+    def run(self) -> TrainResult:
+        cfg, o = self.cfg, self.cfg.optim
+        loader = make_loader(self.dataset, self.position, o.batch_size, self.acc.process_index,
+                             self.acc.num_processes, cfg.num_workers)
+        clips = (clip for batch in loader for clip in batch)
+        bar = tqdm(total=o.max_steps, initial=self.step, desc="train", unit="step",
+                   disable=not (self.main and self.progress), dynamic_ncols=True)
+        start, last_loss = time.time(), math.nan
+        window: List[Dict[str, float]] = []  # steps since the last metrics line
+        try:
+            while self.step < o.max_steps:
+                lr = self.scheduler.get_last_lr()[0]
+                stats = self.train_step(clips)
+                window.append(stats)
+                last_loss = stats.get("total", math.nan)
+                bar.update(1)
+                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}")
+                if cfg.dump_weight_hashes:
+                    self._dump_weight_hash()
+                if self.step % cfg.log_every == 0 or self.step == o.max_steps or stats["skipped"]:
+                    self._log_train(window, lr, time.time() - start)
+                    window = []
+                if self.nonfinite_in_row >= cfg.max_nonfinite_in_row:
+                    where = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
+                    raise NonFiniteLossError(
+                        f"{self.nonfinite_in_row} steps in a row (up to step {self.step}) had a non-finite loss "
+                        f"or gradient and were skipped; stopping ({where}). Lower optim.lr, raise optim.warmup_steps, "
+                        "use precision=bf16 rather than fp16, or look for broken masks in the data."
+                    )
+                if cfg.val.every and self.step % cfg.val.every == 0:
+                    if self.main:
+                        self._log(self.validate())
+                    self.acc.wait_for_everyone()
+                if self.step % cfg.checkpoint_every == 0 or self.step == o.max_steps:
+                    self._save()
+        finally:
+            bar.close()
+            if self.metrics is not None:
+                self.metrics.close()
+            self.acc.end_training()
+        return TrainResult(self.step, self.out, self.last_checkpoint, self.nonfinite_total, last_loss, self.main)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train the adapters of ``cfg.model`` on ``cfg.data``; see the module docstring."""
+    return Trainer(cfg, resume=resume, progress=progress).run()
