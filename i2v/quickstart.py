@@ -35,7 +35,7 @@ def _train_config(args: argparse.Namespace, out: Path):
     from i2v.train.config import load_train_config
 
     recipe = Path(str(resources.files("i2v.configs").joinpath("train_tiny_synthetic.yaml")))
-    val_every = max(1, args.steps // 5)
+    val_every = args.steps // 5 if args.steps >= 50 else args.steps  # five points on the curve
     overrides = [
         f"optim.max_steps={args.steps}",
         f"optim.warmup_steps={max(1, args.steps // 15)}",
@@ -61,7 +61,12 @@ def plot_curve(metrics_path: Path, png: Path) -> None:
     train = [r for r in rows if r.get("type") == "train"]
     val = [r for r in rows if r.get("type") == "val"]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue", label="training loss")
+    steps, losses = [r["step"] for r in train], np.array([r["loss"] for r in train])
+    window = max(1, len(losses) // 20)  # single-clip losses are noisy: show a running mean too
+    ax.plot(steps, losses, color="tab:blue", alpha=0.3)
+    if len(losses) >= window:
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1 :], smooth, color="tab:blue", label="training loss (running mean)")
     ax.set_xlabel("step")
     ax.set_ylabel("loss", color="tab:blue")
     if val:

@@ -1,0 +1,33 @@
+"""``sam-i2v quickstart`` end to end, in a reduced mode (few steps, few short videos)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from i2v.cli import main
+from i2v.pretrained import CONFIG_NAME, WEIGHTS_NAME
+
+
+@pytest.mark.slow
+def test_quickstart_reduced_mode_writes_everything(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "qs"
+    code = main(["quickstart", "--out", str(out), "--steps", "6", "--videos", "2", "--val-videos", "2", "--frames", "6"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    for method in ("per-frame SAM", "untrained upgrade", "trained upgrade"):
+        assert method in printed
+    assert (out / "adapter" / WEIGHTS_NAME).is_file() and (out / "adapter" / CONFIG_NAME).is_file()
+    payload = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in payload["results"]] == ["per-frame SAM", "untrained upgrade", "trained upgrade"]
+    for r in payload["results"]:
+        assert 0.0 <= r["summary"]["jf_mean"] <= 1.0 and len(r["videos"]) == 2
+    assert (out / "results.csv").read_text().count("\n") == 4
+    with Image.open(out / "training_curve.png") as png:
+        assert png.size[0] > 100
+    with Image.open(out / "overlay.gif") as gif:
+        assert gif.n_frames >= 2
+    assert str(out / "adapter") in printed
