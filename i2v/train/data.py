@@ -85,26 +85,21 @@ def split_clip_name(name: str) -> Tuple[str, str]:
 
 def open_reader(spec: DataSpec, split: Optional[str] = None, num_videos: Optional[int] = None) -> VideoDataset:
     """The raw reader of a spec (``split`` and ``num_videos`` override the spec's)."""
-    from i2v.data import davis, sa1b, sav
-    from i2v.data.synthetic import SyntheticVideoDataset
+    from i2v.data.registry import make_dataset
 
     split = split or spec.split
     if spec.type == "synthetic":
-        return SyntheticVideoDataset(split, num_videos or spec.num_videos or 100, spec.synthetic, seed=spec.seed)
-    root = str(spec.root)
-    if spec.type == "davis":
-        return davis.DavisDataset(root, split, year=spec.year, resolution=spec.resolution)
-    if spec.type == "ytvos":
-        return davis.YouTubeVOSDataset(root, split)
-    if spec.type == "mose":
-        return davis.MOSEDataset(root, split)
-    if spec.type == "sav":
-        return sav.SAVDataset(root, split, annotation=spec.annotation, annotated_only=spec.annotated_only)
-    images = sa1b.SA1BDataset(root, spec.annotation_dir, max_objects=spec.max_masks, min_area=spec.min_area)
-    if spec.type == "sa1b":
-        return images
-    return sa1b.SA1BPseudoVideo(images, spec.frames_per_video, seed=spec.seed, max_translate=spec.max_translate,
-                                max_scale=spec.max_scale, max_rotate=spec.max_rotate)
+        return make_dataset("synthetic", split=split, num_videos=num_videos or spec.num_videos or 100,
+                            config=spec.synthetic, seed=spec.seed)
+    images = dict(annotation_dir=spec.annotation_dir, max_objects=spec.max_masks, min_area=spec.min_area)
+    kwargs = {
+        "davis": dict(year=spec.year, resolution=spec.resolution),
+        "sav": dict(annotation=spec.annotation, annotated_only=spec.annotated_only),
+        "sa1b": images,
+        "sa1b_pseudo": dict(images, num_frames=spec.frames_per_video, seed=spec.seed, max_translate=spec.max_translate,
+                            max_scale=spec.max_scale, max_rotate=spec.max_rotate),
+    }.get(spec.type, {})
+    return make_dataset(spec.type, str(spec.root), split, **kwargs)
 
 
 def open_videos(spec: DataSpec) -> KeyedVideos:
