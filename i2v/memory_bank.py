@@ -14,6 +14,10 @@ import torch
 from i2v.memory_filter import MemoryFilterConfig, compute_scores, entries_to_evict, select_memory
 
 
+# Entries a full bank drops beyond the one it must (amortises eviction over frames).
+EVICTION_SLACK = 3
+
+
 @dataclass
 class MemoryEntry:
     """What one object remembers of one frame.
@@ -37,7 +41,7 @@ class MemoryEntry:
     def to(self, device: torch.device | str) -> "MemoryEntry":
         return MemoryEntry(
             self.frame_idx, self.keys.to(device), self.values.to(device),
-            self.descriptor.to(device), self.iou, self.presence, self.prompted,
+            self.descriptor, self.iou, self.presence, self.prompted,  # scored on the CPU
         )
 
 
@@ -57,7 +61,7 @@ class MemoryBank:
         meta = torch.tensor([[e.frame_idx, e.iou, e.presence, e.prompted] for e in entries], dtype=torch.float64)
         return compute_scores(
             query=descriptor.detach().float().cpu(),
-            keys=torch.stack([e.descriptor.detach().float().cpu() for e in entries]),
+            keys=torch.stack([e.descriptor for e in entries]),  # CPU float, see make_memory
             frame_idx=meta[:, 0].long(),
             iou=meta[:, 1],
             presence=meta[:, 2],
@@ -65,12 +69,17 @@ class MemoryBank:
         )
 
     def add(self, entry: MemoryEntry) -> None:
-        """Store ``entry`` (replacing any entry of the same frame) and evict down to size."""
+        """Store ``entry`` (replacing any entry of the same frame); a full bank evicts.
+
+        A bank over ``bank_size`` evicts down to ``bank_size - EVICTION_SLACK`` (never below
+        the read capacity) in one go, so eviction runs every few frames instead of every frame.
+        """
         self.entries[entry.frame_idx] = entry
         if len(self.entries) <= self.bank_size:
             return
         entries = list(self.entries.values())
-        drop = entries_to_evict(self._scores(entries, entry.descriptor), entry.frame_idx, self.filter_cfg, self.bank_size)
+        keep = max(self.filter_cfg.capacity, self.bank_size - EVICTION_SLACK)
+        drop = entries_to_evict(self._scores(entries, entry.descriptor), entry.frame_idx, self.filter_cfg, keep)
         for i in drop.tolist():
             del self.entries[entries[i].frame_idx]
 
