@@ -171,7 +171,6 @@ class InferenceState:
         # frame_idx -> (raw embedding (1, C, h, w), input size before padding)
         self.features: "collections.OrderedDict[int, Tuple[torch.Tensor, Tuple[int, int]]]" = collections.OrderedDict()
         self.feature_cache_size = feature_cache_size
-        self.prompted_pooled: Dict[int, torch.Tensor] = {}
         self.input_size: Optional[Tuple[int, int]] = None  # frame size after SAM's resize
 
     # -- SAM 2 compatibility ---------------------------------------------------------------
@@ -236,5 +235,4 @@ class InferenceState:
         """Forget all objects and prompts; the video stays open."""
         self.tracks.clear()
         self.history.reset(self.history.direction if self.is_stream else 0)
-        self.prompted_pooled.clear()
         self.features.clear()
