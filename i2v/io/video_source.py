@@ -25,7 +25,7 @@ import operator
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -226,84 +226,15 @@ class _SequenceSource(VideoSource):
         return _to_rgb(np.asarray(item), f"frame {t}")
 
 
-class _ImageFilesSource(VideoSource):
-    """A list of image files (a frame folder or a single image), decoded on demand with PIL."""
-
-    def __init__(self, paths: List[Path], cache_size: int) -> None:
-        width, height = _header_size(paths[0])
-        # Headers are cheap, so a size mismatch is caught now instead of mid-propagation.
-        for path in paths[1:]:
-            size = _header_size(path)
-            if size != (width, height):
-                raise VideoError(
-                    f"{path} is {size[0]}x{size[1]} (WxH) but {paths[0].name} is "
-                    f"{width}x{height}; all frames of a video must have the same size. "
-                    "Resize or remove the offending file."
-                )
-        super().__init__(len(paths), height, width, cache_size)
-        self.paths = paths
-
-    def _read(self, t: int) -> np.ndarray:
-        path = self.paths[t]
-        try:
-            with Image.open(path) as image:
-                rgb = np.asarray(image.convert("RGB"))
-        except FileNotFoundError:
-            raise VideoNotFoundError(
-                f"frame {t} ({path}) was deleted after the video was opened."
-            ) from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise VideoError(
-                f"frame {t} ({path}) could not be decoded: {exc}. The file is corrupt or "
-                "truncated; re-extract it or remove it from the folder."
-            ) from exc
-        if rgb.shape[:2] != (self.height, self.width):
-            raise VideoError(
-                f"frame {t} ({path}) is {rgb.shape[1]}x{rgb.shape[0]} (WxH) but the video is "
-                f"{self.width}x{self.height}; the file changed after the video was opened."
-            )
-        return rgb
-
-
-def _header_size(path: Path) -> Tuple[int, int]:
-    """(width, height) of an image file, reading only its header."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except FileNotFoundError:
-        raise VideoNotFoundError(f"image file {path} does not exist.") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise VideoError(f"{path} is not a readable image ({exc}); it is corrupt or not "
-                         "a JPEG/PNG file.") from exc
-
-
-def _list_frame_files(folder: Path) -> List[Path]:
-    """Image files of ``folder`` in frame order: numerically if every stem is an integer."""
-    files = [
-        p for p in folder.iterdir()
-        # Dot-files are skipped: macOS copies leave "._00001.jpg" resource forks beside frames.
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    ]
-    if not files:
-        others = sorted(p.name for p in folder.iterdir())[:3]
-        found = f"it holds {others} ..." if others else "it is empty"
-        raise VideoError(
-            f"folder {folder} has no frames: expected JPEG or PNG files "
-            f"({', '.join(IMAGE_SUFFIXES)}) but {found}."
-        )
-    if all(p.stem.isdigit() for p in files):
-        return sorted(files, key=lambda p: (int(p.stem), p.name))
-    return sorted(files, key=lambda p: p.name)
-
-
-
 def _open_path(path: Path, cache_size: int) -> VideoSource:
     if not path.exists():
         raise VideoNotFoundError(f"video path {str(path)!r} does not exist.")
+    from i2v.io.image_files import ImageFilesSource, list_frame_files
+
     if path.is_dir():
-        return _ImageFilesSource(_list_frame_files(path), cache_size)
+        return ImageFilesSource(list_frame_files(path), cache_size)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return _ImageFilesSource([path], cache_size)
+        return ImageFilesSource([path], cache_size)
     from i2v.io.pyav_source import _VideoFileSource  # PyAV is imported only for video files
 
     return _VideoFileSource(path, cache_size)
@@ -341,7 +272,9 @@ def _open_sequence(items: Sequence[Any], cache_size: int) -> VideoSource:
     if len(items) == 0:
         raise VideoError("the list of frames is empty; a video needs at least one frame.")
     if all(isinstance(item, (str, os.PathLike)) for item in items):
-        return _ImageFilesSource([Path(item) for item in items], cache_size)
+        from i2v.io.image_files import ImageFilesSource
+
+        return ImageFilesSource([Path(item) for item in items], cache_size)
     sizes = [_item_size(item, i) for i, item in enumerate(items)]
     for i, size in enumerate(sizes):
         if size != sizes[0]:
