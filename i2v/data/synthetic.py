@@ -15,9 +15,10 @@ With the defaults about half the videos have a full occlusion or an exit, and ha
 look-alike. Every annotated object shows at least 60% of its area on frame 0, so a first-frame
 prompt is always possible. Masks are the visible parts and exact by construction.
 
-Frame size: 160 x 120 (W x H) by default. It has the 4:3 shape of most video, SAM's 256 px input
-upsamples it only 1.6x (objects of 24-48 px become 2-5 tokens of a 16 px patch grid), and a frame
-renders in a few milliseconds on one core, so data loading never bottlenecks CPU training.
+Frame size: 160 x 120 (W x H) by default. It has the 4:3 shape of most video, the tiny SAM's
+128 px input takes it at 0.8x (objects of 24-48 px across become 2-5 tokens of its 8 px patch
+grid), and a frame renders in a few milliseconds on one core, so data loading never bottlenecks
+CPU training.
 
 Everything is deterministic: video ``seed`` seeds one ``np.random.Generator`` for the scene, and
 sensor noise of frame ``t`` comes from ``default_rng([noise_seed, t])``; no global RNG is used.
