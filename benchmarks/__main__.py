@@ -12,17 +12,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+from pathlib import Path
 from typing import List, Optional
 
 from benchmarks.plots import RESULTS, make_plots
 
-BENCHMARKS = ("cost", "propagation", "train_throughput")
+BENCHMARKS = ("cost", "propagation", "train_throughput", "accuracy")
 
 
-def summary() -> str:
+def summary(results_dir: Path = RESULTS) -> str:
+    """One line per stored result: the benchmark, its device and its headline figures."""
     rows = []
     for name in BENCHMARKS:
-        path = RESULTS / f"{name}.json"
+        path = results_dir / f"{name}.json"
         if not path.is_file():
             continue
         r = json.loads(path.read_text())
@@ -37,6 +39,12 @@ def summary() -> str:
                                     f"8 objects {m['time_ratio_8_vs_1']:.2f}x the time of 1"))
         elif name == "train_throughput":
             rows.append((name, dev, f"cached features {m['speedup']:.1f}x faster than on the fly"))
+        elif name == "accuracy":
+            jf = {k: v["jf_mean"] for k, v in m["video"]["methods"].items()}
+            rows.append((name, dev, f"tiny SAM image mIoU {m['image']['click1_miou']:.3f} (1 click), {m['image']['box_miou']:.3f} (box); "
+                                    f"J&F per-frame SAM {jf['per-frame SAM']:.1f}, untrained {jf['untrained upgrade']:.1f}, "
+                                    f"trained {jf['trained upgrade']:.1f} ({m['video']['gain_jf_vs_per_frame_sam']:+.1f}, goal "
+                                    f"+{m['video']['goal_gain']:.0f}); quickstart {m['video']['quickstart_seconds']:.0f} s"))
     width = max([len(r[0]) for r in rows] + [9])
     return "\n".join(f"{n:<{width}}  {d:<5}  {t}" for n, d, t in rows)
 

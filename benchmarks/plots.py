@@ -53,10 +53,25 @@ def plot_train_throughput(result: Dict[str, Any], ax) -> None:
     ax.set(ylabel="steps / s", title=f"training throughput (x{result['metrics']['speedup']:.1f} with the cache)")
 
 
+def plot_accuracy(result: Dict[str, Any], ax) -> None:
+    video = result["metrics"]["video"]
+    methods = list(video["methods"])
+    keys = (("j_mean", "J"), ("f_mean", "F"), ("jf_mean", "J&F"))
+    width = 0.8 / len(keys)
+    for i, (key, label) in enumerate(keys):
+        ax.bar([m + (i - 1) * width for m in range(len(methods))], [video["methods"][m][key] for m in methods], width, label=label)
+    goal = video["methods"]["per-frame SAM"]["jf_mean"] + video["goal_gain"]
+    ax.axhline(goal, color="k", linestyle="--", label=f"goal: per-frame SAM + {video['goal_gain']:.0f} J&F")
+    ax.set_xticks(range(len(methods)), methods)
+    ax.set(ylabel="score (%)", ylim=(0, 100), title="held-out synthetic videos, first-frame mask (sam-i2v quickstart)")
+    ax.legend(fontsize=7)
+
+
 PLOTTERS: Dict[str, Callable[[Dict[str, Any], Any], None]] = {
     "cost": plot_cost,
     "propagation": plot_propagation,
     "train_throughput": plot_train_throughput,
+    "accuracy": plot_accuracy,
 }
 
 

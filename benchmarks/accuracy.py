@@ -1,0 +1,87 @@
+"""Accuracy: the bundled tiny SAM on held-out images, and the upgrade on held-out videos.
+
+Two figures, both on the built-in synthetic data (the only data this benchmark may assume):
+
+- image mIoU of the bundled tiny SAM on held-out test-split frames, with 1 click and with a
+  box (the protocol of ``checkpoints/pretrain_tiny_sam.py``, which also recorded them when the
+  checkpoint was made; re-measured here so a changed checkpoint or library shows up);
+- video J / F / J&F under the semi-supervised protocol: per-frame SAM, the untrained upgrade
+  and the trained upgrade, exactly as ``sam-i2v quickstart`` trains and evaluates them (this
+  runs the quickstart itself), with its wall-clock time.
+
+    python -m benchmarks.accuracy [--steps N] [--videos N] [--val-videos N] [--device cpu]
+
+(the quickstart's own defaults unless given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from benchmarks.common import write_result
+from i2v.quickstart import DEFAULTS
+
+# What the quickstart is asked to reach on held-out synthetic videos (J&F points over the
+# per-frame SAM baseline).
+GOAL_GAIN = 15.0
+
+
+def image_miou(device: str, instances: int, min_area: int = 20) -> Dict[str, float]:
+    """The bundled tiny SAM's held-out image mIoU (1 click, 1 click oracle, 3 clicks, box)."""
+    from i2v.build import default_sam_checkpoint
+    from i2v.checkpoints.pretrain_tiny_sam import eval_examples, evaluate
+    from i2v.sam_builder import load_sam
+
+    sam = load_sam("tiny", default_sam_checkpoint("tiny")).sam.to(device)
+    with torch.no_grad():
+        return evaluate(sam, eval_examples(instances, min_area))
+
+
+def video_jf(args: argparse.Namespace) -> Dict[str, object]:
+    """Run ``sam-i2v quickstart`` in a scratch folder; its table and wall time."""
+    from i2v.quickstart import run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        qs = argparse.Namespace(out=str(Path(tmp) / "quickstart"), steps=args.steps, videos=args.videos,
+                                val_videos=args.val_videos, frames=args.frames, device=args.device, seed=args.seed)
+        start = time.perf_counter()
+        run(qs)
+        seconds = time.perf_counter() - start
+        report = json.loads((Path(qs.out) / "results.json").read_text())
+    methods = {r["method"]: {k: 100 * r["summary"][k] for k in ("j_mean", "f_mean", "jf_mean")} for r in report["results"]}
+    gain = methods["trained upgrade"]["jf_mean"] - methods["per-frame SAM"]["jf_mean"]
+    return {"methods": methods, "gain_jf_vs_per_frame_sam": gain, "goal_gain": GOAL_GAIN,
+            "goal_met": gain >= GOAL_GAIN, "quickstart_seconds": seconds, "sam_sha256": report.get("sam_sha256")}
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="quickstart training steps")
+    parser.add_argument("--videos", type=int, default=DEFAULTS["videos"])
+    parser.add_argument("--val-videos", type=int, default=DEFAULTS["val_videos"])
+    parser.add_argument("--frames", type=int, default=DEFAULTS["frames"])
+    parser.add_argument("--image-instances", type=int, default=240, help="held-out objects for the image mIoU")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print("image mIoU of the bundled tiny SAM")
+    image = image_miou(args.device, args.image_instances)
+    print("  " + ", ".join(f"{k} {v:.3f}" for k, v in image.items() if k.endswith("miou")))
+    print("video J&F: sam-i2v quickstart")
+    video = video_jf(args)
+    metrics = {"image": image, "video": {k: v for k, v in video.items() if k != "sam_sha256"}}
+    path = write_result("accuracy", config=vars(args), metrics=metrics, device=args.device,
+                        sam_sha256=video["sam_sha256"])  # type: ignore[arg-type]
+    print(f"trained upgrade vs per-frame SAM: {video['gain_jf_vs_per_frame_sam']:+.1f} J&F "
+          f"(goal +{GOAL_GAIN:.0f}); quickstart {video['quickstart_seconds']:.0f} s; wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
