@@ -13,7 +13,6 @@ import json
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, List
 
 import numpy as np
 
