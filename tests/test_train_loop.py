@@ -98,6 +98,16 @@ def test_training_lowers_the_loss_and_changes_only_adapters(straight_run: Dict[s
     assert (out / "latest").read_text().strip() == "checkpoint-0000008"
 
 
+def test_validation_curve_starts_at_the_untrained_adapters(tmp_path: Path, tiny_sam_file: Path) -> None:
+    overrides = tiny_overrides(tmp_path, tiny_sam_file, "optim.max_steps=2", "val.every=2", "val.num_videos=1")
+    tr = Trainer(load_train_config(RECIPE, overrides), progress=False)
+    untrained = tr.validate()
+    tr.run()
+    val = [r for r in read_metrics(tmp_path) if r["type"] == "val"]
+    assert [r["step"] for r in val] == [0, 2]
+    assert val[0]["jf"] == pytest.approx(untrained["jf"], abs=1e-12)
+
+
 def test_unknown_keys_are_rejected_with_the_nearest_valid_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown key 'lrr'.*'lr'"):
         load_train_config(RECIPE, ["optim.lrr=0.1"])

@@ -275,6 +275,11 @@ class Trainer:
         return {"type": "val", "step": self.step, "j": s["j_mean"], "f": s["f_mean"], "jf": s["jf_mean"],
                 "protocol": v.protocol, "videos": [asdict(r) for r in result.rows]}
 
+    def _validate_and_log(self) -> None:
+        if self.main:
+            self._log(self.validate())
+        self.acc.wait_for_everyone()
+
     # -- the loop -----------------------------------------------------------------------------
     def _log(self, record: Dict[str, Any]) -> None:
         if self.metrics is not None:
@@ -315,6 +320,8 @@ class Trainer:
         start, last_loss = time.time(), math.nan
         window: List[Dict[str, float]] = []  # steps since the last metrics line
         try:
+            if cfg.val.every and self.step == 0:  # the curve starts at the untrained adapters
+                self._validate_and_log()
             while self.step < o.max_steps:
                 lr = self.scheduler.get_last_lr()[0]
                 stats = self.train_step(clips)
@@ -335,9 +342,7 @@ class Trainer:
                         "use precision=bf16 rather than fp16, or look for broken masks in the data."
                     )
                 if cfg.val.every and self.step % cfg.val.every == 0:
-                    if self.main:
-                        self._log(self.validate())
-                    self.acc.wait_for_everyone()
+                    self._validate_and_log()
                 if self.step % cfg.checkpoint_every == 0 or self.step == o.max_steps:
                     self._save()
         finally:
