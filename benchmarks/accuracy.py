@@ -7,7 +7,10 @@ Two figures, both on the built-in synthetic data (the only data this benchmark m
   checkpoint was made; re-measured here so a changed checkpoint or library shows up);
 - video J / F / J&F under the semi-supervised protocol: per-frame SAM, the untrained upgrade
   and the trained upgrade, exactly as ``sam-i2v quickstart`` trains and evaluates them (this
-  runs the quickstart itself), with its wall-clock time.
+  runs the quickstart itself), with its wall-clock time;
+- the breakdown of that J by what is happening to each object (clean, look-alike, hidden,
+  after an occlusion or exit) for per-frame SAM and the trained upgrade, and the frozen SAM's
+  one-step ceiling on clean frames (``benchmarks/accuracy_breakdown.py``).
 
     python -m benchmarks.accuracy [--steps N] [--videos N] [--val-videos N] [--device cpu]
 
@@ -45,7 +48,9 @@ def image_miou(device: str, instances: int, min_area: int = 20) -> Dict[str, flo
 
 
 def video_jf(args: argparse.Namespace) -> Dict[str, object]:
-    """Run ``sam-i2v quickstart`` in a scratch folder; its table and wall time."""
+    """Run ``sam-i2v quickstart`` in a scratch folder; its table, wall time and the breakdown
+    of its trained adapter's J."""
+    from benchmarks.accuracy_breakdown import breakdown
     from i2v.quickstart import run
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,10 +60,13 @@ def video_jf(args: argparse.Namespace) -> Dict[str, object]:
         run(qs)
         seconds = time.perf_counter() - start
         report = json.loads((Path(qs.out) / "results.json").read_text())
+        print("where the J comes from")
+        parts = breakdown(str(Path(qs.out) / "adapter"), args.val_videos, args.frames, args.device)
     methods = {r["method"]: {k: 100 * r["summary"][k] for k in ("j_mean", "f_mean", "jf_mean")} for r in report["results"]}
     gain = methods["trained upgrade"]["jf_mean"] - methods["per-frame SAM"]["jf_mean"]
     return {"methods": methods, "gain_jf_vs_per_frame_sam": gain, "goal_gain": GOAL_GAIN,
-            "goal_met": gain >= GOAL_GAIN, "quickstart_seconds": seconds, "sam_sha256": report.get("sam_sha256")}
+            "goal_met": gain >= GOAL_GAIN, "quickstart_seconds": seconds, "sam_sha256": report.get("sam_sha256"),
+            "breakdown": {k: v for k, v in parts.items() if k != "sam_sha256"}}
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -54,6 +54,9 @@ def plot_train_throughput(result: Dict[str, Any], ax) -> None:
 
 
 def plot_accuracy(result: Dict[str, Any], ax) -> None:
+    if isinstance(ax, (list, tuple)):  # the J&F table beside its breakdown by phase
+        ax, phase_ax = ax
+        plot_phases(result["metrics"]["video"]["breakdown"], phase_ax)
     video = result["metrics"]["video"]
     methods = list(video["methods"])
     keys = (("j_mean", "J"), ("f_mean", "F"), ("jf_mean", "J&F"))
@@ -66,6 +69,28 @@ def plot_accuracy(result: Dict[str, Any], ax) -> None:
     ax.set(ylabel="score (%)", ylim=(0, 100), title="held-out synthetic videos, first-frame mask (sam-i2v quickstart)")
     ax.legend(fontsize=7)
 
+
+def plot_phases(breakdown: Dict[str, Any], ax) -> None:
+    """J per phase of each method, with the frozen SAM's one-step ceiling on clean frames."""
+    methods = breakdown["phases"]
+    phases = list(next(iter(methods.values())))
+    width = 0.8 / len(methods)
+    for i, (name, scores) in enumerate(methods.items()):
+        xs = [p + (i - (len(methods) - 1) / 2) * width for p in range(len(phases))]
+        ax.bar(xs, [100 * (scores[p]["j"] or 0.0) for p in phases], width, label=name)
+    counts = next(iter(methods.values()))
+    ax.set_xticks(range(len(phases)), [f"{p}\n({counts[p]['pairs']} pairs)" for p in phases])
+    ceiling = breakdown["one_step_ceiling"].get("prev_mask_and_box")
+    if ceiling is not None:
+        ax.axhline(100 * ceiling, color="k", linestyle=":", label="SAM one step from the true previous mask")
+    ax.set(ylabel="J (%)", ylim=(0, 100), title="J by what happens to the object")
+    ax.legend(fontsize=7)
+
+
+# Benchmarks whose plot can have more than one panel: how many a result needs.
+PANELS: Dict[str, Callable[[Dict[str, Any]], int]] = {
+    "accuracy": lambda r: 2 if "breakdown" in r["metrics"]["video"] else 1,  # older results lack it
+}
 
 PLOTTERS: Dict[str, Callable[[Dict[str, Any], Any], None]] = {
     "cost": plot_cost,
@@ -83,8 +108,9 @@ def make_plots(results_dir: Path = RESULTS) -> List[Path]:
         if not path.is_file():
             continue
         result = json.loads(path.read_text())
-        fig, ax = plt.subplots(figsize=(7, 4))
-        plotter(result, ax)
+        panels = PANELS[name](result) if name in PANELS else 1
+        fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4))
+        plotter(result, list(axes) if panels > 1 else axes)
         fig.text(0.01, 0.01, f"device: {_device(result)}", fontsize=7)
         fig.tight_layout()
         png = results_dir / f"{name}.png"
