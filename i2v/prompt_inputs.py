@@ -115,7 +115,8 @@ def check_mask(mask: Any, width: int, height: int) -> torch.Tensor:
         m = mask.detach().cpu()
     else:
         try:
-            m = torch.as_tensor(np.asarray(mask))
+            # Contiguous: torch cannot wrap negative strides (a flipped mask such as m[::-1]).
+            m = torch.as_tensor(np.ascontiguousarray(np.asarray(mask)))
         except (TypeError, ValueError) as exc:
             raise PromptError(f"mask must be an array or tensor, got {type(mask).__name__}.") from exc
     while m.ndim > 2 and m.shape[0] == 1:
@@ -129,7 +130,8 @@ def check_mask(mask: Any, width: int, height: int) -> torch.Tensor:
             raise PromptError("mask contains NaN or infinity.")
         m = m > 0.5
     else:
-        m = m > 0
+        # torch has no ">" for uint16/32/64 (16-bit PNG masks); "!= 0" is the same test there.
+        m = m > 0 if m.dtype.is_signed else m != 0
     m = m.float()
     if tuple(m.shape) != (height, width):
         m = F.interpolate(m[None, None], size=(height, width), mode="nearest")[0, 0]

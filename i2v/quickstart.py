@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     print(f"[1/4] upgrading the bundled tiny SAM on {args.videos} synthetic videos ({args.steps} steps)")
     cfg = _train_config(args, out)
-    result = train(cfg)
+    result = train(cfg, overwrite=True)  # its own folder: a second quickstart replaces the first's run
     trained = build_sam_i2v(checkpoint=result.checkpoint, device=args.device)
     adapter = save_pretrained(trained, out / "adapter")
     untrained = build_sam_i2v(trained.config, device=args.device)

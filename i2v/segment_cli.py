@@ -55,16 +55,23 @@ def _numbers(text: str, count: Tuple[int, ...], what: str) -> List[float]:
     return values
 
 
+def _integer(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise PromptError(f"{what} {text!r} must be an integer.") from None
+
+
 def group_prompts(sequence: List[Tuple[str, str]]) -> List[ObjectPromptSpec]:
     """Turn the ordered options into one prompt per (frame, object)."""
     frame, obj_id = 0, None
     specs: Dict[Tuple[int, int], ObjectPromptSpec] = {}
     for dest, value in sequence:
         if dest == "frame":
-            frame = int(value)
+            frame = _integer(value, "--frame")
             continue
         if dest == "obj_id":
-            obj_id = int(value)
+            obj_id = _integer(value, "--obj-id")
             continue
         if obj_id is None:
             raise PromptError(f"--{dest} {value} comes before any --obj-id; name the object first.")
@@ -72,6 +79,9 @@ def group_prompts(sequence: List[Tuple[str, str]]) -> List[ObjectPromptSpec]:
         if dest == "point":
             v = _numbers(value, (2, 3), "--point")
             spec.points.append((v[0], v[1]))
+            if len(v) == 3 and not v[2].is_integer():
+                raise PromptError(f"--point {value!r}: the label {v[2]:g} must be 1 (positive) or "
+                                  "0 (negative).")
             spec.labels.append(int(v[2]) if len(v) == 3 else 1)
         elif dest == "box":
             spec.box = tuple(_numbers(value, (4,), "--box"))  # type: ignore[assignment]
@@ -101,9 +111,21 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run, sequence=[])
 
 
+def _load_mask(path: str) -> np.ndarray:
+    """A --mask image as (H, W) bool: non-zero pixels are the object."""
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("L")) > 0
+    except FileNotFoundError:
+        raise PromptError(f"--mask {path} does not exist.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise PromptError(f"--mask {path} is not a readable image ({exc}); pass a PNG whose "
+                          "non-zero pixels are the object.") from exc
+
+
 def _apply(predictor, state, spec: ObjectPromptSpec) -> None:
     if spec.mask is not None:
-        predictor.add_new_mask(state, spec.frame, spec.obj_id, np.array(Image.open(spec.mask).convert("L")) > 0)
+        predictor.add_new_mask(state, spec.frame, spec.obj_id, _load_mask(spec.mask))
     if spec.points or spec.box is not None:
         predictor.add_new_points_or_box(
             state, spec.frame, spec.obj_id,

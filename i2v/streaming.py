@@ -12,7 +12,7 @@ from typing import Any, Deque, Tuple
 import numpy as np
 
 from i2v.errors import FrameIndexError, VideoError
-from i2v.io.video_source import VideoSource, open_video
+from i2v.io.video_source import VideoSource, is_tensor, open_video
 
 
 class StreamSource(VideoSource):
@@ -24,7 +24,9 @@ class StreamSource(VideoSource):
 
     def push(self, frame: Any) -> int:
         """Append one frame ((H, W, 3) uint8, grayscale, RGBA, PIL or tensor); returns its index."""
-        image = open_video([frame], cache_size=0).frame(0)
+        # A tensor is opened as a 1-frame video ((1, H, W, 3), (1, 3, H, W) or (1, H, W)): lists
+        # hold only arrays, PIL images and paths.
+        image = open_video(frame[None] if is_tensor(frame) else [frame], cache_size=0).frame(0)
         h, w = image.shape[:2]
         if self._num_frames == 0:
             self._height, self._width = h, w

@@ -120,7 +120,15 @@ class SA1BDataset(VideoDataset):
 
     def frame(self, index: int, t: int) -> np.ndarray:
         _check_frame(t, 1)
-        return load_rgb(self.images[index])
+        img = load_rgb(self.images[index])
+        size = self._annotations(index)[2]
+        if img.shape[:2] != size:
+            raise DatasetError(
+                f"SA-1B image {self.images[index]} is {img.shape[1]}x{img.shape[0]} but its "
+                f"annotation {self.annotation_dir / (self.images[index].stem + '.json')} is "
+                f"{size[1]}x{size[0]}; the masks would not line up (was the image resized?)."
+            )
+        return img
 
     def masks(self, index: int, t: int) -> np.ndarray:
         _check_frame(t, 1)

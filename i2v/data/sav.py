@@ -111,9 +111,20 @@ class _JsonVideo(_Video):
 
     def frames(self, positions: Sequence[int]) -> List[np.ndarray]:
         if self.folder is not None:
-            return [self.folder.read(p) for p in positions]
-        decoded = decode_mp4_frames(self.mp4, [self.numbers[p] for p in positions])
-        return [decoded[self.numbers[p]] for p in positions]
+            out = [self.folder.read(p) for p in positions]
+            source = str(self.folder.folder)
+        else:
+            decoded = decode_mp4_frames(self.mp4, [self.numbers[p] for p in positions])
+            out = [decoded[self.numbers[p]] for p in positions]
+            source = str(self.mp4)
+        for f in out:
+            if f.shape[:2] != self.size:
+                raise DatasetError(
+                    f"SA-V video {self.name!r}: frames from {source} are {f.shape[1]}x"
+                    f"{f.shape[0]} but {self.ann_path} says {self.size[1]}x{self.size[0]}; "
+                    f"expected matching sizes."
+                )
+        return out
 
     def annotated(self, number: int) -> bool:
         return number % self.every == 0 and number // self.every < len(self.masklet)

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from i2v.errors import VideoError, VideoNotFoundError
-from i2v.io.video_source import IMAGE_SUFFIXES, VideoSource
+from i2v.io.video_source import IMAGE_SUFFIXES, VideoSource, pil_to_rgb
 
 
 class ImageFilesSource(VideoSource):
@@ -38,7 +38,7 @@ class ImageFilesSource(VideoSource):
         path = self.paths[t]
         try:
             with Image.open(path) as image:
-                rgb = np.asarray(image.convert("RGB"))
+                rgb = pil_to_rgb(image)
         except FileNotFoundError:
             raise VideoNotFoundError(
                 f"frame {t} ({path}) was deleted after the video was opened."
@@ -82,6 +82,7 @@ def list_frame_files(folder: Path) -> List[Path]:
             f"folder {folder} has no frames: expected JPEG or PNG files "
             f"({', '.join(IMAGE_SUFFIXES)}) but {found}."
         )
-    if all(p.stem.isdigit() for p in files):
+    # isdecimal, not isdigit: "²" is a digit that int() cannot parse.
+    if all(p.stem.isdecimal() for p in files):
         return sorted(files, key=lambda p: (int(p.stem), p.name))
     return sorted(files, key=lambda p: p.name)

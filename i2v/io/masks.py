@@ -89,16 +89,72 @@ def encode_rles(masks: np.ndarray) -> List[RLE]:
     return [encode_rle(mask) for mask in masks]
 
 
+def _compressed_total(counts: bytes) -> Optional[int]:
+    """Sum of the runs in COCO's compressed counts string; None if it is malformed.
+
+    Each run is stored as 5-bit groups in characters offset by 48: bit 0x20 says that more
+    groups follow, bit 0x10 of the last group is the sign, and runs after the second are
+    deltas from the run two places earlier.
+    """
+    runs: List[int] = []
+    value = shift = 0
+    for char in counts:
+        group = char - 48
+        if not 0 <= group < 64:
+            return None
+        value |= (group & 0x1F) << shift
+        shift += 5
+        if group & 0x20:
+            continue
+        if group & 0x10:
+            value -= 1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        if value < 0:
+            return None
+        runs.append(value)
+        value = shift = 0
+    return None if shift else sum(runs)
+
+
 def _to_coco(rle: RLE) -> RLE:
     """Validate a user RLE dict and turn it into pycocotools' compressed form."""
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise DatasetError(f"an RLE must be a dict with 'size' and 'counts', got {rle!r:.80}.")
-    height, width = (int(s) for s in rle["size"])
+    try:
+        height, width = (int(s) for s in rle["size"])
+    except (TypeError, ValueError):
+        raise DatasetError(f"RLE 'size' must be [height, width], got {rle['size']!r:.80}.") from None
+    if height < 0 or width < 0:
+        raise DatasetError(f"RLE 'size' must be non-negative, got [{height}, {width}].")
     counts = rle["counts"]
+    # pycocotools checks only that the runs do not overflow the mask: runs that stop short
+    # leave the rest of the decoded mask uninitialised, so check they cover it exactly.
     if isinstance(counts, list):  # uncompressed RLE, as in COCO "iscrowd" annotations
+        if not all(isinstance(c, (int, np.integer)) and c >= 0 for c in counts):
+            raise DatasetError("uncompressed RLE counts must be non-negative integers.")
+        total: Optional[int] = int(sum(counts))
+    else:
+        if isinstance(counts, str):
+            try:
+                counts = counts.encode("ascii")
+            except UnicodeEncodeError:
+                raise DatasetError(f"RLE counts {counts!r:.40} are not a COCO compressed "
+                                   "string (ASCII characters only).") from None
+        if not isinstance(counts, bytes):
+            raise DatasetError(f"RLE counts must be a str, bytes or list of ints, got "
+                               f"{type(counts).__name__}.")
+        total = _compressed_total(counts)
+        if total is None:
+            raise DatasetError(f"RLE counts {counts!r:.40} are not a valid COCO compressed "
+                               "string; the annotation is corrupt.")
+    if total != height * width:
+        raise DatasetError(
+            f"RLE counts cover {total} pixels but its size [{height}, {width}] has "
+            f"{height * width}; the size does not belong to these counts, or they are corrupt."
+        )
+    if isinstance(counts, list):
         return mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    if isinstance(counts, str):
-        counts = counts.encode("ascii")
     return {"size": [height, width], "counts": counts}
 
 

@@ -184,7 +184,24 @@ def _to_rgb(image: np.ndarray, what: str) -> np.ndarray:
     return image[:, :, :3]
 
 
-def _is_tensor(x: object) -> bool:
+# PIL modes of 16-bit (or wider) grayscale, as 16-bit PNGs open.
+_WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def pil_to_rgb(image: Image.Image) -> np.ndarray:
+    """A PIL image as (H, W, 3) uint8 RGB; 16-bit grayscale keeps its 8 high bits.
+
+    PIL's ``convert("RGB")`` clips 16-bit values at 255 instead of scaling them, which turns a
+    16-bit PNG into an almost white frame.
+    """
+    if image.mode in _WIDE_GRAY_MODES:
+        values = np.asarray(image).astype(np.int64)
+        gray = (np.clip(values, 0, 65535) >> 8).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))
+
+
+def is_tensor(x: object) -> bool:
     # A tensor cannot exist unless torch was imported, so there is no need to import it here.
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(x, torch.Tensor)
@@ -202,7 +219,7 @@ class _ArraySource(VideoSource):
 
     def _read(self, t: int) -> np.ndarray:
         image = self._frames[t]
-        if _is_tensor(image):
+        if is_tensor(image):
             image = image.detach().cpu().numpy()
         if self._channels_first:
             image = np.moveaxis(image, 0, -1)
@@ -222,7 +239,7 @@ class _SequenceSource(VideoSource):
     def _read(self, t: int) -> np.ndarray:
         item = self._items[t]
         if isinstance(item, Image.Image):
-            return np.asarray(item.convert("RGB"))
+            return pil_to_rgb(item)
         return _to_rgb(np.asarray(item), f"frame {t}")
 
 
@@ -329,7 +346,7 @@ def open_video(source: VideoLike, *, cache_size: int = 8) -> VideoSource:
         return _open_path(Path(source), cache_size)
     if isinstance(source, np.ndarray):
         return _open_array(source, "array")
-    if _is_tensor(source):
+    if is_tensor(source):
         return _open_array(source, "tensor")
     if isinstance(source, (list, tuple)):
         return _open_sequence(source, cache_size)

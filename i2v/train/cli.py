@@ -1,6 +1,6 @@
 """``sam-i2v train`` and ``sam-i2v cache-features``.
 
-    sam-i2v train --config configs/train_tiny_synthetic.yaml [--resume] [optim.lr=3e-4 ...]
+    sam-i2v train --config configs/train_tiny_synthetic.yaml [--resume | --overwrite] [optim.lr=3e-4 ...]
     sam-i2v cache-features --config configs/train_vit_b_sav.yaml [key=value ...]
     accelerate launch --num_processes 2 -m i2v.cli train --config ...   # several GPUs (DDP)
 
@@ -25,8 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train the adapters of an upgraded SAM",
                                   description="Train the adapters of an upgraded SAM (the SAM itself stays frozen).")
     _common(train)
-    train.add_argument("--resume", action="store_true",
+    fresh = train.add_mutually_exclusive_group()
+    fresh.add_argument("--resume", action="store_true",
                        help="continue from the newest complete checkpoint in output_dir (step count, schedule, data order)")
+    fresh.add_argument("--overwrite", action="store_true",
+                       help="replace an earlier run in output_dir (its checkpoints, metrics log and TensorBoard folder)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
 
@@ -44,7 +47,7 @@ def run_train(args: argparse.Namespace) -> int:
     from i2v.train.trainer import train
 
     cfg = load_train_config(args.config, args.overrides)
-    result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    result = train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     if result.main_process:
         print(f"trained to step {result.step}; last loss {result.last_loss:.4f}; "
               f"{result.nonfinite_steps} skipped step(s); checkpoint: {result.checkpoint}")

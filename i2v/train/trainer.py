@@ -15,6 +15,8 @@ Clips are processed one at a time (SAM's decoder batches the prompts of one imag
 images), each as one accumulation micro-step, so ``batch_size`` clips cost the memory of one.
 Under ``accelerate launch`` each process reads its own clips; only the adapters are in DDP
 (the frozen SAM has no gradients to synchronise), and only the main process writes files.
+A run never mixes with an earlier one in its ``output_dir``: it continues it (``resume``),
+replaces it (``overwrite``) or refuses to start.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +41,7 @@ from tqdm import tqdm
 
 from i2v.build import build_sam_i2v
 from i2v.data.clips import TrainClip
-from i2v.errors import I2VError
+from i2v.errors import ConfigError, I2VError
 from i2v.io.atomic import write_text_atomic
 from i2v.model import SamI2V
 from i2v.pretrained import load_adapter_weights, trainable_state_dict
@@ -118,6 +121,14 @@ def weights_sha256(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+def _logged_step(line: str, unreadable: int) -> int:
+    """The step a metrics line records, or ``unreadable`` for a blank or cut-short line."""
+    try:
+        return int(json.loads(line).get("step", 0)) if line.strip() else unreadable
+    except ValueError:
+        return unreadable
+
+
 class MetricsLog:
     """``metrics.jsonl``: one JSON object per line, appended and flushed as it comes."""
 
@@ -125,7 +136,8 @@ class MetricsLog:
         self.path = path
         if resume_step is not None and path.is_file():
             # the killed run logged steps past its last checkpoint; they are about to be redone
-            keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+            # (a kill mid-write can also leave its last line cut short: it is dropped too)
+            keep = [ln for ln in path.read_text().splitlines() if _logged_step(ln, resume_step + 1) <= resume_step]
             path.write_text("".join(ln + "\n" for ln in keep))
         self.file = open(path, "a")
 
@@ -137,14 +149,30 @@ class MetricsLog:
         self.file.close()
 
 
+def earlier_run(output_dir: Path) -> List[Path]:
+    """What a training run leaves in ``output_dir``: checkpoints, ``latest``, the metrics log
+    and the TensorBoard folder (those that exist)."""
+    names = [ckpt.LATEST_NAME, METRICS_NAME, "tensorboard"]
+    return ckpt.list_checkpoints(output_dir) + [output_dir / n for n in names if (output_dir / n).exists()]
+
+
 class Trainer:
     """One training run of a :class:`TrainConfig` (see the module docstring)."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> None:
         self.cfg, self.progress = cfg, progress
         self.out = Path(cfg.output_dir)
+        earlier = [] if resume else earlier_run(self.out)
+        if earlier and not overwrite:
+            raise ConfigError(
+                f"output_dir {str(self.out)!r} already holds a training run ({', '.join(p.name for p in earlier)}); "
+                "pass --resume to continue it, --overwrite to replace it, or choose another output_dir.")
         self.acc = make_accelerator(cfg)
         self.main = self.acc.is_main_process
+        if earlier and self.main:
+            for p in earlier:  # only the run's own files; anything else in the folder stays
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        self.acc.wait_for_everyone()
         self.model = build_model(cfg, self.acc.device)
         self.cache = FeatureCache.for_run(cfg, self.model) if cfg.feature_cache.enabled else None
         self.dataset = build_train_dataset(cfg)
@@ -161,7 +189,8 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             ckpt.remove_stale_temporaries(self.out)
             write_text_atomic(self.out / "train_config.yaml", yaml.safe_dump(train_config_to_dict(cfg), sort_keys=False))
-            self.metrics = MetricsLog(self.out / METRICS_NAME, self.step if resumed else None)
+            # --resume with no checkpoint starts from step 0: every line already logged is redone
+            self.metrics = MetricsLog(self.out / METRICS_NAME, (self.step if resumed else -1) if resume else None)
         if self.acc.log_with:
             self.acc.init_trackers("tensorboard")
         self.acc.wait_for_everyone()
@@ -353,6 +382,12 @@ class Trainer:
         return TrainResult(self.step, self.out, self.last_checkpoint, self.nonfinite_total, last_loss, self.main)
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train the adapters of ``cfg.model`` on ``cfg.data``; see the module docstring."""
-    return Trainer(cfg, resume=resume, progress=progress).run()
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> TrainResult:
+    """Train the adapters of ``cfg.model`` on ``cfg.data``; see the module docstring.
+
+    Args:
+        resume: continue from the newest complete checkpoint in ``cfg.output_dir``.
+        overwrite: without ``resume``, replace an earlier run in ``cfg.output_dir`` (its
+            checkpoints, metrics log and TensorBoard folder) instead of refusing to start.
+    """
+    return Trainer(cfg, resume=resume, progress=progress, overwrite=overwrite).run()
