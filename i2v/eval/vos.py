@@ -37,10 +37,11 @@ class DatasetVideo(VideoSource):
 
 
 def interior_point(region: np.ndarray) -> Tuple[float, float]:
-    """(x, y) of the pixel of ``region`` farthest from its boundary."""
+    """(x, y) of the pixel of ``region`` farthest from its boundary, as the pixel's index (the
+    convention of SamPredictor's point prompts: SAM's prompt encoder adds the half pixel)."""
     dist = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
     y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return float(x) + 0.5, float(y) + 0.5
+    return float(x), float(y)
 
 
 def corrective_click(pred: np.ndarray, gt: np.ndarray) -> Optional[Tuple[Tuple[float, float], int]]:
@@ -53,8 +54,9 @@ def corrective_click(pred: np.ndarray, gt: np.ndarray) -> Optional[Tuple[Tuple[f
 
 
 def _box(mask: np.ndarray) -> List[float]:
+    """The tight XYXY box of a mask with inclusive maxima (segment_anything's mask-to-box)."""
     ys, xs = np.nonzero(mask)
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+    return [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
 
 
 def prompt_object(predictor: Any, state: Any, t: int, obj_id: int, gt: np.ndarray, protocol: str) -> None:

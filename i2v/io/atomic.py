@@ -37,4 +37,4 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
 def write_text_atomic(path: Union[str, Path], text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
