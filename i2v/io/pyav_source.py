@@ -1,8 +1,15 @@
-"""Video files decoded lazily with PyAV: random access by keyframe seek, cheap sequential reads."""
+"""Video files decoded lazily with PyAV: random access by keyframe seek, cheap sequential reads.
+
+Frames come out as a player shows them: a display rotation in the file (the display matrix that
+phones write instead of rotating the pixels) is applied to every frame, and ``height``/``width``
+are those of the displayed frame.
+"""
 
 from __future__ import annotations
 
 import bisect
+import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -17,6 +24,61 @@ def _av() -> Any:
     import av
 
     return av
+
+
+def display_quarter_turns(rotation: float, what: str = "the video") -> int:
+    """Counter-clockwise quarter turns (0..3) that bring a frame upright.
+
+    Args:
+        rotation: the display rotation in degrees, in FFmpeg's convention
+            (``av_display_rotation_get``, PyAV's ``VideoFrame.rotation``): the counter-clockwise
+            angle by which the stored frame must be turned to be displayed. A phone held
+            upright typically writes -90: its frames are stored sideways and turned clockwise.
+        what: names the video in the error message.
+
+    Raises:
+        VideoError: the angle is not within 1 degree of a multiple of 90.
+    """
+    turns = round(rotation / 90.0) if math.isfinite(rotation) else 0
+    if not abs(rotation - 90.0 * turns) <= 1.0:  # NaN and infinities fail this too
+        raise VideoError(f"{what} has a display rotation of {rotation} degrees; only multiples "
+                         "of 90 degrees are supported. Re-encode it upright (ffmpeg applies the "
+                         "rotation when it re-encodes).")
+    return turns % 4
+
+
+def rotate_for_display(image: np.ndarray, rotation: float) -> np.ndarray:
+    """``image`` (H, W, ...) as displayed under a display rotation of ``rotation`` degrees.
+
+    ``rotation`` follows FFmpeg's convention (see :func:`display_quarter_turns`): 90 turns the
+    image a quarter counter-clockwise, -90 (or 270) a quarter clockwise. A quarter turn swaps
+    height and width. Returns a C-contiguous array (``image`` itself when there is no turn).
+    """
+    turns = display_quarter_turns(rotation, "the frame")
+    return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
+
+
+def _display_rotation(frame: Any, stream: Any) -> float:
+    """The display rotation of a video (FFmpeg's convention, degrees; 0 when there is none).
+
+    Read from the decoded ``frame`` (recent PyAV exposes the display matrix that FFmpeg
+    attaches to each frame as ``VideoFrame.rotation``), else from the ``stream``'s side data
+    (PyAV releases between 12 and 14 only), else from the ``rotate`` tag that old FFmpeg
+    releases exported (a clockwise angle, hence the sign flip).
+    """
+    rotation = getattr(frame, "rotation", None)
+    if rotation:
+        return float(rotation)
+    side_data = getattr(stream, "side_data", None)
+    if isinstance(side_data, dict) and isinstance(side_data.get("DISPLAYMATRIX"), (int, float)):
+        rotation = side_data["DISPLAYMATRIX"]
+        if not math.isnan(rotation):  # NaN: a degenerate matrix, which no player applies
+            return float(rotation)
+    tag = stream.metadata.get("rotate")
+    try:
+        return -float(tag) if tag else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _open_container(path: Path) -> Any:
@@ -75,7 +137,12 @@ def _scan_packets(path: Path) -> _PacketIndex:
 
 
 class _VideoFileSource(VideoSource):
-    """A video file decoded with PyAV (first video stream; rotation metadata is ignored).
+    """A video file decoded with PyAV (first video stream), with frames as they are displayed.
+
+    The display rotation is read from the first frame, decoded at open time (and handed out
+    by the first read, not decoded twice); ``height`` and ``width`` are those of the displayed
+    frames, swapped from the stored ones by a quarter turn. Only the rotation is applied: a
+    display matrix that also mirrors the frame is shown unmirrored.
 
     Reading ``t`` right after ``t - 1`` continues the running decoder. Other reads seek to the
     keyframe at or before ``t`` and decode forward, unless no keyframe lies between the
@@ -99,11 +166,20 @@ class _VideoFileSource(VideoSource):
             if num_frames <= 0 or width <= 0 or height <= 0:
                 raise VideoError(f"{path} has no decodable video frames ({num_frames} frames "
                                  f"of {width}x{height} pixels).")
+            self._stored_size = (height, width)
+            self._start(container)
+            # The rotation lives in the container, but PyAV reads it reliably only from a
+            # decoded frame. The frame is put back in front of the decoder, not wasted.
+            first = self._first_frame()
+            self._decoded = itertools.chain([first], self._decoded)
+            turns = display_quarter_turns(_display_rotation(first, stream), str(path))
+            self._rotation = 90 * turns  # counter-clockwise degrees: 0, 90, 180 or 270
         except BaseException:
             container.close()
             raise
+        if turns % 2:
+            height, width = width, height
         super().__init__(num_frames, height, width, cache_size)
-        self._start(container)
 
     def _start(self, container: Any) -> None:
         self._container = container
@@ -111,6 +187,19 @@ class _VideoFileSource(VideoSource):
         self._stream.thread_type = "AUTO"  # decoding dominates the cost of a read
         self._decoded: Optional[Iterator[Any]] = container.decode(self._stream)
         self._next: Optional[int] = 0  # index of the frame the decoder yields next; None: unknown
+
+    def _first_frame(self) -> Any:
+        """Decode frame 0 from the fresh decoder (at open time, before ``len(self)`` is set)."""
+        assert self._decoded is not None
+        try:
+            first = next(self._decoded, None)
+        except _av().error.FFmpegError as exc:
+            raise VideoError(f"frame 0 of {self.path} could not be decoded ({exc}); the file "
+                             "is corrupt near its start.") from exc
+        if first is None:
+            raise VideoError(f"{self.path} has no decodable video frames: the stream ends "
+                             "before its first frame; the file is truncated or corrupt.")
+        return first
 
     def _restart(self) -> None:
         """Reopen the file and decode from frame 0 (fallback when seeking cannot be trusted)."""
@@ -195,13 +284,16 @@ class _VideoFileSource(VideoSource):
         return self._next
 
     def _frame_to_rgb(self, frame: Any, t: int) -> np.ndarray:
-        if (frame.height, frame.width) != (self.height, self.width):
+        """A decoded frame as displayed: (height, width, 3) uint8 RGB."""
+        if (frame.height, frame.width) != self._stored_size:
+            stored_height, stored_width = self._stored_size
             raise VideoError(
                 f"frame {t} of {self.path} is {frame.width}x{frame.height} but the stream is "
-                f"{self.width}x{self.height}; videos that change size mid-stream are not "
+                f"{stored_width}x{stored_height}; videos that change size mid-stream are not "
                 "supported. Re-encode at a fixed size."
             )
-        return frame.to_ndarray(format="rgb24")
+        image = frame.to_ndarray(format="rgb24")
+        return rotate_for_display(image, self._rotation)
 
     def _release(self) -> None:
         self._decoded = None

@@ -6,13 +6,15 @@ video files) decode a frame only when asked for it and keep at most ``cache_size
 frames in an LRU cache, so a long video is never held whole in memory. Arrays, tensors and
 lists the caller already holds are indexed in place, without a cache.
 
-Frame count and size are known at open time without decoding frames:
+Frame count and size are known at open time, decoding at most one frame:
 
 * folders: one PIL header read per file (PIL reads only the header until pixels are asked
   for), which also checks that every frame has the same size;
 * video files: the container's ``frames`` field; containers that leave it at 0 (WebM, MKV)
   are demuxed once without decoding and their packets counted. The count is the container's
   word: if the file is truncated, reading a frame past its real end raises :class:`VideoError`.
+  The first frame is decoded (and kept for the first read) to learn the display rotation
+  that phones record: frames, height and width are those a player displays.
 
 Sources are not thread-safe; give each thread its own.
 """
