@@ -133,17 +133,9 @@ def make_sav_train(root: Path, n_frames: int = 9, jpeg_every: int = 4, mp4: bool
 
 
 def write_mp4(path: Path, frames: Sequence[np.ndarray]) -> None:
-    import av
+    from video_files import write_video
 
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=24)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        stream.options = {"qscale": "1"}
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    write_video(path, frames, rate=24, options={"qscale": "1"})
 
 
 def make_sav_val(root: Path, n_frames: int = 9) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -20,6 +19,7 @@ from PIL import Image
 import i2v
 from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from i2v.errors import FrameIndexError, StateError, VideoError
+from video_files import write_video
 
 T, H, W = 8, 64, 80
 ABSENT = -1024.0
@@ -73,15 +73,7 @@ def write_frames(folder: Path, frames: np.ndarray, ext: str) -> Path:
 
 
 def write_mp4(path: Path, frames: np.ndarray) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_video(path, frames)
 
 
 def check_masks(masks: torch.Tensor, num_objects: int, h: int = H, w: int = W) -> None:

@@ -22,6 +22,7 @@ import pytest
 from i2v.errors import VideoError
 from i2v.io.pyav_source import _display_rotation, display_quarter_turns, rotate_for_display
 from i2v.io.video_source import open_video
+from video_files import decode_all, has_encoder, write_video
 
 T, H, W, SQUARE = 20, 32, 48, 8  # stored frames are landscape, with a bright top-left square
 
@@ -31,11 +32,7 @@ DISPLAYED_CORNER = {90: "bottom-left", -90: "top-right", 180: "bottom-right", 27
 
 
 def has_libx264() -> bool:
-    try:
-        av.codec.Codec("libx264", "w")
-        return True
-    except Exception:
-        return False
+    return has_encoder("libx264")
 
 
 def can_write_rotation() -> bool:
@@ -57,26 +54,12 @@ def stored_frames() -> np.ndarray:
 
 def write_mp4(path: Path, rotation: Optional[float]) -> Path:
     """An H.264 MP4 of :func:`stored_frames` (B-frames, a keyframe every 5 frames)."""
-    frames = stored_frames()
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.height, stream.width = H, W
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"g": "5", "bf": "2"}
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_video(path, stored_frames(), "libx264", options={"g": "5", "bf": "2"}, rotation=rotation)
 
 
 def stored_decode(path: Path) -> List[np.ndarray]:
     """The frames as stored: PyAV's plain decode, which ignores the display matrix."""
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    return decode_all(path)
 
 
 def corner_of_square(image: np.ndarray) -> str:

@@ -16,6 +16,9 @@ from i2v.errors import ConfigError, FrameIndexError, StateError, VideoError, Vid
 from i2v.io import video_source
 from i2v.io.video_source import VideoSource, open_video
 
+import video_files
+from video_files import decode_all, has_encoder
+
 T, H, W = 12, 24, 32
 
 
@@ -37,29 +40,8 @@ def write_folder(folder: Path, frames: np.ndarray, names: List[str]) -> List[Pat
 
 def write_video(path: Path, frames: np.ndarray, codec: str, gop: int = 5) -> None:
     """Encode with B-frames where the codec has them, so seeking meets reordering."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=10)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"g": str(gop), "bf": "2"} if codec == "libx264" else {"g": str(gop)}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-def reference_decode(path: Path) -> List[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-
-
-def has_encoder(name: str) -> bool:
-    try:
-        av.codec.Codec(name, "w")
-        return True
-    except Exception:
-        return False
+    options = {"g": str(gop), "bf": "2"} if codec == "libx264" else {"g": str(gop)}
+    video_files.write_video(path, frames, codec, options=options)
 
 
 VIDEO_KINDS = [(".mp4", "libx264"), (".mkv", "libx264"), (".avi", "mpeg4"), (".webm", "libvpx")]
@@ -215,7 +197,7 @@ def test_cache_size_zero_disables_cache(tmp_path: Path) -> None:
 
 
 def test_video_file_sequential_matches_full_decode(video_file: Path) -> None:
-    reference = reference_decode(video_file)
+    reference = decode_all(video_file)
     video = open_video(video_file, cache_size=2)
     assert (len(video), video.height, video.width) == (len(reference), 48, 64)
     seeks: List[int] = []
@@ -229,7 +211,7 @@ def test_video_file_sequential_matches_full_decode(video_file: Path) -> None:
 
 
 def test_video_file_random_access_matches_full_decode(video_file: Path) -> None:
-    reference = reference_decode(video_file)
+    reference = decode_all(video_file)
     video = open_video(video_file, cache_size=0)
     restarts: List[int] = []
     real_restart = video._restart
@@ -260,7 +242,7 @@ def test_video_file_seeks_only_across_keyframes(tmp_path: Path) -> None:
 def test_video_file_reverse_reading_reuses_decoded_frames(tmp_path: Path) -> None:
     path = tmp_path / "gop.mp4"
     write_video(path, make_frames(40, 48, 64), "libx264", gop=10)
-    reference = reference_decode(path)
+    reference = decode_all(path)
     video = open_video(path, cache_size=5)
     calls: List[int] = []
     real_seek = video._seek
