@@ -2,6 +2,11 @@
 
 A reader indexes videos on disk (or generates them) and hands out frames and masks one frame
 at a time, so that neither a whole video nor a whole dataset is ever held in memory.
+
+Two optional hooks serve evaluation: :attr:`VideoDataset.has_full_ground_truth` says whether
+the local annotations can be scored (False for challenge splits such as YouTube-VOS ``valid``,
+whose ground truth stays on the server), and :meth:`VideoDataset.frame_stem` names frame ``t``
+as the dataset's own files do, so that predicted masks can be written under the same names.
 """
 
 from __future__ import annotations
@@ -53,7 +58,15 @@ class VideoDataset(abc.ABC):
     """A list of videos with per-frame instance masks.
 
     Subclasses implement the five abstract methods; :meth:`clip` is built on them.
+
+    Attributes:
+        has_full_ground_truth: True when the local annotations are the split's full ground
+            truth, so J/F computed from them mean something. Readers set it False for splits
+            whose annotations give only each object's first mask (YouTube-VOS / MOSE
+            ``valid``, DAVIS ``test-dev``): their scores come from the challenge servers.
     """
+
+    has_full_ground_truth: bool = True
 
     @abc.abstractmethod
     def __len__(self) -> int:
@@ -82,6 +95,11 @@ class VideoDataset(abc.ABC):
     def is_annotated(self, index: int, t: int) -> bool:
         """Whether frame ``t`` carries annotations (True unless the format skips frames)."""
         return True
+
+    def frame_stem(self, index: int, t: int) -> str:
+        """File stem of frame ``t`` of video ``index`` (``"00000"``...); readers of frame
+        folders return the stem of the frame's file, others its zero-padded index."""
+        return f"{t:05d}"
 
     def clip(self, index: int, frame_indices: Sequence[int]) -> VideoClip:
         """Read the given frames of video ``index`` with their masks."""

@@ -13,6 +13,12 @@ that no metric should count). They differ only in how the videos and objects are
   ``meta.json`` (``{"videos": {vid: {"objects": {"1": {...}, ...}}}}``) or, without it, from
   the labels found in all of the video's PNGs.
 
+Challenge splits (DAVIS ``test-dev`` / ``test-challenge``, YouTube-VOS and MOSE ``valid`` /
+``test``) ship only each object's first-appearance mask; their readers set
+``has_full_ground_truth = False`` (see :data:`SERVER_SCORED_SPLITS`) so that evaluation writes
+predictions for the challenge server instead of scoring against them. ``frame_stem`` gives
+each frame's file stem, the name a server expects for its predicted PNG.
+
 :class:`PaletteVOSDataset` holds all the reading logic; the public classes only locate files.
 The file-format helpers here (:func:`load_rgb`, :func:`load_label_png`, :func:`load_json`,
 :func:`decode_rle`, :class:`FrameFolder`) are shared by the SA-V and SA-1B readers.
@@ -36,6 +42,14 @@ PathLike = Union[str, Path]
 
 #: Label value of "void" pixels in DAVIS-style annotations.
 VOID_LABEL = 255
+
+#: Splits whose local annotations hold only each object's first mask; they are scored on the
+#: challenge servers (``has_full_ground_truth`` is False for them).
+SERVER_SCORED_SPLITS: Dict[str, Tuple[str, ...]] = {
+    "davis": ("test-dev", "test-challenge"),
+    "ytvos": ("valid", "test"),
+    "mose": ("valid", "test"),
+}
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -235,6 +249,10 @@ class PaletteVOSDataset(VideoDataset):
     def frame(self, index: int, t: int) -> np.ndarray:
         return self.frame_folder(index).read(t)
 
+    def frame_stem(self, index: int, t: int) -> str:
+        """Stem of frame ``t``'s JPEG (``"00000"``; YouTube-VOS ``"00005"``, ...)."""
+        return self.frame_folder(index).stems[t]
+
     def is_annotated(self, index: int, t: int) -> bool:
         return self.frame_folder(index).stems[t] in self._annotation_paths(index)
 
@@ -276,7 +294,9 @@ class DavisDataset(PaletteVOSDataset):
 
     Args:
         root: the DAVIS folder (holding ``JPEGImages``, ``Annotations``, ``ImageSets``).
-        split: ``"train"``, ``"val"``, ``"test-dev"``... (the name of the split file).
+        split: ``"train"``, ``"val"``, ``"test-dev"``... (the name of the split file;
+            ``test-dev`` / ``test-challenge`` have first-frame masks only, so
+            ``has_full_ground_truth`` is False).
         year: 2017 (multi-object) or 2016 (all objects merged into one, id 1).
         resolution: ``"480p"`` or ``"Full-Resolution"``.
     """
@@ -302,6 +322,7 @@ class DavisDataset(PaletteVOSDataset):
             ids_from="first_frame",
             merge_objects=year == 2016,
         )
+        self.has_full_ground_truth = split not in SERVER_SCORED_SPLITS["davis"]
 
 
 class YouTubeVOSDataset(PaletteVOSDataset):
@@ -309,7 +330,8 @@ class YouTubeVOSDataset(PaletteVOSDataset):
 
     Args:
         root: the dataset folder holding the split folders.
-        split: ``"train"``, ``"valid"``, ``"test"``.
+        split: ``"train"``, ``"valid"``, ``"test"`` (the last two have no local ground
+            truth beyond first masks: ``has_full_ground_truth`` is False).
         image_split: folder to take frames from, if not ``split`` (e.g. ``"valid_all_frames"``,
             whose 30 fps frames are annotated at the stems of ``valid/Annotations``).
         meta_file: object listing inside the split folder; read when present, else the
@@ -335,6 +357,8 @@ class YouTubeVOSDataset(PaletteVOSDataset):
         super().__init__(
             image_dir, split_dir / "Annotations", names, declared, ids_from="all_frames"
         )
+        # valid/test annotate each object only where it first appears: server-scored.
+        self.has_full_ground_truth = split not in SERVER_SCORED_SPLITS["ytvos"]
 
     @staticmethod
     def _read_meta(path: Path) -> Dict[str, List[int]]:
@@ -350,7 +374,9 @@ class YouTubeVOSDataset(PaletteVOSDataset):
 
 class MOSEDataset(YouTubeVOSDataset):
     """MOSE: the YouTube-VOS layout (``root/<split>/{JPEGImages,Annotations}``), splits
-    ``"train"`` (all frames annotated) and ``"valid"`` (first frame only)."""
+    ``"train"`` (all frames annotated) and ``"valid"`` (first masks only; server-scored, so
+    ``has_full_ground_truth`` is False)."""
 
     def __init__(self, root: PathLike, split: str = "train", meta_file: str = "meta.json") -> None:
         super().__init__(root, split, meta_file=meta_file)
+        self.has_full_ground_truth = split not in SERVER_SCORED_SPLITS["mose"]

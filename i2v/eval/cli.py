@@ -2,6 +2,16 @@
 
     sam-i2v eval --dataset davis --root DAVIS --split val --checkpoint runs/vit_b \
                  --sam-checkpoint sam_vit_b_01ec64.pth --baselines --protocol mask click1
+
+``--save-masks DIR`` also writes the evaluated method's predictions (the trained or untrained
+upgrade, first protocol) as ``DIR/<video>/<frame stem>.png`` palette PNGs, the layout the DAVIS
+and YouTube-VOS servers take (pixel value = object id; where objects overlap the higher id
+wins). Splits without local ground truth (YouTube-VOS / MOSE ``valid``, DAVIS ``test-dev``: only
+each object's first mask ships) are scored by the challenge servers, so on them no J/F is
+printed: ``--save-masks`` is required and only the masks are written.
+
+    sam-i2v eval --dataset ytvos --root YouTubeVOS --split valid --checkpoint runs/vit_b \
+                 --sam-checkpoint sam_vit_b_01ec64.pth --save-masks submission/Annotations
 """
 
 from __future__ import annotations
@@ -12,7 +22,8 @@ import dataclasses
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
-from i2v.eval.vos import PROTOCOLS, VOSResult, evaluate
+from i2v.errors import ConfigError
+from i2v.eval.vos import PROTOCOLS, VOSResult, evaluate, export_masks
 
 
 @contextlib.contextmanager
@@ -33,30 +44,42 @@ def model_variant(model, upgrader: Optional[bool] = None, strategy: Optional[str
         model.config, model.upgrader.cfg = saved
 
 
+def method_name(trained: bool) -> str:
+    """Label of the evaluated method in tables and progress bars."""
+    return "trained upgrade" if trained else "untrained upgrade"
+
+
 def run_methods(model, untrained, dataset, protocols: List[str], *, baselines: bool, ablations: bool,
-                trained: bool, indices=None, progress: bool = True) -> List[VOSResult]:
-    """Evaluate the model (and optionally baselines / ablations) under each protocol."""
+                trained: bool, indices=None, progress: bool = True,
+                save_masks: Optional[Path] = None) -> List[VOSResult]:
+    """Evaluate the model (and optionally baselines / ablations) under each protocol.
+
+    With ``save_masks`` a folder, the evaluated method's predictions under the first protocol
+    are written there while they are scored (baselines and ablations are not saved).
+    """
     from i2v.eval.baselines import PerFrameSamPredictor
     from i2v.memory_filter import STRATEGIES
     from i2v.video_predictor import I2VVideoPredictor
 
-    name = "trained upgrade" if trained else "untrained upgrade"
-    runs: List[Tuple[str, object, dict]] = []
+    name = method_name(trained)
+    # (label, predictor, model variant, whether this is the evaluated method itself)
+    runs: List[Tuple[str, object, dict, bool]] = []
     if baselines:
-        runs.append(("per-frame SAM", PerFrameSamPredictor(untrained), {}))
+        runs.append(("per-frame SAM", PerFrameSamPredictor(untrained), {}, False))
         if trained:
-            runs.append(("untrained upgrade", I2VVideoPredictor(untrained), {}))
-    runs.append((name, I2VVideoPredictor(model), {}))
+            runs.append(("untrained upgrade", I2VVideoPredictor(untrained), {}, False))
+    runs.append((name, I2VVideoPredictor(model), {}, True))
     if ablations:
-        runs.append((f"{name}, upgrader off", I2VVideoPredictor(model), {"upgrader": False}))
+        runs.append((f"{name}, upgrader off", I2VVideoPredictor(model), {"upgrader": False}, False))
         for strategy in STRATEGIES:
             if strategy != model.config.memory.filter.strategy:
-                runs.append((f"{name}, memory={strategy}", I2VVideoPredictor(model), {"strategy": strategy}))
+                runs.append((f"{name}, memory={strategy}", I2VVideoPredictor(model), {"strategy": strategy}, False))
     results = []
-    for protocol in protocols:
-        for label, predictor, variant in runs:
+    for k, protocol in enumerate(protocols):
+        for label, predictor, variant, evaluated in runs:
+            out = save_masks if evaluated and k == 0 else None
             with model_variant(model, **variant):
-                results.append(evaluate(predictor, dataset, indices, protocol, label, progress))
+                results.append(evaluate(predictor, dataset, indices, protocol, label, progress, save_masks=out))
     return results
 
 
@@ -76,22 +99,59 @@ def add_parser(subparsers) -> None:
     p.add_argument("--baselines", action="store_true", help="also per-frame SAM and the untrained upgrade")
     p.add_argument("--ablations", action="store_true", help="also upgrader off and each memory strategy")
     p.add_argument("--out", default="eval_out", help="directory for results.csv / results.json")
+    p.add_argument("--save-masks", metavar="DIR", default=None,
+                   help="also write the evaluated method's masks (first protocol) as DIR/<video>/<frame>.png "
+                        "palette PNGs for the DAVIS / YouTube-VOS servers; required on splits without "
+                        "local ground truth (YouTube-VOS / MOSE valid, DAVIS test-dev)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from i2v.build import build_sam_i2v
-    from i2v.data.registry import make_dataset
-    from i2v.eval.report import format_table, write_reports
+    from i2v.data.registry import DEFAULT_SPLITS, make_dataset
+    from i2v.eval.report import format_table, submission_hint, write_reports
 
     kwargs = {"num_videos": args.num_videos} if args.dataset == "synthetic" else {}
     dataset = make_dataset(args.dataset, args.root, args.split, **kwargs)
+    split = args.split if args.split is not None else DEFAULT_SPLITS[args.dataset]
+    full_gt = bool(getattr(dataset, "has_full_ground_truth", True))
+    if not full_gt and not args.save_masks:
+        raise ConfigError(
+            f"the {args.dataset} split {split!r} has no local ground truth beyond each object's first "
+            f"mask, so J/F computed here would mean nothing: its scores come from the challenge "
+            f"server. Pass --save-masks DIR to write the predicted masks for submission."
+        )
+    if args.save_masks and args.dataset == "sav":
+        raise ConfigError(
+            "--save-masks writes DAVIS / YouTube-VOS label-map PNGs (object ids 1..255), but SA-V "
+            "numbers its objects from 0 and is scored from per-object PNGs; its val/test ground "
+            "truth is local, so evaluate SA-V without --save-masks."
+        )
     model = build_sam_i2v(args.config, args.checkpoint, args.sam_checkpoint, args.device)
-    untrained = build_sam_i2v(model.config, None, args.sam_checkpoint, args.device) if args.checkpoint else model
     indices = range(min(len(dataset), args.max_videos)) if args.max_videos else None
+    trained = args.checkpoint is not None
+    save_masks = Path(args.save_masks) if args.save_masks else None
+    if not full_gt:
+        from i2v.video_predictor import I2VVideoPredictor
+
+        skipped = [flag for flag, on in (("--baselines", args.baselines), ("--ablations", args.ablations),
+                                         ("protocols after the first", len(args.protocol) > 1)) if on]
+        if skipped:
+            print(f"note: split {split!r} is scored by the challenge server; only the {method_name(trained)} "
+                  f"under protocol {args.protocol[0]!r} is written ({', '.join(skipped)} ignored).")
+        folders = export_masks(I2VVideoPredictor(model), dataset, save_masks, indices, args.protocol[0],
+                               method_name(trained))
+        print(f"no scores for {args.dataset} split {split!r}: its ground truth is on the challenge server.")
+        videos = f"{len(folders)} video{'' if len(folders) == 1 else 's'}"
+        print(f"wrote the {method_name(trained)}'s masks of {videos} to {save_masks}/<video>/<frame>.png")
+        print(submission_hint(args.dataset, save_masks))
+        return 0
+    untrained = build_sam_i2v(model.config, None, args.sam_checkpoint, args.device) if args.checkpoint else model
     results = run_methods(model, untrained, dataset, args.protocol, baselines=args.baselines,
-                          ablations=args.ablations, trained=args.checkpoint is not None, indices=indices)
+                          ablations=args.ablations, trained=trained, indices=indices, save_masks=save_masks)
     print(format_table(results))
     paths = write_reports(results, Path(args.out), {"dataset": args.dataset, "split": args.split, "sam_sha256": model.sam_sha256})
     print(f"wrote {paths['csv']} and {paths['json']}")
+    if save_masks is not None:
+        print(f"wrote the {method_name(trained)}'s masks ({args.protocol[0]}) to {save_masks}/<video>/<frame>.png")
     return 0

@@ -1,4 +1,8 @@
-"""Tables, CSV and JSON for evaluation results."""
+"""Tables, CSV and JSON for evaluation results, and how to submit masks to a challenge server.
+
+:func:`submission_hint` is the one sentence ``sam-i2v eval --save-masks`` prints after writing
+predicted masks: how to zip the folder for the DAVIS or YouTube-VOS / MOSE server.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Union
 
 from i2v.eval.vos import VOSResult
 from i2v.io.atomic import write_text_atomic
@@ -48,3 +52,27 @@ def write_reports(results: Sequence[VOSResult], out_dir: Path, extra: Dict[str, 
     payload = {**extra, "results": [r.to_dict() for r in results]}
     write_text_atomic(paths["json"], json.dumps(payload, indent=2, default=float) + "\n")
     return paths
+
+
+def submission_hint(dataset: str, masks_dir: Union[str, Path]) -> str:
+    """One sentence on zipping ``masks_dir`` (``<video>/<frame>.png`` inside) for ``dataset``'s server.
+
+    DAVIS takes the video folders at the top of the archive, YouTube-VOS inside a top-level
+    ``Annotations/`` folder; for other servers the hint points to their own instructions.
+    """
+    folder = Path(masks_dir)
+    if dataset == "davis":
+        return (f"To submit, zip the video folders at the top of the archive (cd {folder} && "
+                f"zip -r ../{folder.name or 'submission'}.zip .) and upload the zip to the DAVIS "
+                f"challenge's evaluation server.")
+    if dataset == "ytvos":
+        if folder.name == "Annotations":
+            how = f"cd {folder.parent} && zip -r submission.zip Annotations"
+        else:
+            how = (f"e.g. mkdir -p sub && cp -r {folder} sub/Annotations && cd sub && "
+                   f"zip -r ../submission.zip Annotations")
+        return (f"To submit, zip the video folders inside a top-level Annotations/ folder "
+                f"({how}) and upload the zip to the YouTube-VOS challenge's server.")
+    server = {"mose": "MOSE", "sav": "SA-V"}.get(dataset, dataset)
+    return (f"To submit, pack the video folders of {folder} as the {server} server's instructions "
+            f"ask (its layout is <video>/<frame>.png) and upload the archive there.")

@@ -4,13 +4,22 @@ Protocols (as in SAM 2's evaluation): ``mask`` (semi-supervised: the ground-trut
 object's first annotated frame), ``box`` (its box), ``click1`` / ``click3`` / ``click5`` (a
 click at the object's interior point farthest from its boundary, then corrective clicks on
 the largest error region of the current prediction on that frame).
+
+Predicted masks can also be written in the layout the DAVIS and YouTube-VOS servers take
+(:func:`write_prediction_pngs`): ``<dir>/<video>/<frame stem>.png``, one DAVIS-palette PNG per
+frame of the video at the frame's size, pixel value = object id (0 = background). Where
+objects overlap, the object with the higher id wins (ids are ascending, and
+:func:`i2v.io.masks.masks_to_label_map` lets the later object win). :func:`evaluate` writes
+them while scoring (``save_masks``); :func:`export_masks` writes them without scoring, for
+splits whose ground truth lives on a challenge server (``has_full_ground_truth`` False).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from scipy import ndimage
@@ -18,10 +27,12 @@ from tqdm import tqdm
 
 from i2v.data.base import VideoDataset
 from i2v.eval.metrics import evaluate_sequence
-from i2v.io.masks import logits_to_masks
+from i2v.io.masks import logits_to_masks, masks_to_label_map, save_palette_png
 from i2v.io.video_source import VideoSource
 
 PROTOCOLS = ("mask", "box", "click1", "click3", "click5")
+
+PathLike = Union[str, Path]
 
 
 class DatasetVideo(VideoSource):
@@ -140,6 +151,62 @@ def segment_video(predictor: Any, dataset: VideoDataset, index: int, protocol: s
     return preds, gts
 
 
+def write_prediction_pngs(out_dir: PathLike, dataset: VideoDataset, index: int, preds: np.ndarray) -> Path:
+    """Write the predicted masks of video ``index`` as DAVIS / YouTube-VOS submission PNGs.
+
+    Each frame ``t`` becomes ``out_dir/<video name>/<frame stem>.png`` (the stem of the
+    dataset's own frame file), a DAVIS-palette PNG whose pixel values are object ids at the
+    frame's size; where objects overlap the higher id wins. Every file is written atomically.
+
+    Args:
+        out_dir: the submission folder.
+        dataset: the dataset the video comes from (names, frame stems, object ids).
+        index: the video's index in ``dataset``.
+        preds: (T, N, H, W) bool, as :func:`segment_video` returns them.
+
+    Returns:
+        The video's folder.
+    """
+    ids = list(dataset.obj_ids(index))
+    if preds.ndim != 4 or preds.shape[:2] != (dataset.num_frames(index), len(ids)):
+        raise ValueError(
+            f"predictions of video {dataset.video_name(index)!r} have shape {preds.shape}; "
+            f"expected ({dataset.num_frames(index)}, {len(ids)}, H, W) (frames, objects, H, W)."
+        )
+    folder = Path(out_dir) / dataset.video_name(index)
+    for t in range(len(preds)):
+        save_palette_png(folder / f"{dataset.frame_stem(index, t)}.png", masks_to_label_map(preds[t], ids))
+    return folder
+
+
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}.")
+
+
+def export_masks(
+    predictor: Any,
+    dataset: VideoDataset,
+    out_dir: PathLike,
+    indices: Optional[Sequence[int]] = None,
+    protocol: str = "mask",
+    method: str = "model",
+    progress: bool = True,
+) -> List[Path]:
+    """Segment videos ``indices`` of ``dataset`` and write their masks, without scoring.
+
+    For splits whose ground truth is held by a challenge server: the masks go to ``out_dir``
+    as :func:`write_prediction_pngs` lays them out. Returns the video folders written.
+    """
+    _check_protocol(protocol)
+    indices = list(range(len(dataset))) if indices is None else list(indices)
+    folders = []
+    for i in tqdm(indices, desc=f"predict {method}/{protocol}", unit="video", disable=not progress):
+        preds, _ = segment_video(predictor, dataset, i, protocol)
+        folders.append(write_prediction_pngs(out_dir, dataset, i, preds))
+    return folders
+
+
 def evaluate(
     predictor: Any,
     dataset: VideoDataset,
@@ -147,10 +214,14 @@ def evaluate(
     protocol: str = "mask",
     method: str = "model",
     progress: bool = True,
+    save_masks: Optional[PathLike] = None,
 ) -> VOSResult:
-    """Score ``predictor`` on videos ``indices`` of ``dataset`` (all by default)."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}.")
+    """Score ``predictor`` on videos ``indices`` of ``dataset`` (all by default).
+
+    With ``save_masks`` a folder, each video's predicted masks are also written there (see
+    :func:`write_prediction_pngs`) from the same run that is scored.
+    """
+    _check_protocol(protocol)
     result = VOSResult(method, protocol)
     indices = list(range(len(dataset))) if indices is None else list(indices)
     for i in tqdm(indices, desc=f"eval {method}/{protocol}", unit="video", disable=not progress):
@@ -163,4 +234,6 @@ def evaluate(
         means = {k: float(np.nanmean(getattr(scores, k))) for k in result.objects}
         result.rows.append(VideoRow(dataset.video_name(i), len(dataset.obj_ids(i)), **means,
                                     jf_mean=(means["j_mean"] + means["f_mean"]) / 2, seconds=time.perf_counter() - start))
+        if save_masks is not None:  # after timing: writing files is not the method's cost
+            write_prediction_pngs(save_masks, dataset, i, preds)
     return result
