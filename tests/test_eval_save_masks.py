@@ -9,7 +9,6 @@ from typing import List, Tuple
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import i2v.eval.vos as vos
@@ -26,12 +25,7 @@ YT_VID = "0a1b2c3d4e"
 YT_STEMS = ["00000", "00005", "00010", "00015", "00020"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _eval(root: Path, kind: str, split: str, sam: Path, out: Path, *extra: str) -> int:

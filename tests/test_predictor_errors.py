@@ -53,12 +53,7 @@ def get_predictor() -> i2v.I2VVideoPredictor:
     return predictor
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_frames(n: int = T, h: int = H, w: int = W, seed: int = 0) -> np.ndarray:

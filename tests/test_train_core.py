@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -22,14 +21,7 @@ from i2v.video_predictor import I2VVideoPredictor
 ADAPTERS = ("upgrader", "memory_encoder", "memory_prompt", "presence_head")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # The machine's cores are shared: several intra-op threads on a busy core spin-wait and
-    # make these small ops many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model() -> SamI2V:
