@@ -13,6 +13,7 @@ from PIL import Image
 from i2v.data.base import VideoDataset
 from i2v.data.clips import ClipAugment, ClipDataset, MixedDataset, TrainClip, collate_clips
 from i2v.data.davis import DavisDataset, MOSEDataset, YouTubeVOSDataset
+from i2v.data.registry import make_dataset
 from i2v.data.sa1b import SA1BDataset, SA1BPseudoVideo
 from i2v.data.sav import SAVDataset
 from i2v.errors import DatasetError, I2VError
@@ -237,6 +238,10 @@ def test_sa1b_pseudo_video(tmp_path: Path) -> None:
     other = SA1BPseudoVideo(src, num_frames=6, seed=2).clip(0, range(6))
     assert not np.array_equal(other.frames, clip.frames)
     assert np.array_equal(pv.frame(0, 3), clip.frames[3])
+    # through the registry, the seed also drives a random choice of masks
+    built = make_dataset("sa1b_pseudo", str(tmp_path), seed=5, selection="random", max_objects=2)
+    assert built.seed == 5 and built.dataset.seed == 5
+    assert built.obj_ids(0) == SA1BDataset(tmp_path, max_objects=2, selection="random", seed=5).obj_ids(0)
 
 
 # ---------------------------------------------------------------- clips

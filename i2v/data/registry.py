@@ -51,7 +51,8 @@ def _sa1b_pseudo(root: Optional[str], split: str, **kw: Any) -> VideoDataset:
     from i2v.data.sa1b import SA1BDataset, SA1BPseudoVideo
 
     video_kw = {k: kw.pop(k) for k in ("num_frames", "seed", "max_translate", "max_scale", "max_rotate") if k in kw}
-    return SA1BPseudoVideo(SA1BDataset(_need(root, "sa1b_pseudo"), **kw), **video_kw)
+    # One seed drives both the motion and a "random" choice of masks.
+    return SA1BPseudoVideo(SA1BDataset(_need(root, "sa1b_pseudo"), seed=video_kw.get("seed", 0), **kw), **video_kw)
 
 
 def _need(root: Optional[str], kind: str) -> str:
