@@ -13,7 +13,7 @@ import argparse
 import importlib
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from benchmarks.plots import RESULTS, make_plots
 
@@ -44,9 +44,19 @@ def summary(results_dir: Path = RESULTS) -> str:
             rows.append((name, dev, f"tiny SAM image mIoU {m['image']['click1_miou']:.3f} (1 click), {m['image']['box_miou']:.3f} (box); "
                                     f"J&F per-frame SAM {jf['per-frame SAM']:.1f}, untrained {jf['untrained upgrade']:.1f}, "
                                     f"trained {jf['trained upgrade']:.1f} ({m['video']['gain_jf_vs_per_frame_sam']:+.1f}, goal "
-                                    f"+{m['video']['goal_gain']:.0f}); quickstart {m['video']['quickstart_seconds']:.0f} s"))
+                                    f"+{m['video']['goal_gain']:.0f}); quickstart {m['video']['quickstart_seconds']:.0f} s"
+                                    + _wider(m['video'].get('wider_check'))))
     width = max([len(r[0]) for r in rows] + [9])
     return "\n".join(f"{n:<{width}}  {d:<5}  {t}" for n, d, t in rows)
+
+
+def _wider(check: Optional[Dict[str, Any]]) -> str:
+    """The accuracy benchmark's check on more videos, as a clause of its summary line."""
+    if not check:
+        return ""
+    g = next(r for r in check["gains"] if r["method"] == "trained upgrade")
+    interval = "" if g["low"] is None else f" [{g['low']:+.1f}, {g['high']:+.1f}]"
+    return f"; on {check['videos']} videos {g['gain']:+.1f}{interval}"
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from i2v.build import build_sam_i2v
     from i2v.data.registry import make_dataset
     from i2v.eval.cli import run_methods
-    from i2v.eval.report import format_table, write_reports
+    from i2v.eval.report import format_gain, format_table, gains_vs_baseline, write_reports
     from i2v.pretrained import save_pretrained
     from i2v.train.trainer import train
     from i2v.video_predictor import I2VVideoPredictor
@@ -138,11 +138,10 @@ def run(args: argparse.Namespace) -> int:
     gif = out / "overlay.gif"
     overlay_gif(I2VVideoPredictor(trained), dataset, 0, gif)
 
-    summary = {r.method: r.summary()["jf_mean"] for r in results}
-    gain = 100 * (summary["trained upgrade"] - summary["per-frame SAM"])
+    gain = next(g for g in gains_vs_baseline(results) if g["method"] == "trained upgrade")
     print()
     print(table)
-    print(f"\ntrained upgrade vs per-frame SAM: {gain:+.1f} J&F points; {time.time() - start:.0f} s in all")
+    print(f"\n{format_gain(gain)}; {time.time() - start:.0f} s in all")
     print(f"adapter:        {adapter}")
     print(f"results:        {paths['json']} and {paths['csv']}")
     print(f"training curve: {curve}")

@@ -25,6 +25,11 @@ def test_quickstart_reduced_mode_writes_everything(tmp_path: Path, capsys) -> No
     assert [r["method"] for r in payload["results"]] == ["per-frame SAM", "untrained upgrade", "trained upgrade"]
     for r in payload["results"]:
         assert 0.0 <= r["summary"]["jf_mean"] <= 1.0 and len(r["videos"]) == 2
+    gains = {g["method"]: g for g in payload["gains"]}
+    assert set(gains) == {"untrained upgrade", "trained upgrade"}
+    summary = {r["method"]: r["summary"]["jf_mean"] for r in payload["results"]}
+    assert gains["trained upgrade"]["gain"] == pytest.approx(100 * (summary["trained upgrade"] - summary["per-frame SAM"]))
+    assert "trained upgrade vs per-frame SAM (mask):" in printed and "over 2 videos" in printed
     assert (out / "results.csv").read_text().count("\n") == 4
     with Image.open(out / "training_curve.png") as png:
         assert png.size[0] > 100

@@ -109,7 +109,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from i2v.build import build_sam_i2v
     from i2v.data.registry import DEFAULT_SPLITS, make_dataset
-    from i2v.eval.report import format_table, submission_hint, write_reports
+    from i2v.eval.report import format_gain, format_table, gains_vs_baseline, submission_hint, write_reports
 
     kwargs = {"num_videos": args.num_videos} if args.dataset == "synthetic" else {}
     dataset = make_dataset(args.dataset, args.root, args.split, **kwargs)
@@ -150,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
     results = run_methods(model, untrained, dataset, args.protocol, baselines=args.baselines,
                           ablations=args.ablations, trained=trained, indices=indices, save_masks=save_masks)
     print(format_table(results))
+    for row in gains_vs_baseline(results):
+        print(format_gain(row))
     paths = write_reports(results, Path(args.out), {"dataset": args.dataset, "split": args.split, "sam_sha256": model.sam_sha256})
     print(f"wrote {paths['csv']} and {paths['json']}")
     if save_masks is not None:

@@ -19,6 +19,24 @@ is vectorised numpy/scipy and reproduces the toolkit's conventions exactly:
   zeroed in both masks before the boundaries are extracted.
 * **Statistics** per object: mean (NaN-ignoring), recall (fraction of frames with value
   strictly above 0.5) and decay (see :func:`sequence_stats`).
+
+Which frames are scored follows the benchmark's own evaluator (:data:`SCORING_RULES`, argument
+``scoring`` of :func:`evaluate_sequence`):
+
+* ``"davis"`` (DAVIS 2017 toolkit, ``davis2017/evaluation.py``, which slices the sequence's
+  masks ``[:, 1:-1]``): the annotated frames except frames 0 and T-1 of the video; every object
+  is scored on every one of them (an object absent in both masks scores J = F = 1).
+* ``"sav"`` (SA-V val/test, SAM 2's ``sav_dataset/utils/sav_benchmark.py``): the annotated
+  frames except the first and the last *annotated* frame (``VideoEvaluator`` drops
+  ``all_frames[1:-1]`` of each object's PNG folder; SA-V stores a PNG for every object on every
+  annotated frame, so these are the video's annotated frames). Each object is scored only from
+  the first of those frames on which its ground truth or its prediction is non-empty (the
+  toolkit's ``Evaluator`` starts an object's list when it first sees it in either), and only if
+  its ground truth is non-empty on one of them (``Evaluator.conclude`` keeps the objects seen
+  in the ground truth). Frames an object is not scored on hold NaN.
+
+Both benchmarks then average per object (the mean over its scored frames) and over all objects
+of all videos; J&F is the mean of the two averages.
 """
 
 from __future__ import annotations
@@ -31,6 +49,7 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 __all__ = [
+    "SCORING_RULES",
     "SequenceScores",
     "boundary_f",
     "boundary_f_batch",
@@ -42,6 +61,9 @@ __all__ = [
 
 # Masks per vectorised step: bounds peak memory (about 10 full-frame copies per mask).
 _CHUNK = 16
+
+# Frame-scoring conventions of the official evaluators (see the module docstring).
+SCORING_RULES = ("davis", "sav")
 
 
 def _prepare(
@@ -246,8 +268,8 @@ class SequenceScores:
     """Per-object scores of one sequence; N objects, F scored frames."""
 
     frames: np.ndarray  # (F,) int64 indices of the scored frames
-    j: np.ndarray  # (N, F) per-frame J
-    f: np.ndarray  # (N, F) per-frame F
+    j: np.ndarray  # (N, F) per-frame J; NaN where the object is not scored ("sav" rule)
+    f: np.ndarray  # (N, F) per-frame F; NaN likewise
     j_mean: np.ndarray  # (N,)
     j_recall: np.ndarray  # (N,)
     j_decay: np.ndarray  # (N,)
@@ -262,8 +284,12 @@ class SequenceScores:
 
 
 def _scored_frames(
-    t: int, annotated: np.ndarray | Sequence[int] | Sequence[bool] | None, drop_first_last: bool
+    t: int,
+    annotated: np.ndarray | Sequence[int] | Sequence[bool] | None,
+    drop_first_last: bool,
+    scoring: str = "davis",
 ) -> np.ndarray:
+    """Indices of the frames scored: the annotated ones, less the ends ``scoring`` drops."""
     keep = np.ones(t, dtype=bool)
     if annotated is not None:
         a = np.asarray(annotated)
@@ -274,8 +300,11 @@ def _scored_frames(
         else:
             keep = np.zeros(t, dtype=bool)
             keep[a.astype(np.int64)] = True  # out-of-range indices raise IndexError
-    if drop_first_last and t > 0:
-        keep[[0, -1]] = False
+    if drop_first_last:
+        # "davis": frames 0 and T-1 of the video; "sav": the first and last annotated frames.
+        ends = np.arange(t) if scoring == "davis" else np.flatnonzero(keep)
+        keep[ends[:1]] = False
+        keep[ends[-1:]] = False
     return np.flatnonzero(keep)
 
 
@@ -287,8 +316,9 @@ def evaluate_sequence(
     void: np.ndarray | None = None,
     bound_th: float = 0.008,
     drop_first_last: bool = True,
+    scoring: str = "davis",
 ) -> SequenceScores:
-    """Score every object of one sequence with the DAVIS 2017 semi-supervised protocol.
+    """Score every object of one sequence with a semi-supervised VOS protocol.
 
     Args:
         preds: (T, N, H, W) bool predicted masks, one channel per object.
@@ -299,20 +329,35 @@ def evaluate_sequence(
             DAVIS void (255) to background before scoring, so leave this None to
             reproduce published numbers.
         bound_th: F tolerance, see :func:`boundary_f_batch`.
-        drop_first_last: drop frames 0 and T-1 (the prompt frame and the last frame), as
-            the toolkit's semi-supervised evaluation does.
+        drop_first_last: drop the first and last frame (the prompt frame and the last
+            frame), as the semi-supervised evaluations do: frames 0 and T-1 of the video
+            under ``"davis"``, the first and last annotated frames under ``"sav"``.
+        scoring: ``"davis"`` (DAVIS 2017 toolkit) or ``"sav"`` (SAM 2's SA-V evaluator), see
+            the module docstring. ``"sav"`` also leaves each object unscored (NaN) on the
+            frames before it first shows in its ground truth or prediction, and on all frames
+            when its ground truth is empty on every scored frame; its statistics are those of
+            its scored frames.
     Returns:
         :class:`SequenceScores`; with no frame left the stats are NaN.
     """
+    if scoring not in SCORING_RULES:
+        raise ValueError(f"scoring must be one of {SCORING_RULES}, got {scoring!r}")
     p, g, _ = _prepare(preds, gts, None, 4)
     t, n = p.shape[:2]
     thw = (t, *p.shape[2:])
     if void is not None and np.shape(void) != thw:
         raise ValueError(f"void shape {np.shape(void)} does not match (T, H, W) = {thw}")
-    frames = _scored_frames(t, annotated, drop_first_last)
+    frames = _scored_frames(t, annotated, drop_first_last, scoring)
     v = None if void is None else np.broadcast_to(np.asarray(void)[frames, None], p[frames].shape)
     j = jaccard_batch(p[frames], g[frames], v).reshape(len(frames), n).T
     f = boundary_f_batch(p[frames], g[frames], bound_th, v).reshape(len(frames), n).T
-    js = np.array([sequence_stats(row) for row in j]).reshape(n, 3)
-    fs = np.array([sequence_stats(row) for row in f]).reshape(n, 3)
+    scored = np.ones_like(j, dtype=bool)  # (N, F)
+    if scoring == "sav":
+        in_gt = g.any(axis=(-2, -1))[frames].T
+        seen = in_gt | p.any(axis=(-2, -1))[frames].T
+        scored = np.logical_or.accumulate(seen, axis=1) & in_gt.any(axis=1, keepdims=True)
+        j[~scored] = np.nan
+        f[~scored] = np.nan
+    js = np.array([sequence_stats(row[keep]) for row, keep in zip(j, scored)]).reshape(n, 3)
+    fs = np.array([sequence_stats(row[keep]) for row, keep in zip(f, scored)]).reshape(n, 3)
     return SequenceScores(frames, j, f, *js.T, *fs.T)

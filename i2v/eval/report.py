@@ -1,5 +1,9 @@
 """Tables, CSV and JSON for evaluation results, and how to submit masks to a challenge server.
 
+:func:`paired_gain` says how far one method's J&F is from another's on the same videos, with
+a bootstrap interval over videos: on a dozen videos a few points either way can be chance, and
+a table of means alone does not show it.
+
 :func:`submission_hint` is the one sentence ``sam-i2v eval --save-masks`` prints after writing
 predicted masks: how to zip the folder for the DAVIS or YouTube-VOS / MOSE server.
 """
@@ -10,7 +14,9 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
 
 from i2v.eval.vos import VOSResult
 from i2v.io.atomic import write_text_atomic
@@ -40,6 +46,92 @@ def format_table(results: Sequence[VOSResult]) -> str:
     return "\n".join(lines)
 
 
+# The method every other is compared with when it was evaluated.
+BASELINE = "per-frame SAM"
+
+
+def _per_video_gain(base: VOSResult, other: VOSResult) -> tuple:
+    """Per video: the sum over its objects of other's J&F minus base's, and how many objects."""
+    if [r.name for r in base.rows] != [r.name for r in other.rows] or any(
+        len(base.objects[k]) != len(other.objects[k]) for k in ("j_mean", "f_mean")
+    ):
+        raise ValueError(
+            f"{other.method!r} and {base.method!r} were not scored on the same videos and objects; "
+            "evaluate both on the same dataset and indices to compare them."
+        )
+
+    def jf(r: VOSResult) -> np.ndarray:
+        return (np.asarray(r.objects["j_mean"], float) + np.asarray(r.objects["f_mean"], float)) / 2
+
+    diff = jf(other) - jf(base)
+    video = np.repeat(np.arange(len(base.rows)), [r.num_objects for r in base.rows])
+    if len(video) != len(diff):
+        raise ValueError(f"{base.method!r} has {len(diff)} object scores but its videos list {len(video)} objects.")
+    scored = ~np.isnan(diff)  # objects never on a scored frame have no J / F for either method
+    sums = np.bincount(video[scored], weights=diff[scored], minlength=len(base.rows))
+    counts = np.bincount(video[scored], minlength=len(base.rows)).astype(float)
+    keep = counts > 0
+    return sums[keep], counts[keep]
+
+
+def paired_gain(base: VOSResult, other: VOSResult, confidence: float = 0.95, resamples: int = 9999,
+                seed: int = 0) -> Dict[str, Any]:
+    """J&F of ``other`` minus ``base``'s, in points, with a paired bootstrap interval.
+
+    The gain is the difference of the two methods' overall J&F (means over all objects). The
+    interval resamples whole videos (objects of one video are not independent) and recomputes
+    the object-weighted mean gain, ``resamples`` times (percentile interval,
+    ``scipy.stats.bootstrap``). With fewer than two scored videos there is no interval.
+
+    Returns:
+        ``{"gain", "low", "high", "confidence", "videos"}``; ``low`` / ``high`` are None
+        without an interval.
+    """
+    from scipy.stats import bootstrap
+
+    sums, counts = _per_video_gain(base, other)
+    out: Dict[str, Any] = {"gain": float("nan"), "low": None, "high": None, "confidence": confidence,
+                           "videos": int(len(sums))}
+    if not len(sums):
+        return out
+    out["gain"] = 100.0 * float(sums.sum() / counts.sum())
+    if len(sums) < 2:
+        return out
+    per_video = sums / counts
+    if np.allclose(per_video, per_video[0]):  # every resample gives the same mean
+        out["low"] = out["high"] = out["gain"]
+        return out
+
+    def mean_gain(s: np.ndarray, c: np.ndarray, axis: int = -1) -> np.ndarray:
+        return s.sum(axis=axis) / c.sum(axis=axis)
+
+    res = bootstrap((sums, counts), mean_gain, n_resamples=resamples, paired=True, vectorized=True,
+                    confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    out["low"] = 100.0 * float(res.confidence_interval.low)
+    out["high"] = 100.0 * float(res.confidence_interval.high)
+    return out
+
+
+def gains_vs_baseline(results: Sequence[VOSResult], baseline: str = BASELINE) -> List[Dict[str, Any]]:
+    """:func:`paired_gain` of every method over ``baseline`` under the same protocol."""
+    rows = []
+    for base in (r for r in results if r.method == baseline):
+        for other in results:
+            if other.protocol == base.protocol and other.method != baseline:
+                rows.append({"method": other.method, "baseline": baseline, "protocol": base.protocol,
+                             **paired_gain(base, other)})
+    return rows
+
+
+def format_gain(row: Dict[str, Any]) -> str:
+    """One line: ``<method> vs <baseline> (<protocol>): +2.7 J&F points, 95% interval ...``."""
+    text = f"{row['method']} vs {row['baseline']} ({row['protocol']}): {row['gain']:+.1f} J&F points"
+    if row["low"] is None:
+        return text + " (one video: no interval)"
+    pct = round(100 * row["confidence"])
+    return text + f", {pct}% interval {row['low']:+.1f} to {row['high']:+.1f} over {row['videos']} videos"
+
+
 def write_reports(results: Sequence[VOSResult], out_dir: Path, extra: Dict[str, Any]) -> Dict[str, Path]:
     """Write ``results.csv`` (summary) and ``results.json`` (summary + per-video rows)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -49,7 +141,7 @@ def write_reports(results: Sequence[VOSResult], out_dir: Path, extra: Dict[str, 
     writer.writerows(summary_rows(results))
     paths = {"csv": out_dir / "results.csv", "json": out_dir / "results.json"}
     write_text_atomic(paths["csv"], buf.getvalue())
-    payload = {**extra, "results": [r.to_dict() for r in results]}
+    payload = {**extra, "results": [r.to_dict() for r in results], "gains": gains_vs_baseline(results)}
     write_text_atomic(paths["json"], json.dumps(payload, indent=2, default=float) + "\n")
     return paths
 

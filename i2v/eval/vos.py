@@ -12,6 +12,12 @@ objects overlap, the object with the higher id wins (ids are ascending, and
 :func:`i2v.io.masks.masks_to_label_map` lets the later object win). :func:`evaluate` writes
 them while scoring (``save_masks``); :func:`export_masks` writes them without scoring, for
 splits whose ground truth lives on a challenge server (``has_full_ground_truth`` False).
+
+Which frames count follows each benchmark's official evaluator (:func:`scoring_rule`, see
+:mod:`i2v.eval.metrics`): SA-V drops the first and last *annotated* frames and scores each
+object from its first appearance (SAM 2's ``sav_dataset/utils/sav_benchmark.py``); every other
+dataset (DAVIS, and locally YouTube-VOS, MOSE, synthetic) follows the DAVIS 2017 toolkit,
+which drops frames 0 and T-1 of the video.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from i2v.data.base import VideoDataset
-from i2v.eval.metrics import evaluate_sequence
+from i2v.data.sav import SAVDataset
+from i2v.eval.metrics import SCORING_RULES, evaluate_sequence
 from i2v.io.masks import logits_to_masks, masks_to_label_map, save_palette_png
 from i2v.io.video_source import VideoSource
 
@@ -116,6 +123,7 @@ class VOSResult:
     protocol: str
     rows: List[VideoRow] = field(default_factory=list)
     objects: Dict[str, List[float]] = field(default_factory=lambda: {k: [] for k in ("j_mean", "j_recall", "j_decay", "f_mean", "f_recall", "f_decay")})
+    scoring: str = "davis"  # frame-scoring rule of the scores (see i2v.eval.metrics)
 
     def summary(self) -> Dict[str, float]:
         """DAVIS-style overall figures: means over all objects of all videos."""
@@ -124,7 +132,7 @@ class VOSResult:
         return out
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"method": self.method, "protocol": self.protocol, "summary": self.summary(), "videos": [asdict(r) for r in self.rows]}
+        return {"method": self.method, "protocol": self.protocol, "scoring": self.scoring, "summary": self.summary(), "videos": [asdict(r) for r in self.rows]}
 
 
 def segment_video(predictor: Any, dataset: VideoDataset, index: int, protocol: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -179,6 +187,18 @@ def write_prediction_pngs(out_dir: PathLike, dataset: VideoDataset, index: int, 
     return folder
 
 
+def scoring_rule(dataset: VideoDataset) -> str:
+    """The frame-scoring rule of ``dataset``'s official evaluator (one of ``SCORING_RULES``).
+
+    ``"sav"`` for SA-V (SAM 2's ``sav_dataset/utils/sav_benchmark.py``: first and last
+    annotated frames dropped, each object scored from its first appearance), ``"davis"`` for
+    every other reader (the DAVIS 2017 toolkit: frames 0 and T-1 of the video dropped). The
+    YouTube-VOS and MOSE benchmarks are scored on their challenge servers; locally their
+    splits with ground truth, like the synthetic videos, are scored with the DAVIS rule.
+    """
+    return "sav" if isinstance(dataset, SAVDataset) else "davis"
+
+
 def _check_protocol(protocol: str) -> None:
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}.")
@@ -215,20 +235,26 @@ def evaluate(
     method: str = "model",
     progress: bool = True,
     save_masks: Optional[PathLike] = None,
+    scoring: Optional[str] = None,
 ) -> VOSResult:
     """Score ``predictor`` on videos ``indices`` of ``dataset`` (all by default).
 
     With ``save_masks`` a folder, each video's predicted masks are also written there (see
-    :func:`write_prediction_pngs`) from the same run that is scored.
+    :func:`write_prediction_pngs`) from the same run that is scored. ``scoring`` picks the
+    frames that count (``"davis"`` or ``"sav"``, see :mod:`i2v.eval.metrics`); None takes
+    the dataset's own (:func:`scoring_rule`).
     """
     _check_protocol(protocol)
-    result = VOSResult(method, protocol)
+    scoring = scoring_rule(dataset) if scoring is None else scoring
+    if scoring not in SCORING_RULES:
+        raise ValueError(f"unknown scoring {scoring!r}; choose one of {SCORING_RULES}.")
+    result = VOSResult(method, protocol, scoring=scoring)
     indices = list(range(len(dataset))) if indices is None else list(indices)
     for i in tqdm(indices, desc=f"eval {method}/{protocol}", unit="video", disable=not progress):
         start = time.perf_counter()
         preds, gts = segment_video(predictor, dataset, i, protocol)
         annotated = np.array([dataset.is_annotated(i, t) for t in range(len(gts))])
-        scores = evaluate_sequence(preds, gts, annotated)
+        scores = evaluate_sequence(preds, gts, annotated, scoring=scoring)
         for key in result.objects:
             result.objects[key].extend(getattr(scores, key).tolist())
         means = {k: float(np.nanmean(getattr(scores, k))) for k in result.objects}
