@@ -8,10 +8,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from fixtures_datasets import make_davis, make_sav_val
+from fixtures_datasets import OraclePredictor, make_davis, make_sav_val
 from i2v.cli import main
 from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from i2v.eval.vos import evaluate
@@ -65,26 +64,6 @@ def test_segment_bad_prompt_exits_with_a_message(video_dir: Path, tmp_path: Path
     assert "--obj-id" in capsys.readouterr().err
     assert main(["segment", str(video_dir), "--obj-id", "1", "--box", "1,2,3", "--out", str(tmp_path)]) == 2
     assert not any(tmp_path.iterdir())
-
-
-class OraclePredictor:
-    """Answers with the ground truth: the runner must then report J = F = 1."""
-
-    def __init__(self, dataset) -> None:
-        self.dataset = dataset
-
-    def init_state(self, video):
-        return {"video": video, "ids": []}
-
-    def add_new_mask(self, state, t, obj_id, mask):
-        state["ids"].append(obj_id)
-
-    def propagate_in_video(self, state, start_frame_idx=0):
-        video = state["video"]
-        ids = list(self.dataset.obj_ids(video.index))
-        for t in range(start_frame_idx, len(video)):
-            gt = self.dataset.masks(video.index, t)
-            yield t, state["ids"], torch.tensor(np.stack([gt[ids.index(i)] for i in state["ids"]]))[:, None].float() * 20 - 10
 
 
 def test_runner_scores_an_oracle_perfectly(tmp_path: Path) -> None:

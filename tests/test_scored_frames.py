@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from fixtures_datasets import make_davis, make_sav_val
+from fixtures_datasets import OraclePredictor, make_davis, make_sav_val
 from i2v.data.davis import DavisDataset
 from i2v.data.sav import SAVDataset
 from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
@@ -133,39 +132,18 @@ def test_unknown_scoring_rule_is_refused() -> None:
 # ----------------------------------------------------------------------------------------
 
 
-class BlindOnFramePredictor:
-    """Answers with the ground truth except on frame ``blind``, where it predicts nothing."""
-
-    def __init__(self, dataset, blind: int) -> None:
-        self.dataset, self.blind = dataset, blind
-
-    def init_state(self, video):
-        return {"video": video, "ids": []}
-
-    def add_new_mask(self, state, t, obj_id, mask):
-        state["ids"].append(obj_id)
-
-    def propagate_in_video(self, state, start_frame_idx=0):
-        video = state["video"]
-        ids = list(self.dataset.obj_ids(video.index))
-        for t in range(start_frame_idx, len(video)):
-            gt = self.dataset.masks(video.index, t)
-            logits = torch.tensor(np.stack([gt[ids.index(i)] for i in state["ids"]]))[:, None].float() * 20 - 10
-            yield t, state["ids"], logits if t != self.blind else torch.full_like(logits, -10.0)
-
-
 def test_evaluate_scores_sav_like_the_sav_evaluator(tmp_path: Path) -> None:
     make_sav_val(tmp_path, n_frames=11)  # annotated 0, 4, 8; frame 10 is the last and unannotated
     ds = SAVDataset(tmp_path, split="sav_val")
     assert scoring_rule(ds) == "sav"
-    result = evaluate(BlindOnFramePredictor(ds, blind=8), ds, progress=False)
+    result = evaluate(OraclePredictor(ds, blind=8), ds, progress=False)
     assert result.scoring == "sav" and result.to_dict()["scoring"] == "sav"
     # frame 8, the last annotated frame, is not scored: the miss there does not count
     assert result.summary()["jf_mean"] == pytest.approx(1.0)
-    forced = evaluate(BlindOnFramePredictor(ds, blind=8), ds, progress=False, scoring="davis")
+    forced = evaluate(OraclePredictor(ds, blind=8), ds, progress=False, scoring="davis")
     assert forced.summary()["j_mean"] == pytest.approx(0.5)  # frames 4 and 8 scored
     with pytest.raises(ValueError, match="scoring"):
-        evaluate(BlindOnFramePredictor(ds, blind=8), ds, progress=False, scoring="nope")
+        evaluate(OraclePredictor(ds, blind=8), ds, progress=False, scoring="nope")
 
 
 def test_davis_and_synthetic_keep_the_davis_rule(tmp_path: Path) -> None:
@@ -173,7 +151,7 @@ def test_davis_and_synthetic_keep_the_davis_rule(tmp_path: Path) -> None:
     davis = DavisDataset(tmp_path, "val")
     synthetic = SyntheticVideoDataset("test", 1, config=SyntheticConfig(height=32, width=32, num_frames=4))
     assert scoring_rule(davis) == "davis" and scoring_rule(synthetic) == "davis"
-    result = evaluate(BlindOnFramePredictor(davis, blind=3), davis, progress=False)
+    result = evaluate(OraclePredictor(davis, blind=3), davis, progress=False)
     assert result.scoring == "davis"
     # frames 1, 2, 3 scored (0 and 4 dropped): the miss on frame 3 costs a third of J
     np.testing.assert_allclose(result.objects["j_mean"], 2 / 3)
