@@ -35,6 +35,33 @@ class MemoryBankConfig:
             )
 
 
+@dataclass(frozen=True)
+class MotionConfig:
+    """Motion-aware mask selection when tracking (see :mod:`i2v.motion`).
+
+    Attributes:
+        enabled: use it when tracking (off: SAM's single-mask output, as trained).
+        weight: weight of the motion IoU against SAM's predicted IoU when ranking candidates.
+        min_iou: a tracked object is lost when no candidate's box overlaps the predicted box
+            by at least this much.
+        reacquire_iou: a lost object is found again by a candidate whose box overlaps the box
+            it was prompted with by at least this much.
+        damping: factor applied to the predicted velocity on each frame the object is lost.
+    """
+
+    enabled: bool = False
+    weight: float = 0.25
+    min_iou: float = 0.3
+    reacquire_iou: float = 0.5
+    damping: float = 0.8
+
+    def __post_init__(self) -> None:
+        for name in ("weight", "min_iou", "reacquire_iou", "damping"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"motion.{name} must be in [0, 1], got {value}.")
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to assemble an upgraded SAM.
@@ -43,6 +70,7 @@ class ModelConfig:
         sam: base SAM architecture: "tiny", "vit_b", "vit_l" or "vit_h".
         upgrader, memory_encoder, memory_prompt, lora: the adapters' configs.
         memory: memory bank size and selection.
+        motion: motion-aware mask selection when tracking (off by default).
         absent_logit: mask logit written where the presence head says the object is absent.
     """
 
@@ -52,6 +80,7 @@ class ModelConfig:
     memory_prompt: MemoryPromptConfig = field(default_factory=MemoryPromptConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     memory: MemoryBankConfig = field(default_factory=MemoryBankConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
     absent_logit: float = -1024.0
 
     def __post_init__(self) -> None:

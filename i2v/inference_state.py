@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import threading
 from dataclasses import dataclass, field
-from typing import Deque, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ import torch
 from i2v.errors import UnknownObjectError
 from i2v.io.video_source import VideoSource
 from i2v.memory_bank import MemoryBank
+
+if TYPE_CHECKING:
+    from i2v.motion import BoxKalman
 
 
 @dataclass
@@ -70,6 +73,7 @@ class ObjectTrack:
         self._tracked: "collections.OrderedDict[int, FrameOutput]" = collections.OrderedDict()
         self._max_outputs = max_outputs
         self.last: Optional[FrameOutput] = None  # latest output of the current pass
+        self.motion: Optional["BoxKalman"] = None  # its box's motion in this pass (ModelConfig.motion)
 
     @property
     def prompted_frames(self) -> List[int]:
@@ -92,6 +96,7 @@ class ObjectTrack:
         self._tracked.clear()
         self.bank.remove_unprompted()
         self.last = None
+        self.motion = None
 
     def clear_frame(self, frame_idx: int) -> None:
         self.points.pop(frame_idx, None)

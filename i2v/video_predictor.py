@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from i2v.inference_state import FrameOutput, InferenceState, ObjectTrack, PointP
 from i2v.io.video_source import VideoLike, open_video
 from i2v.memory_bank import MemoryBank, MemoryBatch
 from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
+from i2v.motion import BoxKalman, mask_box, track_objects_with_motion
 from i2v.prompt_inputs import check_box, check_frame_count, check_frame_index, check_mask, check_obj_id, check_points
 from i2v.streaming import StreamSource
 from i2v.tracking_ops import PROMPTED_PRESENCE, mask_prompt_logits, mask_to_low_res, track_objects, use_multimask
@@ -277,9 +278,13 @@ class I2VVideoPredictor:
         frame = self.model.prepare_frame(raw, state.history.past(t))
         state.history.push(t, frame.pooled)
         tracked = []
+        motion = self.model.config.motion
         for track in state.tracks.values():
             if t in track.prompted_outputs:
                 track.last = track.prompted_outputs[t]
+                if motion.enabled:  # a prompt restarts the object's motion from what the user gave
+                    box = mask_box(track.last.low_res_logits) if track.last.present else None
+                    track.motion = None if box is None else BoxKalman(box, motion.damping)
             elif track.prompted_frames:
                 tracked.append(track)
         if tracked:
@@ -287,11 +292,15 @@ class I2VVideoPredictor:
         return self._masks_on_frame(state, t)
 
     def _track_objects(self, state: InferenceState, t: int, frame: FrameFeatures, tracks: List[ObjectTrack]) -> None:
-        out = track_objects(
-            self.model, frame, t,
-            [tr.last.low_res_logits if tr.last is not None and tr.last.present else None for tr in tracks],
-            [tr.bank.select(t, frame.descriptor) for tr in tracks],
-        )
+        priors = [tr.last.low_res_logits if tr.last is not None and tr.last.present else None for tr in tracks]
+        memories = [tr.bank.select(t, frame.descriptor) for tr in tracks]
+        if self.model.config.motion.enabled:
+            filters = [tr.motion for tr in tracks]
+            out = track_objects_with_motion(self.model, frame, t, priors, memories, filters)
+            for track, kf in zip(tracks, filters):
+                track.motion = kf
+        else:
+            out = track_objects(self.model, frame, t, priors, memories)
         for i, track in enumerate(tracks):
             track.bank.add(out.entries[i].to(state.storage_device))
             track.record_tracked(t, FrameOutput(out.logits[i : i + 1].to(state.storage_device), float(out.iou[i]), float(out.presence_logits[i])))

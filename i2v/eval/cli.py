@@ -27,8 +27,10 @@ from i2v.eval.vos import PROTOCOLS, VOSResult, evaluate, export_masks
 
 
 @contextlib.contextmanager
-def model_variant(model, upgrader: Optional[bool] = None, strategy: Optional[str] = None) -> Iterator[None]:
-    """Temporarily switch the upgrader off or change the memory strategy of ``model``."""
+def model_variant(model, upgrader: Optional[bool] = None, strategy: Optional[str] = None,
+                  motion: Optional[bool] = None) -> Iterator[None]:
+    """Temporarily switch the upgrader off, change the memory strategy or switch motion-aware
+    selection on or off in ``model``."""
     saved = (model.config, model.upgrader.cfg)
     cfg = model.config
     if upgrader is not None:
@@ -37,6 +39,8 @@ def model_variant(model, upgrader: Optional[bool] = None, strategy: Optional[str
     if strategy is not None:
         memory = dataclasses.replace(cfg.memory, filter=dataclasses.replace(cfg.memory.filter, strategy=strategy))
         cfg = dataclasses.replace(cfg, memory=memory)
+    if motion is not None:
+        cfg = dataclasses.replace(cfg, motion=dataclasses.replace(cfg.motion, enabled=motion))
     model.config = cfg
     try:
         yield
@@ -74,6 +78,9 @@ def run_methods(model, untrained, dataset, protocols: List[str], *, baselines: b
         for strategy in STRATEGIES:
             if strategy != model.config.memory.filter.strategy:
                 runs.append((f"{name}, memory={strategy}", I2VVideoPredictor(model), {"strategy": strategy}, False))
+        motion = not model.config.motion.enabled
+        runs.append((f"{name}, motion-aware selection {'on' if motion else 'off'}", I2VVideoPredictor(model),
+                     {"motion": motion}, False))
     results = []
     for k, protocol in enumerate(protocols):
         for label, predictor, variant, evaluated in runs:
