@@ -44,19 +44,29 @@ def summary(results_dir: Path = RESULTS) -> str:
             rows.append((name, dev, f"tiny SAM image mIoU {m['image']['click1_miou']:.3f} (1 click), {m['image']['box_miou']:.3f} (box); "
                                     f"J&F per-frame SAM {jf['per-frame SAM']:.1f}, untrained {jf['untrained upgrade']:.1f}, "
                                     f"trained {jf['trained upgrade']:.1f} ({m['video']['gain_jf_vs_per_frame_sam']:+.1f}, goal "
-                                    f"+{m['video']['goal_gain']:.0f}); quickstart {m['video']['quickstart_seconds']:.0f} s"
+                                    f"+{m['video']['goal_gain']:.0f})" + _motion(jf)
+                                    + f"; quickstart {m['video']['quickstart_seconds']:.0f} s"
                                     + _wider(m['video'].get('wider_check'))))
     width = max([len(r[0]) for r in rows] + [9])
     return "\n".join(f"{n:<{width}}  {d:<5}  {t}" for n, d, t in rows)
+
+
+def _motion(jf: Dict[str, float]) -> str:
+    """The trained adapter with motion-aware selection, when the result has it."""
+    row = next((k for k in jf if k.endswith("+ motion")), None)
+    return "" if row is None else f", with motion {jf[row]:.1f} ({jf[row] - jf['per-frame SAM']:+.1f})"
 
 
 def _wider(check: Optional[Dict[str, Any]]) -> str:
     """The accuracy benchmark's check on more videos, as a clause of its summary line."""
     if not check:
         return ""
-    g = next(r for r in check["gains"] if r["method"] == "trained upgrade")
-    interval = "" if g["low"] is None else f" [{g['low']:+.1f}, {g['high']:+.1f}]"
-    return f"; on {check['videos']} videos {g['gain']:+.1f}{interval}"
+    parts = []
+    for g in check["gains"]:
+        if g["method"].startswith("trained upgrade"):
+            interval = "" if g["low"] is None else f" [{g['low']:+.1f}, {g['high']:+.1f}]"
+            parts.append(f"{g['method'].replace('trained upgrade', 'trained')} {g['gain']:+.1f}{interval}")
+    return f"; on {check['videos']} videos vs per-frame SAM: " + ", ".join(parts)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

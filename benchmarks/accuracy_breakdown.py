@@ -13,8 +13,8 @@ told apart by what is happening to the object there:
 Where two apply, the first of hidden, after, look-alike wins.
 
 Figures: J per phase (and the number of pairs) for per-frame SAM and for the upgrade (the
-adapter given by ``--checkpoint``, or the untrained one), and the frozen SAM's one-step ceiling
-on clean frames: the J it reaches on frame t when prompted with the ground truth of frame t-1
+adapter given by ``--checkpoint``, or the untrained one) with and without motion-aware
+selection (``i2v.motion``), and the frozen SAM's one-step ceiling on clean frames: the J it reaches on frame t when prompted with the ground truth of frame t-1
 (its mask and box, its box alone) or with frame t's own box, and the J of the ground truth
 itself after the trip through the decoder's low-resolution mask (the resolution bound). The
 ceiling is what clean frames can reach at most with this SAM, whatever the memory does.
@@ -137,6 +137,7 @@ def breakdown(checkpoint: Optional[str], val_videos: int, frames: int, device: s
     from i2v.data.registry import make_dataset
     from i2v.data.synthetic import SyntheticConfig
     from i2v.eval.baselines import PerFrameSamPredictor
+    from i2v.eval.cli import model_variant
     from i2v.video_predictor import I2VVideoPredictor
 
     model = build_sam_i2v(checkpoint=checkpoint, device=device)
@@ -144,8 +145,11 @@ def breakdown(checkpoint: Optional[str], val_videos: int, frames: int, device: s
     indices = range(len(dataset))
     upgrade = "trained upgrade" if checkpoint else "untrained upgrade"
     methods = {}
-    for name, predictor in (("per-frame SAM", PerFrameSamPredictor(model)), (upgrade, I2VVideoPredictor(model))):
-        methods[name] = phase_scores(predictor, dataset, indices)
+    for name, predictor, motion in (("per-frame SAM", PerFrameSamPredictor(model), None),
+                                    (upgrade, I2VVideoPredictor(model), False),
+                                    (f"{upgrade} + motion", I2VVideoPredictor(model), True)):
+        with model_variant(model, motion=motion):
+            methods[name] = phase_scores(predictor, dataset, indices)
         if verbose:
             print(f"  {name:18s} " + "  ".join(f"{p} {_fmt(s['j'])} ({s['pairs']})" for p, s in methods[name].items()))
     ceiling = one_step_ceiling(model, dataset, indices)

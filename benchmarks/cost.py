@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
@@ -36,6 +37,7 @@ from i2v.adapters.config import LoraConfig
 from i2v.build import build_sam_i2v
 from i2v.memory_bank import MemoryBatch
 from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
+from i2v.motion import BoxKalman, track_objects_with_motion
 
 PARAM_BUDGET = 0.05
 UPGRADE_BUDGET = 0.10
@@ -132,6 +134,7 @@ class TrackedInputs:
     past: torch.Tensor
     prior: torch.Tensor
     memory: MemoryBatch
+    entries: list  # one object's ``capacity`` memory entries (every object reads the same)
 
 
 def make_inputs(model: SamI2V, raw: torch.Tensor, num_objects: int) -> TrackedInputs:
@@ -144,7 +147,7 @@ def make_inputs(model: SamI2V, raw: torch.Tensor, num_objects: int) -> TrackedIn
     entries = [dataclasses.replace(one, frame_idx=i) for i in range(cfg.memory.filter.capacity)]
     memory = MemoryBatch.stack([entries] * num_objects, raw.device)
     assert memory is not None
-    return TrackedInputs(raw, past, prior, memory)
+    return TrackedInputs(raw, past, prior, memory, entries)
 
 
 def tracked_step(model: SamI2V, x: TrackedInputs) -> None:
@@ -154,6 +157,16 @@ def tracked_step(model: SamI2V, x: TrackedInputs) -> None:
     prompts = ObjectPrompts(mask_inputs=x.prior if model.config.memory_prompt.mask_prior else None)
     out = model.decode(frame, prompts, x.memory, n)
     model.make_memory(frame, 1, out.low_res_logits, out.iou, out.presence_logits, prompted=False)
+
+
+def motion_step(model: SamI2V, x: TrackedInputs) -> None:
+    """:func:`tracked_step` with motion-aware selection (``ModelConfig.motion``): each object
+    decoded alone, twice (SAM's single mask and its three multimask candidates)."""
+    n = x.prior.shape[0]
+    frame = model.prepare_frame(x.raw, x.past)
+    h, w = model.low_res_size
+    filters = [BoxKalman(np.array([0.0, 0.0, w, h])) for _ in range(n)]
+    track_objects_with_motion(model, frame, 1, [x.prior[i : i + 1] for i in range(n)], [x.entries] * n, filters)
 
 
 def sam_decoder_step(model: SamI2V, x: TrackedInputs) -> None:
@@ -254,12 +267,14 @@ def run(model: SamI2V, objects: Sequence[int], runs: int) -> Dict[str, object]:
         per_n: Dict[int, Dict[str, object]] = {}
         for n, x in inputs.items():
             step = count_flops(lambda: tracked_step(model, x), attention_counted)
+            moving = count_flops(lambda: motion_step(model, x), attention_counted)
             sam_dec = count_flops(lambda: sam_decoder_step(model, x), attention_counted)
             with torch.no_grad():
                 calls = module_calls(model, x)
             parts = {k: count_flops(f, attention_counted).total for k, f in calls.items()}
             per_n[n] = {
                 "tracked_step": step.total,
+                "tracked_step_motion": moving.total,
                 "tracked_step_attention": step.attention,
                 "tracked_step_attention_in_counter": step.attention_in_counted,
                 "sam_decoder": sam_dec.total,
@@ -275,11 +290,14 @@ def run(model: SamI2V, objects: Sequence[int], runs: int) -> Dict[str, object]:
             for n, x in inputs.items():
                 tracked_step(model, x)  # warm-up: first calls pay for allocations
                 per_n[n]["rest_seconds"] = median_seconds(lambda: tracked_step(model, x), runs, device)
+                motion_step(model, x)
+                per_n[n]["rest_seconds_motion"] = median_seconds(lambda: motion_step(model, x), runs, device)
 
     ns = list(per_n)
     first = per_n[1]
     per_object_full = slope(ns, [per_n[n]["tracked_step"] for n in ns])
     per_object_upgrade = slope(ns, [per_n[n]["upgrade"] for n in ns])
+    per_object_motion = slope(ns, [per_n[n]["tracked_step_motion"] for n in ns])
     upgrade_1 = first["upgrade"]
     return {
         "parameters": params,
@@ -291,11 +309,13 @@ def run(model: SamI2V, objects: Sequence[int], runs: int) -> Dict[str, object]:
         "upgrade_flops_one_object": upgrade_1,
         "per_object_flops_full": per_object_full,
         "per_object_flops_upgrade": per_object_upgrade,
+        "per_object_flops_motion": per_object_motion,
         "ratios": {
             "params": params["ratio_lora_off"],
             "upgrade_vs_encoder": upgrade_1 / enc.total,
             "per_object_full_vs_encoder": per_object_full / enc.total,
             "per_object_upgrade_vs_encoder": per_object_upgrade / enc.total,
+            "per_object_motion_vs_encoder": per_object_motion / enc.total,
         },
         "budgets": {
             "params": params["ratio_lora_off"] <= PARAM_BUDGET,
@@ -333,6 +353,7 @@ def report(m: Dict[str, object]) -> str:
                 ["upgrade FLOPs, 1 object / encoder", f"{_g(m['upgrade_flops_one_object'])} G = {_pct(r['upgrade_vs_encoder'])}", "10 %", ok[b["upgrade"]]],
                 ["per further object (full step) / encoder", f"{_g(m['per_object_flops_full'])} G = {_pct(r['per_object_full_vs_encoder'])}", "2 %", ok[b["per_object"]]],
                 ["per further object (upgrade only) / encoder", f"{_g(m['per_object_flops_upgrade'])} G = {_pct(r['per_object_upgrade_vs_encoder'])}", "", ""],
+                ["per further object, motion-aware selection on / encoder", f"{_g(m['per_object_flops_motion'])} G = {_pct(r['per_object_motion_vs_encoder'])}", "", ""],
             ],
         ),
         "",
@@ -350,16 +371,17 @@ def report(m: Dict[str, object]) -> str:
         rows.append(
             [n, _g(v["frame_total_sam"]), _g(v["frame_total_upgraded"]), _g(v["sam_decoder"]), _g(v["upgrade"])]
             + [_g(mods[k]) for k in UPGRADE_MODULES]
-            + [_g(v["upgrade_extra_decoder_tokens"]), f"{v['rest_seconds']:.3f}"]
+            + [_g(v["upgrade_extra_decoder_tokens"]), f"{v['rest_seconds']:.3f}", f"{v['rest_seconds_motion']:.3f}"]
         )
     lines.append(
         format_table(
-            ["objects", "SAM frame", "upgraded frame", "SAM dec", "upgrade"] + list(UPGRADE_MODULES) + ["dec +tokens", "rest s"],
+            ["objects", "SAM frame", "upgraded frame", "SAM dec", "upgrade"] + list(UPGRADE_MODULES) + ["dec +tokens", "rest s", "motion s"],
             rows,
         )
     )
     lines += [
-        "(GFLOPs; 'rest s' = median wall-clock of the tracked step after the encoder)",
+        "(GFLOPs; 'rest s' = median wall-clock of the tracked step after the encoder; 'motion s' the same "
+        "with motion-aware selection on)",
         f"encoder wall-clock: {m['encoder_seconds']:.2f} s/frame (median of {m['runs']}); "
         f"largest upgrade module: {m['dominant_upgrade_module']}",
     ]

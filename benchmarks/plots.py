@@ -67,9 +67,9 @@ def plot_accuracy(result: Dict[str, Any], ax) -> None:
     ax.axhline(goal, color="k", linestyle="--", label=f"goal: per-frame SAM + {video['goal_gain']:.0f} J&F")
     ax.set_xticks(range(len(methods)), methods)
     ax.set(ylabel="score (%)", ylim=(0, 100), title="held-out synthetic videos, first-frame mask (sam-i2v quickstart)")
-    lines = [_gain_text(video.get("quickstart_gain"), "quickstart videos")]
+    lines = [_gain_text(video.get(k), "quickstart videos") for k in ("quickstart_gain", "quickstart_gain_motion")]
     check = video.get("wider_check") or {}
-    lines += [_gain_text(g, f"{check['videos']} videos") for g in check.get("gains", []) if g["method"] == "trained upgrade"]
+    lines += [_gain_text(g, f"{check['videos']} videos") for g in check.get("gains", []) if g["method"].startswith("trained upgrade")]
     text = "\n".join(t for t in lines if t)
     if text:
         ax.text(0.02, 0.97, text, transform=ax.transAxes, va="top", fontsize=7)
@@ -81,7 +81,7 @@ def _gain_text(gain: Optional[Dict[str, Any]], where: str) -> str:
     if not gain:
         return ""
     interval = "" if gain["low"] is None else f" [{gain['low']:+.1f}, {gain['high']:+.1f}]"
-    return f"trained - per-frame SAM: {gain['gain']:+.1f}{interval} J&F ({where}, 95% interval)"
+    return f"{gain['method']} - per-frame SAM: {gain['gain']:+.1f}{interval} J&F ({where}, 95% interval)"
 
 
 def plot_phases(breakdown: Dict[str, Any], ax) -> None:

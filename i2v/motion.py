@@ -135,7 +135,7 @@ def _candidates(model: SamI2V, frame: FrameFeatures, prompts: ObjectPrompts, mem
         dec = model.decode(frame, prompts, memory, 1, multimask=multimask)
         for k in range(dec.all_low_res_logits.shape[1]):
             logits = dec.all_low_res_logits[:, k : k + 1]
-            out.append(Candidate(logits, float(dec.all_iou[0, k]), float(dec.presence_logits[0]), mask_box(logits)))
+            out.append(Candidate(logits, float(dec.all_iou[0, k].detach()), float(dec.presence_logits[0].detach()), mask_box(logits)))
     return out
 
 

@@ -18,19 +18,20 @@ def test_quickstart_reduced_mode_writes_everything(tmp_path: Path, capsys) -> No
     code = main(["quickstart", "--out", str(out), "--steps", "6", "--videos", "2", "--val-videos", "2", "--frames", "6"])
     assert code == 0
     printed = capsys.readouterr().out
-    for method in ("per-frame SAM", "untrained upgrade", "trained upgrade"):
+    methods = ["per-frame SAM", "untrained upgrade", "trained upgrade", "trained upgrade + motion"]
+    for method in methods:
         assert method in printed
     assert (out / "adapter" / WEIGHTS_NAME).is_file() and (out / "adapter" / CONFIG_NAME).is_file()
     payload = json.loads((out / "results.json").read_text())
-    assert [r["method"] for r in payload["results"]] == ["per-frame SAM", "untrained upgrade", "trained upgrade"]
+    assert [r["method"] for r in payload["results"]] == methods
     for r in payload["results"]:
         assert 0.0 <= r["summary"]["jf_mean"] <= 1.0 and len(r["videos"]) == 2
     gains = {g["method"]: g for g in payload["gains"]}
-    assert set(gains) == {"untrained upgrade", "trained upgrade"}
+    assert set(gains) == set(methods[1:])
     summary = {r["method"]: r["summary"]["jf_mean"] for r in payload["results"]}
     assert gains["trained upgrade"]["gain"] == pytest.approx(100 * (summary["trained upgrade"] - summary["per-frame SAM"]))
     assert "trained upgrade vs per-frame SAM (mask):" in printed and "over 2 videos" in printed
-    assert (out / "results.csv").read_text().count("\n") == 4
+    assert (out / "results.csv").read_text().count("\n") == 5
     with Image.open(out / "training_curve.png") as png:
         assert png.size[0] > 100
     with Image.open(out / "overlay.gif") as gif:

@@ -1,0 +1,191 @@
+"""Motion-aware mask selection (i2v.motion): the box filter, the candidate choice, losing and
+re-finding an object, and the predictor and eval runner with it switched on."""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+import pytest
+import torch
+
+import i2v
+import i2v.motion as motion
+from i2v.config import ModelConfig, MotionConfig, model_config_from_dict
+from i2v.config_utils import to_dict
+from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
+from i2v.errors import ConfigError
+from i2v.eval.cli import model_variant, run_methods
+from i2v.motion import BoxKalman, Candidate, box_iou, choose_candidate, mask_box, track_objects_with_motion
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def moving_box(t: int) -> np.ndarray:
+    """A 10x6 box whose corner moves by (+2, +1) per frame."""
+    return np.array([5 + 2 * t, 8 + t, 15 + 2 * t, 14 + t], dtype=float)
+
+
+def test_filter_learns_a_constant_velocity() -> None:
+    kf = BoxKalman(moving_box(0))
+    for t in range(1, 12):
+        kf.predict()
+        kf.update(moving_box(t))
+    assert np.abs(kf.predict() - moving_box(12)).max() < 0.5
+
+
+def test_velocity_decays_while_the_object_is_lost() -> None:
+    kf = BoxKalman(moving_box(0), damping=0.5)
+    for t in range(1, 12):
+        kf.predict()
+        kf.update(moving_box(t))
+    centres = []
+    for _ in range(4):
+        kf.mark_lost()
+        centres.append((kf.predict()[:2] + kf.box()[2:]) / 2)
+    steps = np.diff(np.array(centres)[:, 0])
+    assert steps[0] > 0 and np.allclose(steps[1:] / steps[:-1], 0.5, atol=0.05)
+    kf.update(moving_box(16))
+    assert kf.lost == 0 and np.array_equal(kf.last, moving_box(16))
+
+
+def test_mask_box_and_box_iou() -> None:
+    logits = torch.full((1, 1, 16, 16), -5.0)
+    logits[0, 0, 3:7, 2:10] = 5.0
+    assert np.array_equal(mask_box(logits), [2, 3, 10, 7])  # exclusive maxima
+    assert mask_box(torch.full((1, 1, 8, 8), -1.0)) is None
+    assert box_iou(np.array([0, 0, 4, 4.0]), np.array([2, 0, 6, 4.0])) == pytest.approx(1 / 3)
+    assert box_iou(None, np.array([0, 0, 1, 1.0])) == 0.0
+    assert box_iou(np.array([0, 0, 2, 2.0]), np.array([5, 5, 6, 6.0])) == 0.0
+
+
+def candidate(box, iou: float, presence: float = 1.0) -> Candidate:
+    return Candidate(torch.zeros(1, 1, 4, 4), iou, presence, None if box is None else np.array(box, dtype=float))
+
+
+def test_choice_weighs_motion_against_predicted_iou() -> None:
+    anchor = np.array([10, 10, 20, 20.0])
+    along = candidate([11, 10, 21, 20], 0.6)  # moved as predicted
+    jumped = candidate([14, 10, 24, 20], 0.95)  # overlaps the prediction by 0.43
+    elsewhere = candidate([40, 40, 50, 50], 0.99)
+    cands = [jumped, along, elsewhere]
+    assert choose_candidate(cands, anchor, weight=0.25, threshold=0.3) is jumped
+    assert choose_candidate(cands, anchor, weight=0.9, threshold=0.3) is along
+    assert choose_candidate(cands, anchor, weight=0.25, threshold=0.5) is along  # "jumped" falls below
+    assert choose_candidate(cands, anchor, weight=0.0, threshold=0.0) is elsewhere
+    assert choose_candidate([elsewhere, candidate(None, 1.0)], anchor, 0.25, 0.3) is None
+    assert choose_candidate([candidate([11, 10, 21, 20], 0.9, presence=-1.0)], anchor, 0.25, 0.3) is None
+
+
+def test_motion_config_is_checked_and_old_configs_still_load() -> None:
+    with pytest.raises(ValueError, match="motion.weight"):
+        MotionConfig(weight=1.5)
+    data = to_dict(ModelConfig())
+    data["motion"] = {"enabled": True, "min_iou": -0.1}
+    with pytest.raises(ConfigError, match="min_iou"):
+        model_config_from_dict(data)
+    data.pop("motion")  # an adapter saved before the option existed
+    assert model_config_from_dict(data).motion == MotionConfig()
+
+
+@pytest.fixture(scope="module")
+def bundled_model():
+    return i2v.build_sam_i2v("tiny", device="cpu")
+
+
+def test_an_object_is_lost_then_found_where_its_motion_says(bundled_model, monkeypatch) -> None:
+    """The state machine, with SAM's candidates scripted: followed, lost (absent output and an
+    absent memory entry), looked for at the predicted and at the last box, found again."""
+    model = bundled_model
+    size = model.low_res_size
+    raw = torch.zeros(1, model.sam.prompt_encoder.embed_dim, *model.embedding_size)
+    frame = model.prepare_frame(raw, None)
+
+    def mask_logits(box) -> torch.Tensor:
+        out = torch.full((1, 1, *size), -10.0)
+        x0, y0, x1, y1 = box
+        out[..., y0:y1, x0:x1] = 10.0
+        return out
+
+    script: List[List[Candidate]] = []
+    prompts_seen: List[object] = []
+
+    def scripted(model_, frame_, prompts, memory):
+        prompts_seen.append(prompts)
+        return script.pop(0)
+
+    monkeypatch.setattr(motion, "_candidates", scripted)
+    start = [10, 10, 20, 18]
+    kf = BoxKalman(np.array(start, dtype=float))
+    filters = [kf]
+    prior = mask_logits(start)
+
+    # followed: the candidate that moved with the object wins over a confident jump
+    script.append([candidate([30, 30, 50, 50], 0.99), Candidate(mask_logits([11, 10, 21, 18]), 0.7, 2.0, np.array([11, 10, 21, 18.0]))])
+    out = track_objects_with_motion(model, frame, 1, [prior], [[]], filters)
+    assert out.presence_logits[0] > 0 and np.array_equal(mask_box(out.logits[0]), [11, 10, 21, 18])
+    assert prompts_seen[-1].mask_inputs is not None and prompts_seen[-1].boxes is not None  # the usual prompts
+
+    # lost: nothing overlaps the prediction
+    script.append([candidate([40, 40, 60, 60], 0.99)])
+    out = track_objects_with_motion(model, frame, 2, [out.logits], [[]], filters)
+    assert out.presence_logits[0] < 0 and bool((out.logits == model.config.absent_logit).all())
+    assert kf.lost == 1 and out.entries[0].presence < 0.5  # memory filters drop it
+
+    # still lost: prompted with a box at the predicted place, then at the last seen box
+    script.append([candidate([40, 40, 60, 60], 0.99)])
+    script.append([candidate([41, 40, 61, 60], 0.99)])
+    out = track_objects_with_motion(model, frame, 3, [None], [[]], filters)
+    assert kf.lost == 2 and out.presence_logits[0] < 0
+    boxes = [p.boxes for p in prompts_seen[-2:]]
+    assert all(b is not None and p.mask_inputs is None for b, p in zip(boxes, prompts_seen[-2:]))
+    scale = model.image_size / size[1]
+    assert torch.allclose(boxes[1], torch.tensor([[11, 10, 21, 18.0]]) * scale)  # the last seen box
+
+    # found again where it was last seen
+    script.append([candidate([40, 40, 60, 60], 0.99)])
+    script.append([Candidate(mask_logits([12, 10, 22, 18]), 0.8, 1.0, np.array([12, 10, 22, 18.0]))])
+    out = track_objects_with_motion(model, frame, 4, [None], [[]], filters)
+    assert kf.lost == 0 and out.presence_logits[0] > 0 and np.array_equal(mask_box(out.logits[0]), [12, 10, 22, 18])
+    assert not script
+
+
+def _video(num_frames: int = 8):
+    cfg = SyntheticConfig(num_frames=num_frames, min_objects=2, max_objects=2, occlusion_prob=0.0, exit_prob=0.0,
+                          distractor_prob=0.0)
+    return SyntheticVideoDataset("test", 1, config=cfg)
+
+
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    union = (a | b).sum()
+    return 1.0 if union == 0 else float((a & b).sum() / union)
+
+
+def test_predictor_tracks_with_motion_on(bundled_model) -> None:
+    ds = _video()
+    clip = ds.clip(0, range(8))
+    predictor = i2v.I2VVideoPredictor(bundled_model)
+    results = {}
+    for enabled in (False, True):
+        with model_variant(bundled_model, motion=enabled):
+            state = predictor.init_state(clip.frames)
+            for n, obj_id in enumerate(clip.obj_ids):
+                predictor.add_new_mask(state, 0, int(obj_id), clip.masks[0, n])
+            results[enabled] = {t: masks.clone() for t, _, masks in predictor.propagate_in_video(state)}
+            filters = [tr.motion for tr in state.tracks.values()]
+            assert all(isinstance(kf, BoxKalman) for kf in filters) == enabled
+    assert torch.equal(results[True][0], results[False][0])  # the prompted frame is the prompt's
+    for t in range(1, 8):
+        masks = results[True][t]
+        assert masks.shape == (2, 1, *clip.frames.shape[1:3]) and masks.dtype == torch.float32
+        for n in range(2):
+            assert _jaccard(masks[n, 0].numpy() > 0, clip.masks[t, n]) > 0.5  # an easy video: tracked
+
+
+def test_eval_ablations_include_motion(bundled_model) -> None:
+    ds = _video(num_frames=4)
+    results = run_methods(bundled_model, bundled_model, ds, ["mask"], baselines=False, ablations=True,
+                          trained=False, progress=False)
+    labels = [r.method for r in results]
+    assert "untrained upgrade, motion-aware selection on" in labels
+    assert not bundled_model.config.motion.enabled  # the variant is undone afterwards
