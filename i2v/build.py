@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
@@ -51,6 +53,7 @@ def build_sam_i2v(
     *,
     allow_random_sam: bool = False,
     seed: int = 0,
+    motion: Optional[bool] = None,
 ) -> SamI2V:
     """Assemble a SamI2V.
 
@@ -63,8 +66,12 @@ def build_sam_i2v(
         allow_random_sam: with no checkpoint at all, build a randomly initialised SAM (for
             tests and benchmarks) instead of raising.
         seed: seeds the adapters' (and a random SAM's) initialisation.
+        motion: switch motion-aware mask selection (:mod:`i2v.motion`) on or off when
+            tracking; None keeps the config's (or the saved adapter's) setting.
     """
     cfg = config_from_pretrained(checkpoint) if checkpoint is not None else load_model_config(config)
+    if motion is not None:
+        cfg = dataclasses.replace(cfg, motion=dataclasses.replace(cfg.motion, enabled=bool(motion)))
     if sam_checkpoint is None:
         sam_checkpoint = default_sam_checkpoint(cfg.sam)
     if sam_checkpoint is None and not allow_random_sam:
@@ -87,6 +94,7 @@ def build_i2v_video_predictor(
     device: Union[str, torch.device, None] = None,
     *,
     allow_random_sam: bool = False,
+    motion: Optional[bool] = None,
 ) -> "I2VVideoPredictor":
     """A video predictor with SAM 2's API (see :class:`i2v.video_predictor.I2VVideoPredictor`).
 
@@ -95,8 +103,11 @@ def build_i2v_video_predictor(
         checkpoint: adapter weights (directory from save_pretrained); None = untrained.
         sam_checkpoint: official SAM .pth; None = the bundled default where one exists.
         device: "cpu" / "cuda" / "mps"; None = best available.
+        motion: motion-aware mask selection on (True) or off (False) when tracking; None keeps
+            the config's setting (off in the bundled configs). See :mod:`i2v.motion`.
     """
     from i2v.video_predictor import I2VVideoPredictor
 
-    model = build_sam_i2v(config, checkpoint, sam_checkpoint, device, allow_random_sam=allow_random_sam)
+    model = build_sam_i2v(config, checkpoint, sam_checkpoint, device, allow_random_sam=allow_random_sam,
+                          motion=motion)
     return I2VVideoPredictor(model)

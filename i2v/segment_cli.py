@@ -108,6 +108,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sam-checkpoint", default=None, help="official SAM checkpoint (.pth)")
     p.add_argument("--device", default=None, help="cpu / cuda / mps (default: best available)")
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the overlay video")
+    p.add_argument("--motion", action="store_true",
+                   help="motion-aware mask selection when tracking (a box Kalman filter picks among SAM's "
+                        "candidate masks, and finds objects again where their motion says)")
     p.set_defaults(func=run, sequence=[])
 
 
@@ -160,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
     from i2v.io.overlay import overlay_masks, write_overlay_video
 
     specs = group_prompts(args.sequence)
-    predictor = build_i2v_video_predictor(args.config, args.checkpoint, args.sam_checkpoint, args.device)
+    predictor = build_i2v_video_predictor(args.config, args.checkpoint, args.sam_checkpoint, args.device,
+                                          motion=args.motion or None)
     state = predictor.init_state(args.video)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ re-finding an object, and the predictor and eval runner with it switched on."""
 
 from __future__ import annotations
 
+import json
 from typing import List
 
 import numpy as np
@@ -189,3 +190,22 @@ def test_eval_ablations_include_motion(bundled_model) -> None:
     labels = [r.method for r in results]
     assert "untrained upgrade, motion-aware selection on" in labels
     assert not bundled_model.config.motion.enabled  # the variant is undone afterwards
+
+
+def test_builders_cli_and_saved_adapters_carry_the_switch(tmp_path) -> None:
+    from i2v.cli import main
+    from i2v.pretrained import save_pretrained
+
+    assert not i2v.build_sam_i2v("tiny", device="cpu").config.motion.enabled  # off by default
+    model = i2v.build_sam_i2v("tiny", device="cpu", motion=True)
+    assert model.config.motion.enabled
+    assert i2v.build_i2v_video_predictor("tiny", device="cpu", motion=True).model.config.motion.enabled
+    saved = save_pretrained(model, tmp_path / "adapter")
+    assert i2v.build_sam_i2v(checkpoint=saved, device="cpu").config.motion.enabled  # kept with the adapter
+    assert not i2v.build_sam_i2v(checkpoint=saved, device="cpu", motion=False).config.motion.enabled
+
+    out = tmp_path / "eval"
+    code = main(["eval", "--dataset", "synthetic", "--num-videos", "1", "--motion", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    payload = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in payload["results"]] == ["untrained upgrade + motion"]

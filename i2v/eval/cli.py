@@ -48,9 +48,9 @@ def model_variant(model, upgrader: Optional[bool] = None, strategy: Optional[str
         model.config, model.upgrader.cfg = saved
 
 
-def method_name(trained: bool) -> str:
+def method_name(trained: bool, motion: bool = False) -> str:
     """Label of the evaluated method in tables and progress bars."""
-    return "trained upgrade" if trained else "untrained upgrade"
+    return ("trained upgrade" if trained else "untrained upgrade") + (" + motion" if motion else "")
 
 
 def run_methods(model, untrained, dataset, protocols: List[str], *, baselines: bool, ablations: bool,
@@ -65,13 +65,13 @@ def run_methods(model, untrained, dataset, protocols: List[str], *, baselines: b
     from i2v.memory_filter import STRATEGIES
     from i2v.video_predictor import I2VVideoPredictor
 
-    name = method_name(trained)
+    name = method_name(trained, model.config.motion.enabled)
     # (label, predictor, model variant, whether this is the evaluated method itself)
     runs: List[Tuple[str, object, dict, bool]] = []
     if baselines:
         runs.append(("per-frame SAM", PerFrameSamPredictor(untrained), {}, False))
         if trained:
-            runs.append(("untrained upgrade", I2VVideoPredictor(untrained), {}, False))
+            runs.append((method_name(False, untrained.config.motion.enabled), I2VVideoPredictor(untrained), {}, False))
     runs.append((name, I2VVideoPredictor(model), {}, True))
     if ablations:
         runs.append((f"{name}, upgrader off", I2VVideoPredictor(model), {"upgrader": False}, False))
@@ -106,6 +106,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--baselines", action="store_true", help="also per-frame SAM and the untrained upgrade")
     p.add_argument("--ablations", action="store_true", help="also upgrader off and each memory strategy")
     p.add_argument("--out", default="eval_out", help="directory for results.csv / results.json")
+    p.add_argument("--motion", action="store_true",
+                   help="motion-aware mask selection when tracking (a box Kalman filter picks among SAM's "
+                        "candidate masks, and finds objects again where their motion says)")
     p.add_argument("--save-masks", metavar="DIR", default=None,
                    help="also write the evaluated method's masks (first protocol) as DIR/<video>/<frame>.png "
                         "palette PNGs for the DAVIS / YouTube-VOS servers; required on splits without "
@@ -134,9 +137,10 @@ def run(args: argparse.Namespace) -> int:
             "numbers its objects from 0 and is scored from per-object PNGs; its val/test ground "
             "truth is local, so evaluate SA-V without --save-masks."
         )
-    model = build_sam_i2v(args.config, args.checkpoint, args.sam_checkpoint, args.device)
+    model = build_sam_i2v(args.config, args.checkpoint, args.sam_checkpoint, args.device, motion=args.motion or None)
     indices = range(min(len(dataset), args.max_videos)) if args.max_videos else None
     trained = args.checkpoint is not None
+    name = method_name(trained, model.config.motion.enabled)
     save_masks = Path(args.save_masks) if args.save_masks else None
     if not full_gt:
         from i2v.video_predictor import I2VVideoPredictor
@@ -144,13 +148,12 @@ def run(args: argparse.Namespace) -> int:
         skipped = [flag for flag, on in (("--baselines", args.baselines), ("--ablations", args.ablations),
                                          ("protocols after the first", len(args.protocol) > 1)) if on]
         if skipped:
-            print(f"note: split {split!r} is scored by the challenge server; only the {method_name(trained)} "
+            print(f"note: split {split!r} is scored by the challenge server; only the {name} "
                   f"under protocol {args.protocol[0]!r} is written ({', '.join(skipped)} ignored).")
-        folders = export_masks(I2VVideoPredictor(model), dataset, save_masks, indices, args.protocol[0],
-                               method_name(trained))
+        folders = export_masks(I2VVideoPredictor(model), dataset, save_masks, indices, args.protocol[0], name)
         print(f"no scores for {args.dataset} split {split!r}: its ground truth is on the challenge server.")
         videos = f"{len(folders)} video{'' if len(folders) == 1 else 's'}"
-        print(f"wrote the {method_name(trained)}'s masks of {videos} to {save_masks}/<video>/<frame>.png")
+        print(f"wrote the {name}'s masks of {videos} to {save_masks}/<video>/<frame>.png")
         print(submission_hint(args.dataset, save_masks))
         return 0
     untrained = build_sam_i2v(model.config, None, args.sam_checkpoint, args.device) if args.checkpoint else model
@@ -162,5 +165,5 @@ def run(args: argparse.Namespace) -> int:
     paths = write_reports(results, Path(args.out), {"dataset": args.dataset, "split": args.split, "sam_sha256": model.sam_sha256})
     print(f"wrote {paths['csv']} and {paths['json']}")
     if save_masks is not None:
-        print(f"wrote the {method_name(trained)}'s masks ({args.protocol[0]}) to {save_masks}/<video>/<frame>.png")
+        print(f"wrote the {name}'s masks ({args.protocol[0]}) to {save_masks}/<video>/<frame>.png")
     return 0
