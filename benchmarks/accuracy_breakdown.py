@@ -151,7 +151,7 @@ def breakdown(checkpoint: Optional[str], val_videos: int, frames: int, device: s
         with model_variant(model, motion=motion):
             methods[name] = phase_scores(predictor, dataset, indices)
         if verbose:
-            print(f"  {name:18s} " + "  ".join(f"{p} {_fmt(s['j'])} ({s['pairs']})" for p, s in methods[name].items()))
+            print(f"  {name:26s} " + "  ".join(f"{p} {_fmt(s['j'])} ({s['pairs']})" for p, s in methods[name].items()))
     ceiling = one_step_ceiling(model, dataset, indices)
     if verbose:
         print("  one-step ceiling on clean pairs: " + ", ".join(f"{k} {_fmt(v)}" for k, v in ceiling.items() if k != "pairs"))
