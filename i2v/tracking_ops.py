@@ -3,7 +3,9 @@
 Inference (:mod:`i2v.video_predictor`) and training (:mod:`i2v.train.clip_step`) run a frame
 through these same functions, so what the model is trained on is what it is asked at
 inference: the same mask-prompt encoding, the same multimask rule, the same grouping of objects
-by mask prior, the same presence gating of outputs and memory.
+by mask prior, the same presence gating of outputs and memory. The one inference-only option,
+motion-aware selection (:mod:`i2v.motion`, off by default), re-ranks the same decoder's
+candidates and leaves what is trained untouched.
 """
 
 from __future__ import annotations
