@@ -199,6 +199,7 @@ class SamI2V(nn.Module):
         memory: Optional[MemoryBatch],
         num_objects: int,
         multimask: bool = False,
+        all_candidates: bool = False,
     ) -> DecodeOutput:
         """Segment ``num_objects`` objects on one frame.
 
@@ -209,6 +210,10 @@ class SamI2V(nn.Module):
             num_objects: N.
             multimask: predict 3 candidates and keep the one with the highest predicted IoU
                 (SAM's answer to an ambiguous single click).
+            all_candidates: return all four of SAM's masks in ``all_low_res_logits`` (its
+                single-mask output first, then the three multimask candidates; the decoder
+                computes them all in any case) and choose the single-mask output; overrides
+                ``multimask``.
         """
         sparse, dense = self._encode_prompts(prompts, num_objects)
         summary = frame.embedding.new_zeros(num_objects, sparse.shape[-1])
@@ -218,16 +223,19 @@ class SamI2V(nn.Module):
             if mp.dense is not None:
                 dense = dense + mp.dense.to(dense.dtype)
             summary = mp.summary
-        all_logits, all_iou = self.sam.mask_decoder(
+        inputs = dict(
             image_embeddings=frame.embedding,
             image_pe=self.sam.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
-            multimask_output=multimask,
         )
+        if all_candidates:  # MaskDecoder.forward only slices what predict_masks returns
+            all_logits, all_iou = self.sam.mask_decoder.predict_masks(**inputs)
+        else:
+            all_logits, all_iou = self.sam.mask_decoder(**inputs, multimask_output=multimask)
         iou_token = self._iou_token
         self._iou_token = None
-        best = all_iou.argmax(dim=1)
+        best = torch.zeros_like(all_iou[:, 0], dtype=torch.long) if all_candidates else all_iou.argmax(dim=1)
         rows = torch.arange(num_objects, device=all_iou.device)
         return DecodeOutput(
             low_res_logits=all_logits[rows, best][:, None],

@@ -1,18 +1,24 @@
 """Motion-aware mask selection: each object's box motion picks among SAM's candidate masks.
 
 Training-free, after SAMURAI (Yang et al., 2024): a constant-velocity Kalman filter follows
-each object's box. On every tracked frame SAM proposes four masks (its single-mask output and
-its three multimask candidates, from the usual prompts and memory), and the one scoring best on
+each object's box. On every tracked frame SAM's decoder gives four masks (its single-mask
+output and its three multimask candidates, from the usual prompts and memory, in one decoder
+call), and the one scoring best on
 
     weight * IoU(candidate's box, the filter's predicted box) + (1 - weight) * predicted IoU
 
-is kept, so a mask that jumps to an occluder or a look-alike loses to one that moves as the
-object moved. Unlike SAMURAI, the filter also decides presence: when no candidate's box
-overlaps the prediction by ``min_iou``, the object is declared lost (absent from the output
-and from memory), and on each following frame SAM is prompted with a box where the filter
-expects the object (its predicted box, and the last box it was seen in) until a candidate
-overlaps that box by ``reacquire_iou``. While lost, the predicted velocity decays by
-``damping`` per frame.
+is kept. Unlike SAMURAI, the filter also decides presence: when no candidate's box overlaps
+the prediction by ``min_iou`` (once the filter has seen the object twice and knows its
+velocity), the object is declared lost: its output is absent, and its memory entry for the
+frame carries the absent mask with presence ~0 and IoU 0, as ``track_objects`` writes for an
+object its presence head calls absent. On each following frame SAM is prompted with a box
+where the filter expects the object (its predicted box, then the last box it was seen in,
+both clipped to the picture) until a candidate overlaps that box by ``reacquire_iou``. While
+lost, the predicted velocity decays by ``damping`` per frame.
+
+On the built-in synthetic videos the gain comes from hidden frames (the object is declared
+absent while it is covered or out of the frame); re-finding objects after they come back is
+still weak (``benchmarks/accuracy_breakdown.py``).
 
 Boxes are in the decoder's low-resolution mask pixels (``model.low_res_size``), XYXY with
 exclusive maxima. Off by default (``ModelConfig.motion.enabled``); an inference-time policy,
@@ -22,7 +28,7 @@ so training is unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -32,7 +38,7 @@ from i2v.memory_bank import MemoryBatch, MemoryEntry
 from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
 from i2v.tracking_ops import PROMPTED_PRESENCE, TrackedObjects, box_from_logits
 
-__all__ = ["BoxKalman", "Candidate", "MotionConfig", "box_iou", "choose_candidate", "mask_box",
+__all__ = ["BoxKalman", "Candidate", "MotionConfig", "box_iou", "choose_candidate", "mask_box", "start_filter",
            "track_objects_with_motion"]
 
 
@@ -59,26 +65,30 @@ def box_iou(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> float:
 class BoxKalman:
     """Constant-velocity Kalman filter on a box's centre and size.
 
-    State (cx, cy, w, h, vx, vy, vw, vh); measurements are boxes. The noise levels are in
-    low-resolution mask pixels and suit any SAM (the decoder's mask is 256 px for the official
-    models).
+    State (cx, cy, w, h, vx, vy, vw, vh); measurements are boxes. The noise levels are set
+    for a 64 px mask side (the tiny SAM's) and scale with ``unit`` = mask side / 64 (4 for the
+    official models' 256 px masks), so they mean the same fraction of the frame for any SAM.
 
     Args:
         box: the first XYXY box.
         damping: velocity factor per frame while the object is lost.
+        unit: the decoder's mask side divided by 64.
     """
 
     _F = np.block([[np.eye(4), np.eye(4)], [np.zeros((4, 4)), np.eye(4)]])
     _H = np.eye(4, 8)
     _Q = np.diag([1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.2, 0.2])
     _R = np.diag([2.0, 2.0, 4.0, 4.0])
+    _P0 = np.diag([4.0, 4.0, 4.0, 4.0, 25.0, 25.0, 4.0, 4.0])
 
-    def __init__(self, box: np.ndarray, damping: float = 0.8) -> None:
+    def __init__(self, box: np.ndarray, damping: float = 0.8, unit: float = 1.0) -> None:
         self.x = np.concatenate([self._measure(box), np.zeros(4)])
-        self.P = np.diag([4.0, 4.0, 4.0, 4.0, 25.0, 25.0, 4.0, 4.0])
+        self.Q, self.R = self._Q * unit**2, self._R * unit**2  # variances: squared pixels
+        self.P = self._P0 * unit**2
         self.damping = damping
         self.last = np.asarray(box, dtype=np.float64)  # the last box the object was seen in
         self.lost = 0  # frames since it was last seen
+        self.updates = 0  # boxes seen since the filter started
 
     @staticmethod
     def _measure(box: np.ndarray) -> np.ndarray:
@@ -96,17 +106,23 @@ class BoxKalman:
         if self.lost:
             self.x[4:] *= self.damping
         self.x = self._F @ self.x
-        self.P = self._F @ self.P @ self._F.T + self._Q
+        self.P = self._F @ self.P @ self._F.T + self.Q
         return self.box()
 
     def update(self, box: np.ndarray) -> None:
         """The object was seen in ``box`` on the frame just predicted."""
-        s = self._H @ self.P @ self._H.T + self._R
+        s = self._H @ self.P @ self._H.T + self.R
         gain = self.P @ self._H.T @ np.linalg.inv(s)
         self.x = self.x + gain @ (self._measure(box) - self._H @ self.x)
         self.P = (np.eye(8) - gain @ self._H) @ self.P
         self.last = np.asarray(box, dtype=np.float64)
         self.lost = 0
+        self.updates += 1
+
+    @property
+    def knows_velocity(self) -> bool:
+        """Whether the filter has seen the object move (two boxes since it started)."""
+        return self.updates >= 2
 
     def mark_lost(self) -> None:
         """The object was not found on the frame just predicted."""
@@ -130,12 +146,12 @@ class Candidate:
 
 def _candidates(model: SamI2V, frame: FrameFeatures, prompts: ObjectPrompts, memory: MemoryBatch) -> List[Candidate]:
     """SAM's single-mask output and its three multimask candidates for one object."""
+    dec = model.decode(frame, prompts, memory, 1, all_candidates=True)
+    presence = float(dec.presence_logits[0].detach())
     out = []
-    for multimask in (False, True):
-        dec = model.decode(frame, prompts, memory, 1, multimask=multimask)
-        for k in range(dec.all_low_res_logits.shape[1]):
-            logits = dec.all_low_res_logits[:, k : k + 1]
-            out.append(Candidate(logits, float(dec.all_iou[0, k].detach()), float(dec.presence_logits[0].detach()), mask_box(logits)))
+    for k in range(dec.all_low_res_logits.shape[1]):
+        logits = dec.all_low_res_logits[:, k : k + 1].float()
+        out.append(Candidate(logits, float(dec.all_iou[0, k].detach()), presence, mask_box(logits)))
     return out
 
 
@@ -154,15 +170,26 @@ def choose_candidate(candidates: Sequence[Candidate], anchor: np.ndarray, weight
     return best
 
 
-def _box_prompt(box: np.ndarray, model: SamI2V) -> Optional[torch.Tensor]:
-    """A low-resolution XYXY box → (1, 4) SAM box prompt, or None if it is (nearly) off-frame."""
-    size = model.low_res_size
-    x0, x1 = np.clip([box[0], box[2]], 0, size[1])
-    y0, y1 = np.clip([box[1], box[3]], 0, size[0])
-    if x1 - x0 < 2 or y1 - y0 < 2:
+def start_filter(model: SamI2V, logits: torch.Tensor) -> Optional[BoxKalman]:
+    """A filter for an object whose mask (``logits``, at the decoder's resolution) a user just
+    gave or confirmed; None when the mask is empty."""
+    box = mask_box(logits)
+    if box is None:
         return None
-    scale = model.image_size / size[1]
-    return torch.tensor([[x0, y0, x1, y1]], dtype=torch.float32, device=model.device) * scale
+    return BoxKalman(box, model.config.motion.damping, model.low_res_size[1] / 64.0)
+
+
+def _search_box(box: np.ndarray, extent: Tuple[int, int]) -> Optional[np.ndarray]:
+    """``box`` clipped to the picture (``extent`` = its (h, w) in mask pixels) and grown to at
+    least 2 px a side; None when it lies outside the picture."""
+    h, w = extent
+    x0, x1 = np.clip([box[0], box[2]], 0, w)
+    y0, y1 = np.clip([box[1], box[3]], 0, h)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    hw, hh = max(x1 - x0, 2.0) / 2, max(y1 - y0, 2.0) / 2
+    return np.array([max(cx - hw, 0.0), max(cy - hh, 0.0), min(cx + hw, w), min(cy + hh, h)])
 
 
 def track_objects_with_motion(
@@ -172,64 +199,71 @@ def track_objects_with_motion(
     priors: Sequence[Optional[torch.Tensor]],
     memories: Sequence[Sequence[MemoryEntry]],
     filters: List[Optional[BoxKalman]],
+    extent: Optional[Tuple[int, int]] = None,
 ) -> TrackedObjects:
     """:func:`i2v.tracking_ops.track_objects` with motion-aware selection.
 
     Args:
         priors, memories: as for ``track_objects``.
-        filters: per object, its :class:`BoxKalman`, or None when it has none yet (then the
-            candidate with the highest predicted IoU is kept and a filter is started from it);
+        filters: per object, its :class:`BoxKalman`, or None when it has none yet (then SAM's
+            single-mask output is kept, as without motion, and a filter starts from it);
             updated in place.
+        extent: (h, w) of the picture in mask pixels (the rest of SAM's square input is
+            padding, where a lost object is not looked for); None: the whole mask.
+    Returns:
+        float32 outputs; ``all_logits`` holds only the chosen mask.
     """
     cfg = model.config.motion
     mp = model.config.memory_prompt
-    absent = torch.full((1, 1, *model.low_res_size), model.config.absent_logit, device=model.device)
-    logits, raw, ious, presence = [], [], [], []
+    size = model.low_res_size
+    extent = tuple(size) if extent is None else extent  # type: ignore[assignment]
+    scale = model.image_size / size[1]
+    absent = torch.full((1, 1, *size), model.config.absent_logit, device=model.device)
+    logits, ious, presence = [], [], []
     for i, prior in enumerate(priors):
         kf = filters[i]
         memory = MemoryBatch.stack([memories[i]], model.device)
         chosen: Optional[Candidate] = None
         if kf is None or not kf.lost:
-            anchor = kf.predict() if kf is not None else None
             prompts = ObjectPrompts()
             if mp.mask_prior and prior is not None:
                 prompts.mask_inputs = prior.to(model.device)
                 if mp.box_prior:
                     prompts.boxes = box_from_logits(prompts.mask_inputs, model.image_size)
             cands = _candidates(model, frame, prompts, memory)
-            if anchor is None:
-                chosen = choose_candidate(cands, np.zeros(4), 0.0, 0.0)
+            if kf is None:  # nothing known of its motion yet: SAM's own answer
+                first = cands[0]
+                chosen = first if first.box is not None and first.presence > 0 else None
             else:
-                chosen = choose_candidate(cands, anchor, cfg.weight, cfg.min_iou)
+                threshold = cfg.min_iou if kf.knows_velocity else 0.0
+                chosen = choose_candidate(cands, kf.predict(), cfg.weight, threshold)
         else:  # lost: look where the motion says, then where it was last seen
             predicted = kf.predict()
             for anchor in (predicted, kf.last):
-                box = _box_prompt(anchor, model)
+                box = _search_box(anchor, extent)  # type: ignore[arg-type]
                 if box is None:
                     continue
-                cand = choose_candidate(_candidates(model, frame, ObjectPrompts(boxes=box), memory), anchor,
-                                        cfg.weight, cfg.reacquire_iou)
-                if cand is not None:
-                    chosen = cand
+                prompt = torch.tensor(box[None] * scale, dtype=torch.float32, device=model.device)
+                chosen = choose_candidate(_candidates(model, frame, ObjectPrompts(boxes=prompt), memory), box,
+                                          cfg.weight, cfg.reacquire_iou)
+                if chosen is not None:
                     break
         if chosen is None:
             if kf is not None:
                 kf.mark_lost()
             logits.append(absent)
-            raw.append(absent)
             ious.append(0.0)
             presence.append(-PROMPTED_PRESENCE)
             continue
         if kf is None:
-            filters[i] = BoxKalman(chosen.box, cfg.damping)  # type: ignore[arg-type]
+            filters[i] = start_filter(model, chosen.logits)
         else:
             kf.update(chosen.box)  # type: ignore[arg-type]
         logits.append(chosen.logits)
-        raw.append(chosen.logits)
         ious.append(chosen.iou)
         presence.append(chosen.presence)
     out = torch.cat(logits)
     iou = torch.tensor(ious, device=model.device)
     presence_logits = torch.tensor(presence, device=model.device)
     entries = model.make_memory(frame, frame_idx, out, iou, presence_logits, prompted=False)
-    return TrackedObjects(out, torch.cat(raw), out.clone(), iou[:, None], iou, presence_logits, entries)
+    return TrackedObjects(out, out, out, iou[:, None], iou, presence_logits, entries)

@@ -14,7 +14,7 @@ from typing import Any, Dict, Union
 import torch
 from safetensors.torch import load_file, save_file
 
-from i2v.config import ModelConfig, model_config_from_dict
+from i2v.config import ModelConfig, MotionConfig, model_config_from_dict
 from i2v.config_utils import to_dict
 from i2v.errors import CheckpointError
 from i2v.io.atomic import atomic_path, write_text_atomic
@@ -32,6 +32,16 @@ def trainable_state_dict(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def _config_dict(config: ModelConfig) -> Dict[str, Any]:
+    """The config as saved. The motion-aware selection settings (an inference option added
+    after the format's first release) are written only when they differ from the defaults, so
+    adapters that do not use it stay readable by releases that predate it."""
+    data = to_dict(config)
+    if config.motion == MotionConfig():
+        data.pop("motion")
+    return data
+
+
 def save_pretrained(model: Any, directory: PathLike) -> Path:
     """Write the adapters of ``model`` (a SamI2V) to ``directory``; returns the directory."""
     out = Path(directory)
@@ -42,7 +52,7 @@ def save_pretrained(model: Any, directory: PathLike) -> Path:
         "library_version": __version__,
         "sam_model_type": model.config.sam,
         "sam_sha256": model.sam_sha256,
-        "config": to_dict(model.config),
+        "config": _config_dict(model.config),
     }
     with atomic_path(out / WEIGHTS_NAME) as tmp:
         save_file(trainable_state_dict(model), str(tmp), metadata={"format": "pt"})

@@ -108,9 +108,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sam-checkpoint", default=None, help="official SAM checkpoint (.pth)")
     p.add_argument("--device", default=None, help="cpu / cuda / mps (default: best available)")
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the overlay video")
-    p.add_argument("--motion", action="store_true",
-                   help="motion-aware mask selection when tracking (a box Kalman filter picks among SAM's "
-                        "candidate masks, and finds objects again where their motion says)")
+    p.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None,
+                   help="motion-aware mask selection when tracking: a box Kalman filter picks among SAM's "
+                        "candidate masks and looks for lost objects where their motion says (default: "
+                        "the adapter's or config's setting, off unless saved on)")
     p.set_defaults(func=run, sequence=[])
 
 
@@ -164,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
     specs = group_prompts(args.sequence)
     predictor = build_i2v_video_predictor(args.config, args.checkpoint, args.sam_checkpoint, args.device,
-                                          motion=args.motion or None)
+                                          motion=args.motion)
     state = predictor.init_state(args.video)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ an object absent on a frame gets ``config.absent_logit`` (-1024) everywhere.
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -26,7 +27,7 @@ from i2v.inference_state import FrameOutput, InferenceState, ObjectTrack, PointP
 from i2v.io.video_source import VideoLike, open_video
 from i2v.memory_bank import MemoryBank, MemoryBatch
 from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
-from i2v.motion import BoxKalman, mask_box, track_objects_with_motion
+from i2v.motion import start_filter, track_objects_with_motion
 from i2v.prompt_inputs import check_box, check_frame_count, check_frame_index, check_mask, check_obj_id, check_points
 from i2v.streaming import StreamSource
 from i2v.tracking_ops import PROMPTED_PRESENCE, mask_prompt_logits, mask_to_low_res, track_objects, use_multimask
@@ -278,13 +279,10 @@ class I2VVideoPredictor:
         frame = self.model.prepare_frame(raw, state.history.past(t))
         state.history.push(t, frame.pooled)
         tracked = []
-        motion = self.model.config.motion
         for track in state.tracks.values():
             if t in track.prompted_outputs:
                 track.last = track.prompted_outputs[t]
-                if motion.enabled:  # a prompt restarts the object's motion from what the user gave
-                    box = mask_box(track.last.low_res_logits) if track.last.present else None
-                    track.motion = None if box is None else BoxKalman(box, motion.damping)
+                self._restart_motion(track)
             elif track.prompted_frames:
                 tracked.append(track)
         if tracked:
@@ -296,7 +294,10 @@ class I2VVideoPredictor:
         memories = [tr.bank.select(t, frame.descriptor) for tr in tracks]
         if self.model.config.motion.enabled:
             filters = [tr.motion for tr in tracks]
-            out = track_objects_with_motion(self.model, frame, t, priors, memories, filters)
+            h, w = self._input_size(state)
+            low_h, low_w = self.model.low_res_size
+            extent = (math.ceil(h * low_h / self.model.image_size), math.ceil(w * low_w / self.model.image_size))
+            out = track_objects_with_motion(self.model, frame, t, priors, memories, filters, extent)
             for track, kf in zip(tracks, filters):
                 track.motion = kf
         else:
@@ -331,6 +332,14 @@ class I2VVideoPredictor:
         track.bank.add(entry.to(state.storage_device))
         track.prompted_outputs[t] = FrameOutput(out.low_res_logits.to(state.storage_device), out.iou, out.presence_logit)
         track.last = track.prompted_outputs[t]
+        self._restart_motion(track)
+
+    def _restart_motion(self, track: ObjectTrack) -> None:
+        """A prompted output restarts the object's motion from what the user gave (motion-aware
+        selection only): in a propagation pass on its frame, and at once when streaming."""
+        if self.model.config.motion.enabled:
+            last = track.last
+            track.motion = start_filter(self.model, last.low_res_logits) if last is not None and last.present else None
 
     # -- conversions -----------------------------------------------------------------------------
     def _point_prompts(self, state: InferenceState, prompt: PointPrompt, prior: Optional[torch.Tensor]) -> ObjectPrompts:

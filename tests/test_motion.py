@@ -17,6 +17,7 @@ from i2v.config_utils import to_dict
 from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from i2v.errors import ConfigError
 from i2v.eval.cli import model_variant, run_methods
+from i2v.model import ObjectPrompts
 from i2v.motion import BoxKalman, Candidate, box_iou, choose_candidate, mask_box, track_objects_with_motion
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -118,6 +119,10 @@ def test_an_object_is_lost_then_found_where_its_motion_says(bundled_model, monke
     monkeypatch.setattr(motion, "_candidates", scripted)
     start = [10, 10, 20, 18]
     kf = BoxKalman(np.array(start, dtype=float))
+    for _ in range(2):  # it has seen the object twice: it knows its velocity, and gates on it
+        kf.predict()
+        kf.update(np.array(start, dtype=float))
+    assert kf.knows_velocity
     filters = [kf]
     prior = mask_logits(start)
 
@@ -131,7 +136,7 @@ def test_an_object_is_lost_then_found_where_its_motion_says(bundled_model, monke
     script.append([candidate([40, 40, 60, 60], 0.99)])
     out = track_objects_with_motion(model, frame, 2, [out.logits], [[]], filters)
     assert out.presence_logits[0] < 0 and bool((out.logits == model.config.absent_logit).all())
-    assert kf.lost == 1 and out.entries[0].presence < 0.5  # memory filters drop it
+    assert kf.lost == 1 and out.entries[0].presence < 0.5 and out.entries[0].iou == 0.0  # an absent entry
 
     # still lost: prompted with a box at the predicted place, then at the last seen box
     script.append([candidate([40, 40, 60, 60], 0.99)])
@@ -203,9 +208,74 @@ def test_builders_cli_and_saved_adapters_carry_the_switch(tmp_path) -> None:
     saved = save_pretrained(model, tmp_path / "adapter")
     assert i2v.build_sam_i2v(checkpoint=saved, device="cpu").config.motion.enabled  # kept with the adapter
     assert not i2v.build_sam_i2v(checkpoint=saved, device="cpu", motion=False).config.motion.enabled
+    # Adapters that do not use it are written without the key (readable by earlier releases).
+    plain = save_pretrained(i2v.build_sam_i2v("tiny", device="cpu"), tmp_path / "plain")
+    assert "motion" not in json.loads((plain / "adapter_config.json").read_text())["config"]
+    assert json.loads((saved / "adapter_config.json").read_text())["config"]["motion"]["enabled"] is True
+
+    off = tmp_path / "off"
+    assert main(["eval", "--dataset", "synthetic", "--num-videos", "1", "--checkpoint", str(saved), "--no-motion",
+                 "--device", "cpu", "--out", str(off)]) == 0
+    assert [r["method"] for r in json.loads((off / "results.json").read_text())["results"]] == ["trained upgrade"]
 
     out = tmp_path / "eval"
     code = main(["eval", "--dataset", "synthetic", "--num-videos", "1", "--motion", "--device", "cpu", "--out", str(out)])
     assert code == 0
     payload = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in payload["results"]] == ["untrained upgrade + motion"]
+
+
+def test_one_decoder_call_gives_sams_four_masks(bundled_model) -> None:
+    model = bundled_model
+    frame = model.prepare_frame(torch.randn(1, model.sam.prompt_encoder.embed_dim, *model.embedding_size), None)
+    prompts = ObjectPrompts(boxes=torch.tensor([[10.0, 12.0, 70.0, 90.0]]))
+    with torch.no_grad():
+        cands = motion._candidates(model, frame, prompts, None)
+        single = model.decode(frame, prompts, None, 1)
+        multi = model.decode(frame, prompts, None, 1, multimask=True)
+    assert len(cands) == 4
+    assert torch.equal(cands[0].logits, single.all_low_res_logits[:, :1])
+    assert all(torch.equal(c.logits, multi.all_low_res_logits[:, k : k + 1]) for k, c in enumerate(cands[1:]))
+    assert [c.iou for c in cands] == pytest.approx(torch.cat([single.all_iou, multi.all_iou], 1)[0].tolist())
+
+
+def test_a_new_filter_does_not_gate_before_it_knows_the_velocity(bundled_model, monkeypatch) -> None:
+    model = bundled_model
+    frame = model.prepare_frame(torch.zeros(1, model.sam.prompt_encoder.embed_dim, *model.embedding_size), None)
+    far = Candidate(torch.full((1, 1, *model.low_res_size), 10.0), 0.9, 1.0, np.array([30, 30, 40, 40.0]))
+    monkeypatch.setattr(motion, "_candidates", lambda *args: [far])
+    kf = BoxKalman(np.array([0, 0, 10, 10.0]))  # a fast object: 30 px in one frame
+    out = track_objects_with_motion(model, frame, 1, [None], [[]], [kf])
+    assert out.presence_logits[0] > 0 and kf.lost == 0 and kf.updates == 1
+    out = track_objects_with_motion(model, frame, 2, [None], [[]], [kf])  # it moved again: still followed
+    assert out.presence_logits[0] > 0 and kf.knows_velocity
+
+
+def test_lost_objects_are_looked_for_inside_the_picture() -> None:
+    extent = (36, 64)  # a 16:9 frame in a 64 px mask: rows 36-63 are padding
+    assert motion._search_box(np.array([20, 50, 30, 60.0]), extent) is None
+    assert np.array_equal(motion._search_box(np.array([58, 30, 70, 40.0]), extent), [58, 30, 64, 36])
+    assert np.array_equal(motion._search_box(np.array([10, 10, 10.5, 20.0]), extent), [9.25, 10, 11.25, 20])
+
+
+def test_prompts_restart_the_filter_in_passes_and_streams(bundled_model) -> None:
+    clip = _video().clip(0, range(8))
+    predictor = i2v.I2VVideoPredictor(bundled_model)
+    with model_variant(bundled_model, motion=True):
+        state = predictor.init_state(clip.frames)
+        predictor.add_new_mask(state, 0, 1, clip.masks[0, 0])
+        for _ in range(2):  # a second pass starts from the prompt again, not from the first's end
+            list(predictor.propagate_in_video(state))
+            kf = state.tracks[1].motion
+            assert kf.updates == 7  # started from the prompt on frame 0, then one box per frame
+
+        stream = predictor.init_stream()
+        predictor.add_frame(stream, clip.frames[0])
+        predictor.add_new_mask(stream, 0, 1, clip.masks[0, 0])
+        for t in range(1, 4):
+            predictor.track(stream, clip.frames[t])
+        _, _, masks = predictor.add_new_mask(stream, 3, 1, clip.masks[3, 0])  # a correction
+        kf = stream.tracks[1].motion
+        assert kf.updates == 0 and np.array_equal(kf.last, mask_box(stream.tracks[1].prompted_outputs[3].low_res_logits))
+        _, _, masks = predictor.track(stream, clip.frames[4])
+        assert masks.dtype == torch.float32 and stream.tracks[1].motion.updates == 1

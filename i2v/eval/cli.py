@@ -106,9 +106,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--baselines", action="store_true", help="also per-frame SAM and the untrained upgrade")
     p.add_argument("--ablations", action="store_true", help="also upgrader off and each memory strategy")
     p.add_argument("--out", default="eval_out", help="directory for results.csv / results.json")
-    p.add_argument("--motion", action="store_true",
-                   help="motion-aware mask selection when tracking (a box Kalman filter picks among SAM's "
-                        "candidate masks, and finds objects again where their motion says)")
+    p.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None,
+                   help="motion-aware mask selection when tracking: a box Kalman filter picks among SAM's "
+                        "candidate masks and looks for lost objects where their motion says (default: "
+                        "the adapter's or config's setting, off unless saved on)")
     p.add_argument("--save-masks", metavar="DIR", default=None,
                    help="also write the evaluated method's masks (first protocol) as DIR/<video>/<frame>.png "
                         "palette PNGs for the DAVIS / YouTube-VOS servers; required on splits without "
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             "numbers its objects from 0 and is scored from per-object PNGs; its val/test ground "
             "truth is local, so evaluate SA-V without --save-masks."
         )
-    model = build_sam_i2v(args.config, args.checkpoint, args.sam_checkpoint, args.device, motion=args.motion or None)
+    model = build_sam_i2v(args.config, args.checkpoint, args.sam_checkpoint, args.device, motion=args.motion)
     indices = range(min(len(dataset), args.max_videos)) if args.max_videos else None
     trained = args.checkpoint is not None
     name = method_name(trained, model.config.motion.enabled)
