@@ -85,7 +85,7 @@ def wider_check(adapter: str, args: argparse.Namespace) -> Dict[str, object]:
     from i2v.data.registry import make_dataset
     from i2v.data.synthetic import SyntheticConfig
     from i2v.eval.cli import model_variant, run_methods
-    from i2v.eval.report import format_gain, gains_vs_baseline
+    from i2v.eval.report import format_gain, gains_vs_baseline, paired_gain
     from i2v.eval.vos import evaluate
     from i2v.video_predictor import I2VVideoPredictor
 
@@ -98,9 +98,14 @@ def wider_check(adapter: str, args: argparse.Namespace) -> Dict[str, object]:
     with model_variant(trained, motion=True):
         results.append(evaluate(I2VVideoPredictor(trained), dataset, None, "mask", MOTION_ROW))
     gains = gains_vs_baseline(results)
-    for row in gains:
+    by_name = {r.method: r for r in results}
+    # Motion-aware selection against the same adapter without it, paired on the same videos.
+    motion = {"method": MOTION_ROW, "baseline": "trained upgrade", "protocol": "mask",
+              **paired_gain(by_name["trained upgrade"], by_name[MOTION_ROW])}
+    for row in gains + [motion]:
         print("  " + format_gain(row))
-    return {"videos": args.check_videos, "jf": {r.method: 100 * r.summary()["jf_mean"] for r in results}, "gains": gains}
+    return {"videos": args.check_videos, "jf": {r.method: 100 * r.summary()["jf_mean"] for r in results}, "gains": gains,
+            "motion_vs_trained": motion}
 
 
 def main(argv: Optional[List[str]] = None) -> None:
