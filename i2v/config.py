@@ -43,23 +43,39 @@ class MotionConfig:
         enabled: use it when tracking (off: SAM's single-mask output, as trained).
         weight: weight of the motion IoU against SAM's predicted IoU when ranking candidates.
         min_iou: a tracked object is lost when no candidate's box overlaps the predicted box
-            by at least this much.
-        reacquire_iou: a lost object is found again by a candidate whose box overlaps the box
-            it was prompted with by at least this much.
+            (clipped to the picture) by at least this much.
+        max_growth: no candidate is taken whose box area exceeds this many times the object's
+            size (the larger of its predicted box and its largest box of the last frames): a
+            mask that suddenly swells has usually run onto a neighbour or an occluder.
+        reacquire_score: a lost object is found again only by a candidate whose predicted IoU
+            is at least this.
+        search_growth: while an object is lost, its search region (its size, around where the
+            filter expects it and around where it was last seen) grows by this fraction of the
+            object's size per frame, up to ``max_search`` times the object's size.
+        max_search: the widest search region, in object sizes.
         damping: factor applied to the predicted velocity on each frame the object is lost.
     """
 
     enabled: bool = False
     weight: float = 0.25
     min_iou: float = 0.3
-    reacquire_iou: float = 0.5
+    max_growth: float = 1.5
+    reacquire_score: float = 0.5
+    search_growth: float = 0.5
+    max_search: float = 3.0
     damping: float = 0.8
 
     def __post_init__(self) -> None:
-        for name in ("weight", "min_iou", "reacquire_iou", "damping"):
+        for name in ("weight", "min_iou", "reacquire_score", "damping"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"motion.{name} must be in [0, 1], got {value}.")
+        for name in ("max_growth", "max_search"):
+            value = getattr(self, name)
+            if not value >= 1.0:
+                raise ValueError(f"motion.{name} must be at least 1, got {value}.")
+        if not self.search_growth >= 0.0:
+            raise ValueError(f"motion.search_growth must be at least 0, got {self.search_growth}.")
 
 
 @dataclass

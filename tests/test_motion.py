@@ -18,7 +18,8 @@ from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from i2v.errors import ConfigError
 from i2v.eval.cli import model_variant, run_methods
 from i2v.model import ObjectPrompts
-from i2v.motion import BoxKalman, Candidate, box_iou, choose_candidate, mask_box, track_objects_with_motion
+from i2v.motion import (BoxKalman, Candidate, box_iou, choose_candidate, clip_box, mask_box, search_boxes,
+                        track_objects_with_motion)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -82,6 +83,10 @@ def test_choice_weighs_motion_against_predicted_iou() -> None:
 def test_motion_config_is_checked_and_old_configs_still_load() -> None:
     with pytest.raises(ValueError, match="motion.weight"):
         MotionConfig(weight=1.5)
+    with pytest.raises(ValueError, match="motion.max_growth"):
+        MotionConfig(max_growth=0.9)
+    with pytest.raises(ValueError, match="motion.search_growth"):
+        MotionConfig(search_growth=-1.0)
     data = to_dict(ModelConfig())
     data["motion"] = {"enabled": True, "min_iou": -0.1}
     with pytest.raises(ConfigError, match="min_iou"):
@@ -251,11 +256,124 @@ def test_a_new_filter_does_not_gate_before_it_knows_the_velocity(bundled_model, 
     assert out.presence_logits[0] > 0 and kf.knows_velocity
 
 
-def test_lost_objects_are_looked_for_inside_the_picture() -> None:
+def test_boxes_are_clipped_to_the_picture() -> None:
     extent = (36, 64)  # a 16:9 frame in a 64 px mask: rows 36-63 are padding
-    assert motion._search_box(np.array([20, 50, 30, 60.0]), extent) is None
-    assert np.array_equal(motion._search_box(np.array([58, 30, 70, 40.0]), extent), [58, 30, 64, 36])
-    assert np.array_equal(motion._search_box(np.array([10, 10, 10.5, 20.0]), extent), [9.25, 10, 11.25, 20])
+    assert clip_box(np.array([20, 50, 30, 60.0]), extent) is None
+    assert np.array_equal(clip_box(np.array([58, 30, 70, 40.0]), extent), [58, 30, 64, 36])
+    assert np.array_equal(clip_box(np.array([10, 10, 10.5, 20.0]), extent), [9.25, 10, 11.25, 20])
+
+
+def test_choice_skips_swollen_unsure_and_outside_candidates() -> None:
+    anchor = np.array([10, 10, 20, 20.0])
+    fits = candidate([10, 10, 20, 20], 0.6)
+    swollen = candidate([5, 5, 25, 25], 0.95)  # 4x the area: ran onto a neighbour
+    assert choose_candidate([fits, swollen], anchor, 0.25, 0.2) is swollen
+    assert choose_candidate([fits, swollen], anchor, 0.25, 0.2, max_area=150.0) is fits
+    assert choose_candidate([fits], anchor, 0.25, 0.2, min_score=0.7) is None
+    region = np.array([0, 0, 22, 22.0])
+    half_out = candidate([16, 10, 26, 20], 0.9)  # 60 % inside the region
+    assert choose_candidate([half_out, fits], anchor, 0.25, 0.0, region=region) is fits
+    assert choose_candidate([half_out], anchor, 0.25, 0.0, region=np.array([0, 0, 30, 30.0])) is half_out
+
+
+def test_reference_box_is_the_recent_largest_and_search_regions_grow() -> None:
+    kf = BoxKalman(np.array([10, 10, 20, 20.0]))
+    for x0 in (12, 14, 16):  # cut by an occluder from the left
+        kf.predict()
+        kf.update(np.array([x0, 10, 20, 20.0]))
+    assert np.array_equal(kf.reference_box(), [10, 10, 20, 20])
+    for _ in range(motion._RECENT):
+        kf.predict()
+        kf.update(np.array([16, 10, 20, 20.0]))
+    assert np.array_equal(kf.reference_box(), [16, 10, 20, 20])  # the full size is forgotten
+
+    cfg = MotionConfig(search_growth=0.5, max_search=3.0)
+    kf = BoxKalman(np.array([2, 10, 12, 18.0]))  # 10 x 8, still
+    sides = []
+    for _ in range(6):
+        kf.mark_lost()
+        kf.predict()
+        (prompt, region), (prompt_last, _) = search_boxes(kf, (64, 64), cfg)
+        assert np.allclose(prompt, [2, 10, 12, 18]) and np.allclose(prompt_last, [2, 10, 12, 18])
+        sides.append(region[2] - region[0])
+    assert np.allclose(sides, [10 * min(1 + 0.5 * n, 3.0) for n in range(1, 7)])
+    # An object that left the picture is looked for at the edge it left by.
+    gone = BoxKalman(np.array([-30, 10, -20, 18.0]))
+    gone.mark_lost()
+    gone.predict()
+    prompt, region = search_boxes(gone, (64, 64), cfg)[0]
+    assert np.allclose(prompt, [0, 10, 5, 18]) and region[0] < 0 < region[2]
+    assert search_boxes(gone, (64, 64), cfg)[0][1][0] == pytest.approx(-7.5)  # centred on the edge
+
+
+def _scripted_model(model, monkeypatch):
+    """A frame of ``model`` and a script of candidate lists that ``_candidates`` pops from."""
+    size = model.low_res_size
+    frame = model.prepare_frame(torch.zeros(1, model.sam.prompt_encoder.embed_dim, *model.embedding_size), None)
+    script: List[List[Candidate]] = []
+    monkeypatch.setattr(motion, "_candidates", lambda *args: script.pop(0))
+
+    def cand(box, iou: float = 0.8) -> Candidate:
+        logits = torch.full((1, 1, *size), -10.0)
+        x0, y0, x1, y1 = box
+        logits[..., y0:y1, x0:x1] = 10.0
+        return Candidate(logits, iou, 1.0, np.array(box, dtype=float))
+
+    return frame, script, cand
+
+
+def _seen_still(box) -> BoxKalman:
+    kf = BoxKalman(np.array(box, dtype=float))
+    for _ in range(3):
+        kf.predict()
+        kf.update(np.array(box, dtype=float))
+    return kf
+
+
+def test_an_object_leaving_the_frame_is_followed_to_the_edge(bundled_model, monkeypatch) -> None:
+    frame, script, cand = _scripted_model(bundled_model, monkeypatch)
+    x0s = range(34, -12, -6)  # 10 px wide, 6 px per frame to the left
+    kf = BoxKalman(np.array([40, 10, 50, 20.0]))
+    for step, x0 in enumerate(x0s):
+        visible = [max(x0, 0), 10, x0 + 10, 20]
+        if visible[2] <= 0:
+            break
+        script.append([cand(visible)])
+        out = track_objects_with_motion(bundled_model, frame, step + 1, [None], [[]], [kf])
+        assert out.presence_logits[0] > 0 and kf.lost == 0, f"lost at x0={x0}"
+    assert np.array_equal(kf.last, [0, 10, 2, 20])  # the last sliver
+
+
+def test_a_mask_swelling_onto_an_occluder_is_not_taken(bundled_model, monkeypatch) -> None:
+    frame, script, cand = _scripted_model(bundled_model, monkeypatch)
+    kf = _seen_still([10, 10, 20, 20])
+    # SAM rates the merged mask (object + occluder, 224 px) above the object's uncovered part.
+    script.append([cand([8, 4, 22, 20], 0.9), cand([10, 14, 20, 20], 0.5)])
+    out = track_objects_with_motion(bundled_model, frame, 4, [None], [[]], [kf])
+    assert out.presence_logits[0] > 0 and np.array_equal(mask_box(out.logits[0]), [10, 14, 20, 20])
+    script.append([cand([8, 4, 22, 20], 0.9)])  # only the merged mask is left: lost, not swapped
+    out = track_objects_with_motion(bundled_model, frame, 5, [None], [[]], [kf])
+    assert out.presence_logits[0] < 0 and kf.lost == 1
+
+
+def test_a_lost_object_is_found_further_away_as_time_passes(bundled_model, monkeypatch) -> None:
+    frame, script, cand = _scripted_model(bundled_model, monkeypatch)
+    kf = _seen_still([10, 10, 20, 20])
+    script.append([cand([40, 40, 50, 50])])
+    track_objects_with_motion(bundled_model, frame, 4, [None], [[]], [kf])
+    assert kf.lost == 1
+    back = [18, 12, 28, 22]  # came back 8 px to the right of where it was lost
+    for frame_idx, lost in ((5, 2), (6, 3)):  # searched where predicted, then where last seen
+        script.extend([[cand(back)], [cand(back)]])
+        track_objects_with_motion(bundled_model, frame, frame_idx, [None], [[]], [kf])
+        assert kf.lost == lost  # the search region (1.5, then 2 object sizes) does not hold it yet
+    script.extend([[cand(back, iou=0.3)], [cand(back, iou=0.3)]])
+    track_objects_with_motion(bundled_model, frame, 7, [None], [[]], [kf])
+    assert kf.lost == 4  # inside the region now (2.5 sizes), but SAM is unsure of it
+    script.append([cand(back)])
+    out = track_objects_with_motion(bundled_model, frame, 8, [None], [[]], [kf])
+    assert kf.lost == 0 and out.presence_logits[0] > 0 and np.array_equal(mask_box(out.logits[0]), back)
+    assert not script
 
 
 def test_prompts_restart_the_filter_in_passes_and_streams(bundled_model) -> None:
