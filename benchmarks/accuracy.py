@@ -14,7 +14,10 @@ Two figures, both on the built-in synthetic data (the only data this benchmark m
 - all of it also for the trained adapter with motion-aware selection on (``i2v.motion``);
 - the same trained adapter against per-frame SAM on more held-out videos (``--check-videos``,
   the quickstart's among them), each gain with its 95 % bootstrap interval over videos: how
-  much of the quickstart's gain is the method and how much the choice of a dozen videos.
+  much of the quickstart's gain is the method and how much the choice of a dozen videos;
+- on those videos, per-frame SAM and the trained upgrade with an event oracle
+  (``accuracy_breakdown.EventOracle``: empty output on hidden frames, a true-mask prompt when
+  an object is back): what perfect presence and re-acquisition would add.
 
     python -m benchmarks.accuracy [--steps N] [--videos N] [--val-videos N] [--check-videos N] [--device cpu]
 
@@ -38,6 +41,8 @@ from i2v.quickstart import DEFAULTS, MOTION_ROW
 # What the quickstart is asked to reach on held-out synthetic videos (J&F points over the
 # per-frame SAM baseline).
 GOAL_GAIN = 15.0
+# The wider check's methods told the scripted events (see accuracy_breakdown.EventOracle).
+ORACLE_ROWS = ("per-frame SAM + event oracle", "trained upgrade + event oracle")
 
 
 def image_miou(device: str, instances: int, min_area: int = 20) -> Dict[str, float]:
@@ -84,6 +89,8 @@ def wider_check(adapter: str, args: argparse.Namespace) -> Dict[str, object]:
     from i2v.build import build_sam_i2v
     from i2v.data.registry import make_dataset
     from i2v.data.synthetic import SyntheticConfig
+    from benchmarks.accuracy_breakdown import EventOracle
+    from i2v.eval.baselines import PerFrameSamPredictor
     from i2v.eval.cli import model_variant, run_methods
     from i2v.eval.report import format_gain, gains_vs_baseline, paired_gain
     from i2v.eval.vos import evaluate
@@ -97,6 +104,8 @@ def wider_check(adapter: str, args: argparse.Namespace) -> Dict[str, object]:
     results = run_methods(trained, untrained, dataset, ["mask"], baselines=True, ablations=False, trained=True)
     with model_variant(trained, motion=True):
         results.append(evaluate(I2VVideoPredictor(trained), dataset, None, "mask", MOTION_ROW))
+    for name, predictor in ((ORACLE_ROWS[0], PerFrameSamPredictor(untrained)), (ORACLE_ROWS[1], I2VVideoPredictor(trained))):
+        results.append(evaluate(EventOracle(predictor), dataset, None, "mask", name))
     gains = gains_vs_baseline(results)
     by_name = {r.method: r for r in results}
     # Motion-aware selection against the same adapter without it, paired on the same videos.

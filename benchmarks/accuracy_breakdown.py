@@ -19,6 +19,12 @@ selection (``i2v.motion``), and the frozen SAM's one-step ceiling on clean frame
 itself after the trip through the decoder's low-resolution mask (the resolution bound). The
 ceiling is what clean frames can reach at most with this SAM, whatever the memory does.
 
+:class:`EventOracle` is the other bound: a method told the scripted events, i.e. its output is
+emptied on every hidden frame and it is re-prompted with the true mask on the first frame an
+object shows again after an occlusion or exit (``benchmarks/accuracy.py`` scores per-frame SAM
+and the trained upgrade that way). It is what perfect presence and re-acquisition would be
+worth; the drift before an occlusion and on clean frames stays the method's own.
+
     python -m benchmarks.accuracy_breakdown [--checkpoint quickstart_out/adapter] [--val-videos 12]
 """
 
@@ -64,6 +70,50 @@ def _mean(values: Sequence[float]) -> Optional[float]:
 
 def _fmt(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+class EventOracle:
+    """A predictor wrapper that knows the scripted events of a synthetic video (see the module
+    docstring): hidden frames come out empty, and each object is re-prompted with its true mask
+    on the first frame after an occlusion or exit where at least ``min_area`` pixels show.
+
+    Evaluate it like any predictor (``i2v.eval.vos.evaluate``) on an ``i2v.data.synthetic``
+    dataset; the runner's ``DatasetVideo`` tells it which video it is on.
+    """
+
+    def __init__(self, inner, min_area: int = 20) -> None:
+        self.inner, self.min_area = inner, min_area
+        self._video = None
+
+    def init_state(self, video):
+        self._video = video
+        return self.inner.init_state(video)
+
+    def add_new_mask(self, state, frame_idx: int, obj_id: int, mask):
+        return self.inner.add_new_mask(state, frame_idx, obj_id, mask)
+
+    def add_new_points_or_box(self, *args, **kwargs):
+        return self.inner.add_new_points_or_box(*args, **kwargs)
+
+    def propagate_in_video(self, state, **kwargs):
+        dataset, index = self._video.dataset, self._video.index
+        ids = list(dataset.obj_ids(index))
+        hidden: Dict[int, set] = {obj_id: set() for obj_id in ids}
+        for e in dataset.events(index):
+            if e.kind not in ("occlusion", "exit"):
+                continue
+            hidden[e.obj_id].update(range(e.start, e.end))
+            for t in range(e.end, dataset.num_frames(index)):
+                mask = dataset.masks(index, t)[ids.index(e.obj_id)]
+                if mask.sum() >= self.min_area:
+                    self.inner.add_new_mask(state, t, e.obj_id, mask)
+                    break
+        for t, out_ids, logits in self.inner.propagate_in_video(state, **kwargs):
+            logits = logits.clone()
+            for k, obj_id in enumerate(out_ids):
+                if t in hidden.get(obj_id, ()):
+                    logits[k] = -20.0
+            yield t, out_ids, logits
 
 
 def phase_scores(predictor, dataset, indices: Sequence[int]) -> Dict[str, Dict[str, float]]:

@@ -47,3 +47,45 @@ def test_breakdown_counts_every_pair_after_the_prompt_once() -> None:
     assert ceiling["low_res_round_trip"] > 0.9
     assert 0.5 < ceiling["own_box"] <= ceiling["low_res_round_trip"] + 1e-9
     assert np.isfinite(ceiling["prev_mask_and_box"])
+
+
+class _Recorder:
+    """An inner predictor that records prompts and answers 'everywhere' on every frame."""
+
+    def __init__(self) -> None:
+        self.prompts = []
+
+    def init_state(self, video):
+        return {"video": video, "ids": []}
+
+    def add_new_mask(self, state, t, obj_id, mask):
+        self.prompts.append((t, obj_id, np.array(mask, dtype=bool)))
+        if obj_id not in state["ids"]:
+            state["ids"].append(obj_id)
+
+    def propagate_in_video(self, state, start_frame_idx=0):
+        import torch
+
+        h, w = state["video"].height, state["video"].width
+        for t in range(start_frame_idx, len(state["video"])):
+            yield t, list(state["ids"]), torch.full((len(state["ids"]), 1, h, w), 5.0)
+
+
+def test_event_oracle_empties_hidden_frames_and_reprompts_on_return() -> None:
+    from benchmarks.accuracy_breakdown import EventOracle
+    from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
+    from i2v.eval.vos import segment_video
+
+    cfg = SyntheticConfig(num_frames=16, min_objects=1, max_objects=1, occlusion_prob=0.0, exit_prob=1.0,
+                          distractor_prob=0.0)
+    dataset = SyntheticVideoDataset("val", 4, config=cfg)
+    index = next(i for i in range(len(dataset)) if any(e.kind == "exit" for e in dataset.events(i)))
+    event = next(e for e in dataset.events(index) if e.kind == "exit")
+    inner = _Recorder()
+    preds, gts = segment_video(EventOracle(inner), dataset, index, "mask")
+    for t in range(len(gts)):
+        assert preds[t, 0].any() != (event.start <= t < event.end)  # empty exactly while hidden
+    (t0, _, first), (t1, obj_id, back) = inner.prompts
+    assert t0 == 0 and t1 >= event.end and obj_id == dataset.obj_ids(index)[0]
+    assert np.array_equal(back, gts[t1, 0]) and back.sum() >= 20
+    assert all(gts[t, 0].sum() < 20 for t in range(event.end, t1))  # the first frame it shows again
