@@ -125,7 +125,8 @@ def write_result(
     sam_sha256: Optional[str] = None,
     path: Optional[Union[str, Path]] = None,
 ) -> Path:
-    """Write ``benchmarks/results/<name>.json`` (or ``path``) atomically; returns the path.
+    """Write ``benchmarks/results/<name>.json`` (or ``path``) atomically, and its PNG plot beside
+    it when the benchmark has one (:mod:`benchmarks.plots`); returns the JSON's path.
 
     Args:
         name: the benchmark's name, also the default file name.
@@ -148,6 +149,9 @@ def write_result(
         "memory": peak_memory(device),
     }
     write_text_atomic(target, json.dumps(record, indent=2) + "\n")
+    from benchmarks.plots import plot_result  # matplotlib only when a result is written
+
+    plot_result(name, target)
     return target
 
 

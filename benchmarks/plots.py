@@ -115,21 +115,29 @@ PLOTTERS: Dict[str, Callable[[Dict[str, Any], Any], None]] = {
 }
 
 
+def plot_result(name: str, path: Path) -> Optional[Path]:
+    """Write the PNG of benchmark ``name``'s result JSON ``path`` beside it (same stem); None
+    when the benchmark has no plot."""
+    plotter = PLOTTERS.get(name)
+    if plotter is None:
+        return None
+    result = json.loads(Path(path).read_text())
+    panels = PANELS[name](result) if name in PANELS else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4))
+    plotter(result, list(axes) if panels > 1 else axes)
+    fig.text(0.01, 0.01, f"device: {_device(result)}", fontsize=7)
+    fig.tight_layout()
+    png = Path(path).with_suffix(".png")
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png
+
+
 def make_plots(results_dir: Path = RESULTS) -> List[Path]:
     """Write ``<name>.png`` beside each ``<name>.json`` that has a plotter."""
     written = []
-    for name, plotter in PLOTTERS.items():
+    for name in PLOTTERS:
         path = results_dir / f"{name}.json"
-        if not path.is_file():
-            continue
-        result = json.loads(path.read_text())
-        panels = PANELS[name](result) if name in PANELS else 1
-        fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4))
-        plotter(result, list(axes) if panels > 1 else axes)
-        fig.text(0.01, 0.01, f"device: {_device(result)}", fontsize=7)
-        fig.tight_layout()
-        png = results_dir / f"{name}.png"
-        fig.savefig(png, dpi=100)
-        plt.close(fig)
-        written.append(png)
+        if path.is_file():
+            written.append(plot_result(name, path))
     return written

@@ -24,3 +24,16 @@ def test_summary_skips_missing_results(tmp_path: Path) -> None:
     shutil.copy(RESULTS / "cost.json", tmp_path)
     rows = benchmarks_main.summary(tmp_path).splitlines()
     assert len(rows) == 1 and rows[0].startswith("cost")
+
+
+def test_a_written_result_gets_its_plot_beside_it(tmp_path: Path) -> None:
+    import json
+
+    from benchmarks.common import write_result
+
+    stored = json.loads((RESULTS / "propagation.json").read_text())
+    path = write_result("propagation", config={}, metrics=stored["metrics"], device="cpu", path=tmp_path / "p.json")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    write_result("accuracy_breakdown", config={}, metrics={}, device="cpu", path=tmp_path / "b.json")
+    assert (tmp_path / "b.json").is_file() and not (tmp_path / "b.png").exists()  # no plot for it
+    assert path == tmp_path / "p.json"
