@@ -44,48 +44,86 @@ class UpgraderConfig:
 
 
 @dataclass
-class MemoryEncoderConfig:
-    """Memory encoder: turns a frame's mask and features into a compact entry.
+class MemoryReadoutConfig:
+    """Memory read-out: where on the current frame does each object's memory say it is?
+
+    Every position of the current frame compares its key with the keys of the object's selected
+    memory entries (cosine similarity over a temperature) and reads the remembered mask
+    probabilities there: a training-free label propagation (STM / XMem style) that works before
+    any training. Keys come from the frozen SAM embedding plus a zero-initialised learned
+    residual, so they depend on the frame only and one affinity serves every object.
 
     Attributes:
-        grid: each entry keeps ``grid`` x ``grid`` pooled tokens, so reading memory costs the
-            same whatever SAM's embedding resolution.
-        key_dim: width of the keys that match the current frame against memory.
-        value_dim: width of the values (appearance + mask) read out of memory.
+        grid: keys and remembered masks are kept at ``grid`` x ``grid`` positions (SAM's
+            embedding resolution when it is smaller; vit_b's 64x64 is pooled to 32x32).
+        temperature: initial softmax temperature of the cosine affinity (learned; small = sharp).
+        locality: initial width (std, as a fraction of the frame's side; learned) of a locality
+            prior on short-term entries: recent frames are read near where the object was,
+            prompted and older entries anywhere. 0 switches it off.
+        short_term: unprompted entries at most this many frames from the current one are
+            short-term.
+        learn_keys: add the zero-initialised learned 1x1 residual to the keys.
+        chunk: query positions per affinity block (bounds memory on large embeddings).
     """
 
-    grid: int = 16
-    key_dim: int = 64
-    value_dim: int = 64
+    grid: int = 32
+    temperature: float = 0.02
+    locality: float = 0.2
+    short_term: int = 4
+    learn_keys: bool = True
+    chunk: int = 1024
 
     def __post_init__(self) -> None:
-        _positive("memory_encoder", grid=self.grid, key_dim=self.key_dim, value_dim=self.value_dim)
+        _positive("memory_readout", grid=self.grid, short_term=self.short_term, chunk=self.chunk)
+        if not 0.0 < self.temperature <= 10.0:
+            raise ValueError(f"memory_readout.temperature must be in (0, 10], got {self.temperature}.")
+        if not 0.0 <= self.locality <= 10.0:
+            raise ValueError(f"memory_readout.locality must be in [0, 10], got {self.locality}.")
 
 
 @dataclass
 class MemoryPromptConfig:
-    """Memory-as-prompt: selected memory becomes prompt tokens for SAM's own decoder.
+    """Memory-as-prompt: each object's read-out becomes prompts SAM's own decoder understands.
+
+    SAM 1's frozen decoder barely uses its dense mask input on its own but segments well from a
+    box or a click, so memory reaches it as a box around the read-out, a click at its peak and
+    the read-out itself as the mask prompt, through SAM's frozen prompt encoder. The object's
+    previous output (mask and box: what per-frame SAM would use) is kept while memory agrees
+    with it; memory takes over when there is no previous output or the two disagree.
 
     Attributes:
-        num_tokens: extra sparse prompt tokens per object.
-        heads: attention heads of the learned queries.
-        dense_readout: also read memory densely (affinity of each current-frame position to
-            memory keys) and add it to SAM's dense prompt embedding.
         mask_prior: feed the object's latest mask to SAM's own mask-prompt input.
         box_prior: also give SAM that mask's bounding box (what SAM needs to use a mask prompt
             well: an untrained upgrade then tracks like SAM re-prompted on every frame).
-        presence_bias: initial object-presence logit (positive: present until trained).
+        threshold: read-out probability from which a position counts as the object (the box
+            memory prompts is drawn around those positions).
+        absent_below: an object whose read-out peaks below this is absent, whatever its
+            previous output says: memory finds it nowhere.
+        agreement: memory replaces the previous output when the IoU of the two masks (at the
+            read-out's resolution) is below this; 0 keeps the previous output whenever it exists.
+        click: add a positive click at the read-out's peak to memory's prompts.
+        presence_bias: initial object-presence logit on top of the read-out's evidence
+            (positive: present until trained).
+        presence_scale: initial weight of the read-out's evidence (peak - threshold) in the
+            presence logit; an object that memory finds nowhere is absent before training.
     """
 
-    num_tokens: int = 4
-    heads: int = 4
-    dense_readout: bool = True
     mask_prior: bool = True
     box_prior: bool = True
+    threshold: float = 0.5
+    absent_below: float = 0.2
+    agreement: float = 0.1
+    click: bool = True
     presence_bias: float = 4.0
+    presence_scale: float = 20.0
 
     def __post_init__(self) -> None:
-        _positive("memory_prompt", num_tokens=self.num_tokens, heads=self.heads)
+        for name in ("threshold", "absent_below", "agreement"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"memory_prompt.{name} must be in [0, 1], got {value}.")
+        if not self.presence_scale >= 0.0:
+            raise ValueError(f"memory_prompt.presence_scale must be at least 0, got {self.presence_scale}.")
 
 
 @dataclass

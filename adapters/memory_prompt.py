@@ -1,117 +1,114 @@
-"""Memory-as-prompt: selected memory → extra prompt tokens and a dense prior for SAM's decoder.
+"""Memory-as-prompt: an object's memory read-out → prompts SAM's own decoder understands.
 
-Two readers, both cheap because memory entries are pooled:
-- dense readout: every position of the current frame matches its key against the memory keys
-  and reads the memory values (a soft propagation of past masks); a zero-initialised 1x1 conv
-  turns it into an addition to SAM's dense prompt embedding;
-- sparse tokens: ``num_tokens`` learned queries read the memory values, then the current
-  frame, and become extra sparse prompt tokens for SAM's original mask decoder.
+SAM 1's frozen decoder, given a mask as its only prompt, barely uses it; given that mask's box
+or one click inside the object it segments well. So the read-out reaches the decoder the way a
+user would prompt it: a box around what memory finds, a positive click at its peak, and the
+read-out itself as the mask prompt, all through SAM's frozen prompt encoder. The box is a soft
+(differentiable) box, so the decoder's loss trains the read-out through it.
+
+The presence head decides whether an object is on the frame from SAM's IoU token and what
+memory says (the read-out's peak and mass, and whether it agrees with the previous output).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from einops import rearrange
+import torch.nn.functional as F
 from torch import nn
 
-from .attention import CrossAttention
-from .config import MemoryEncoderConfig, MemoryPromptConfig
+# Half-width of a uniform distribution over [a, b] is sqrt(3) standard deviations: the soft box
+# of a filled rectangle is that rectangle.
+_BOX_STD = math.sqrt(3.0)
+# Width of the soft threshold's edge, in probability.
+_EDGE = 0.05
+# Number of read-out statistics the presence head sees (peak, mass, agreement, has memory).
+READOUT_STATS = 4
 
 
 @dataclass
-class MemoryPrompt:
-    """What memory adds to the prompts of N objects on one frame.
+class MemoryPrompts:
+    """SAM prompts of N objects derived from their read-out, in SAM's input pixels.
 
     Attributes:
-        sparse: (N, num_tokens, C) extra sparse prompt tokens.
-        dense: (N, C, h, w) addition to the dense prompt embedding, or None.
-        summary: (N, C) pooled query state (input to the object-presence head).
+        boxes: (N, 4) XYXY soft boxes around the read-out.
+        point_coords: (N, 1, 2) XY of the read-out's peak, or None (clicks off).
+        point_labels: (N, 1) all 1, or None.
+        mask_inputs: (N, 1, 4h, 4w) the read-out as mask-prompt logits in [-10, 10].
+        found: (N,) bool, the read-out reaches ``absent_below`` somewhere (else the object is absent).
     """
 
-    sparse: torch.Tensor
-    dense: Optional[torch.Tensor]
-    summary: torch.Tensor
+    boxes: torch.Tensor
+    point_coords: Optional[torch.Tensor]
+    point_labels: Optional[torch.Tensor]
+    mask_inputs: torch.Tensor
+    found: torch.Tensor
 
 
-class MemoryAsPrompt(nn.Module):
-    """Reads an object's selected memory and writes prompts for SAM's mask decoder.
+def soft_box(prob: torch.Tensor, threshold: float, image_size: int) -> torch.Tensor:
+    """Differentiable box around the part of ``prob`` above ``threshold``.
+
+    Positions are weighted by a steep sigmoid of ``prob - threshold`` (about 1 inside, 0
+    outside, with a gradient near the edge); the box is the weighted mean +- sqrt(3) weighted
+    standard deviations per axis (exact for a filled rectangle).
 
     Args:
-        embed_dim: SAM's embedding width C.
-        mem_cfg: memory entry sizes (key/value widths).
-        cfg: number of tokens, heads, and which readers are on.
+        prob: (N, 1, H, W) probabilities (the padded square input's frame).
+        threshold: where the weights are 0.5.
+        image_size: S, side of SAM's square input.
+    Returns:
+        (N, 4) XYXY in SAM input pixels.
     """
+    h, w = prob.shape[-2:]
+    weight = torch.sigmoid((prob[:, 0] - threshold) / _EDGE)  # (N, H, W)
+    mass = weight.sum(dim=(1, 2)).clamp(min=1e-6)
+    ys = torch.arange(h, device=prob.device, dtype=prob.dtype) + 0.5
+    xs = torch.arange(w, device=prob.device, dtype=prob.dtype) + 0.5
+    wy, wx = weight.sum(dim=2) / mass[:, None], weight.sum(dim=1) / mass[:, None]  # marginals
+    my, mx = (wy * ys).sum(1), (wx * xs).sum(1)
+    sy = ((wy * (ys - my[:, None]) ** 2).sum(1)).clamp(min=0.25).sqrt()
+    sx = ((wx * (xs - mx[:, None]) ** 2).sum(1)).clamp(min=0.25).sqrt()
+    box = torch.stack([mx - _BOX_STD * sx, my - _BOX_STD * sy, mx + _BOX_STD * sx, my + _BOX_STD * sy], dim=1)
+    return box * (image_size / w)
 
-    def __init__(self, embed_dim: int, mem_cfg: MemoryEncoderConfig, cfg: MemoryPromptConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.scale = mem_cfg.key_dim ** -0.5
-        self.queries = nn.Parameter(torch.randn(cfg.num_tokens, embed_dim) * 0.02)
-        self.read_memory = CrossAttention(embed_dim, mem_cfg.value_dim + mem_cfg.key_dim, embed_dim // 2, cfg.heads)
-        self.read_frame = CrossAttention(embed_dim, embed_dim, embed_dim // 2, cfg.heads)
-        self.norm = nn.LayerNorm(embed_dim)
-        self.to_tokens = nn.Linear(embed_dim, embed_dim)
-        nn.init.zeros_(self.to_tokens.weight)
-        nn.init.zeros_(self.to_tokens.bias)
-        self.readout_proj = nn.Conv2d(mem_cfg.value_dim, embed_dim, kernel_size=1)
-        nn.init.zeros_(self.readout_proj.weight)
-        nn.init.zeros_(self.readout_proj.bias)
 
-    def dense_readout(self, query_keys: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-        """Soft-propagate memory values to every position of the current frame.
+def peak_click(prob: torch.Tensor, image_size: int) -> torch.Tensor:
+    """(N, 1, H, W) probabilities → (N, 1, 2) XY of each map's maximum, in SAM input pixels."""
+    n, _, h, w = prob.shape
+    idx = prob.flatten(1).argmax(dim=1)
+    xy = torch.stack([idx % w, idx // w], dim=1).to(prob.dtype) + 0.5
+    return (xy * (image_size / w))[:, None]
 
-        Args:
-            query_keys: (1, Dk, h, w) keys of the current frame.
-            keys: (N, L, Dk) memory keys; values: (N, L, Dv); padding: (N, L) bool.
-        Returns:
-            (N, Dv, h, w) read-out values.
-        """
-        h, w = query_keys.shape[-2:]
-        q = rearrange(query_keys, "1 d h w -> (h w) d")
-        affinity = torch.einsum("pd,nld->npl", q, keys) * self.scale  # (N, hw, L)
-        if bool(padding.any()):  # objects with fewer entries than others
-            affinity = affinity.masked_fill(padding[:, None, :], float("-inf"))
-        readout = torch.einsum("npl,nld->npd", affinity.softmax(dim=-1), values)
-        return rearrange(readout, "n (h w) d -> n d h w", h=h, w=w)
 
-    def forward(
-        self,
-        embedding: torch.Tensor,
-        query_keys: torch.Tensor,
-        keys: torch.Tensor,
-        values: torch.Tensor,
-        padding: torch.Tensor,
-    ) -> MemoryPrompt:
-        """
-        Args:
-            embedding: (1, C, h, w) current frame's (upgraded) embedding.
-            query_keys: (1, Dk, h, w) current frame's memory keys.
-            keys: (N, L, Dk), values: (N, L, Dv) the selected memory of N objects, L tokens
-                each (padded); padding: (N, L) bool, True on padding tokens.
-        Returns:
-            MemoryPrompt for the N objects.
-        """
-        n = keys.shape[0]
-        memory = torch.cat([values, keys], dim=-1)
-        q = self.queries[None].expand(n, -1, -1)
-        q = q + self.read_memory(q, memory, key_padding=padding)
-        # Every query attends to the same frame independently, so all objects' queries go in
-        # one batch row: the frame's keys and values are projected once, not once per object.
-        frame_tokens = rearrange(embedding, "1 c h w -> 1 (h w) c")
-        flat = rearrange(q, "n k c -> 1 (n k) c")
-        q = q + rearrange(self.read_frame(flat, frame_tokens), "1 (n k) c -> n k c", n=n)
-        q = self.norm(q)
-        dense = None
-        if self.cfg.dense_readout:
-            dense = self.readout_proj(self.dense_readout(query_keys, keys, values, padding))
-        return MemoryPrompt(sparse=self.to_tokens(q), dense=dense, summary=q.mean(dim=1))
+def readout_prompts(prob: torch.Tensor, threshold: float, absent_below: float, image_size: int, click: bool) -> MemoryPrompts:
+    """Prompts of N objects from their read-out upsampled to the decoder's mask resolution.
+
+    Args:
+        prob: (N, 1, 4h, 4w) read-out probabilities.
+        threshold: probability from which a position counts as the object.
+        absent_below: an object whose read-out peaks below this is not found.
+        image_size: S, side of SAM's square input.
+        click: add a positive click at the peak.
+    """
+    n = prob.shape[0]
+    coords = labels = None
+    if click:
+        coords = peak_click(prob.detach(), image_size)
+        labels = torch.ones(n, 1, dtype=torch.int, device=prob.device)
+    return MemoryPrompts(
+        boxes=soft_box(prob, threshold, image_size),
+        point_coords=coords,
+        point_labels=labels,
+        mask_inputs=(prob * 2.0 - 1.0) * 10.0,
+        found=prob.flatten(1).amax(dim=1) >= absent_below,
+    )
 
 
 class PresenceHead(nn.Module):
-    """Object-presence logit from SAM's IoU token and the memory summary.
+    """Object-presence logit from SAM's IoU token and the memory read-out's statistics.
 
     The last layer starts at zero with a positive bias, so an untrained head says "present"
     and never hides a mask SAM predicted.
@@ -123,10 +120,10 @@ class PresenceHead(nn.Module):
 
     def __init__(self, embed_dim: int, bias: float) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(2 * embed_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, 1))
+        self.mlp = nn.Sequential(nn.Linear(embed_dim + READOUT_STATS, embed_dim), nn.GELU(), nn.Linear(embed_dim, 1))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.constant_(self.mlp[-1].bias, bias)
 
-    def forward(self, iou_token: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
-        """(N, C) IoU-token output and (N, C) memory summary → (N,) presence logits."""
-        return self.mlp(torch.cat([iou_token, summary], dim=-1)).squeeze(-1)
+    def forward(self, iou_token: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        """(N, C) IoU-token output and (N, READOUT_STATS) read-out statistics → (N,) logits."""
+        return self.mlp(torch.cat([iou_token, stats.to(iou_token.dtype)], dim=-1)).squeeze(-1)

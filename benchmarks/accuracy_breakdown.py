@@ -171,7 +171,7 @@ def one_step_ceiling(model, dataset, indices: Sequence[int], min_area: int = 20)
                         "own_box": ObjectPrompts(boxes=box(gt[n], scale).to(model.device)),
                     }
                     for name, p in prompts.items():
-                        scores[name].append(j_of(model.decode(frame, p, None, 1).low_res_logits, gt[n]))
+                        scores[name].append(j_of(model.decode(frame, p, 1).low_res_logits, gt[n]))
                     own = mask_prompt_logits(mask_to_low_res(torch.as_tensor(gt[n], device=model.device)[None], input_size, s, model.low_res_size))
                     scores["low_res_round_trip"].append(j_of(own, gt[n]))
                 prev_gt = gt

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from i2v.adapters.config import LoraConfig, MemoryEncoderConfig, MemoryPromptConfig, UpgraderConfig
+from i2v.adapters.config import LoraConfig, MemoryPromptConfig, MemoryReadoutConfig, UpgraderConfig
 from i2v.config_utils import from_dict, read_yaml
 from i2v.errors import ConfigError
 from i2v.memory_filter import MemoryFilterConfig
@@ -84,7 +84,7 @@ class ModelConfig:
 
     Attributes:
         sam: base SAM architecture: "tiny", "vit_b", "vit_l" or "vit_h".
-        upgrader, memory_encoder, memory_prompt, lora: the adapters' configs.
+        upgrader, memory_readout, memory_prompt, lora: the adapters' configs.
         memory: memory bank size and selection.
         motion: motion-aware mask selection when tracking (off by default).
         absent_logit: mask logit written where the presence head says the object is absent.
@@ -92,7 +92,7 @@ class ModelConfig:
 
     sam: str = "tiny"
     upgrader: UpgraderConfig = field(default_factory=UpgraderConfig)
-    memory_encoder: MemoryEncoderConfig = field(default_factory=MemoryEncoderConfig)
+    memory_readout: MemoryReadoutConfig = field(default_factory=MemoryReadoutConfig)
     memory_prompt: MemoryPromptConfig = field(default_factory=MemoryPromptConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     memory: MemoryBankConfig = field(default_factory=MemoryBankConfig)

@@ -1,4 +1,4 @@
-"""A bounded per-object memory bank, and the batch of memory a frame reads.
+"""A bounded per-object memory bank, and the memory a frame reads.
 
 The bank never holds more than ``bank_size`` entries; which entries stay and which a frame
 reads are both decided by :mod:`i2v.memory_filter`, so eviction and reading follow one rule.
@@ -7,10 +7,11 @@ reads are both decided by :mod:`i2v.memory_filter`, so eviction and reading foll
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 
+from i2v.adapters.memory_readout import ReadoutMemory, stack_memory
 from i2v.memory_filter import MemoryFilterConfig, compute_scores, entries_to_evict, select_memory
 
 
@@ -24,7 +25,8 @@ class MemoryEntry:
 
     Attributes:
         frame_idx: the frame it was written on.
-        keys: (L, Dk) pooled keys; values: (L, Dv) pooled values.
+        keys: (M, C) the frame's unit-norm memory keys (shared by every object on the frame).
+        values: (M,) the object's mask probability on the read-out grid.
         descriptor: (C,) pooled frame embedding, for relevance scoring.
         iou: predicted IoU of the mask; presence: presence probability.
         prompted: made on a frame the user prompted.
@@ -99,38 +101,33 @@ class MemoryBank:
         self.entries.pop(frame_idx, None)
 
 
-@dataclass
-class MemoryBatch:
-    """The selected memory of N objects, padded to a common length.
+def gather_memory(
+    per_object: Sequence[Sequence[MemoryEntry]], frame_idx: int, short_term: int, device: torch.device
+) -> ReadoutMemory:
+    """The read-out input of N objects from the entries each selected.
 
-    Attributes:
-        keys: (N, L, Dk); values: (N, L, Dv); padding: (N, L) bool, True on padding.
+    Entries of one frame share its keys (keys depend on the frame only), so each remembered
+    frame appears once however many objects read it.
+
+    Args:
+        per_object: per object, its selected entries (``MemoryBank.select``); none may be empty.
+        frame_idx: the frame being read (for the short-term test).
+        short_term: unprompted entries at most this many frames away are short-term.
     """
-
-    keys: torch.Tensor
-    values: torch.Tensor
-    padding: torch.Tensor
-
-    @staticmethod
-    def stack(per_object: Sequence[Sequence[MemoryEntry]], device: torch.device) -> Optional["MemoryBatch"]:
-        """Batch N objects' entry lists; None when no object has any memory."""
-        if not any(per_object):
-            return None
-        ref = next(e for entries in per_object for e in entries)
-        tokens, dk, dv = ref.keys.shape[0], ref.keys.shape[1], ref.values.shape[1]
-        length = max(1, max(len(entries) for entries in per_object)) * tokens
-        n = len(per_object)
-        keys = torch.zeros(n, length, dk, device=device, dtype=ref.keys.dtype)
-        values = torch.zeros(n, length, dv, device=device, dtype=ref.values.dtype)
-        padding = torch.ones(n, length, dtype=torch.bool, device=device)
-        for i, entries in enumerate(per_object):
-            if not entries:
-                # An object without memory reads one neutral token so softmax stays finite.
-                padding[i, 0] = False
-                continue
-            k = torch.cat([e.keys for e in entries]).to(device)
-            v = torch.cat([e.values for e in entries]).to(device)
-            keys[i, : k.shape[0]] = k
-            values[i, : v.shape[0]] = v
-            padding[i, : k.shape[0]] = False
-        return MemoryBatch(keys, values, padding)
+    if not all(per_object):
+        raise ValueError("gather_memory needs at least one entry per object; leave objects without memory out.")
+    column: Dict[int, int] = {}
+    keys: List[torch.Tensor] = []
+    for entries in per_object:
+        for e in entries:
+            if e.frame_idx not in column:
+                column[e.frame_idx] = len(keys)
+                keys.append(e.keys)
+    return stack_memory(
+        frames=list(column),
+        keys=keys,
+        values=[[e.values for e in entries] for entries in per_object],
+        reads=[[column[e.frame_idx] for e in entries] for entries in per_object],
+        short_term=[[not e.prompted and abs(e.frame_idx - frame_idx) <= short_term for e in entries] for entries in per_object],
+        device=device,
+    )

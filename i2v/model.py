@@ -5,17 +5,20 @@ training could not use it). Per frame:
 
     encode_images  frozen image encoder                        (B, 3, S, S) → (B, C, h, w)
     prepare_frame  temporal upgrader + memory keys + descriptor → FrameFeatures
-    decode         SAM prompt encoder + memory-as-prompt + SAM mask decoder → DecodeOutput
-    make_memory    memory encoder → one MemoryEntry per object
+    read_memory    objects' remembered masks → their read-out on this frame (Readout)
+    decode         SAM prompt encoder + SAM mask decoder + presence head → DecodeOutput
+    make_memory    the frame's keys + each object's mask → one MemoryEntry per object
 
-Untrained adapters are zero-initialised and an empty memory adds no token, so on a prompted
-first frame the output equals ``segment_anything.SamPredictor``'s.
+Memory reaches the decoder only as prompts (:mod:`i2v.adapters.memory_prompt`, assembled by
+:mod:`i2v.tracking_ops`), never as extra tokens. Untrained adapters are zero-initialised, so on
+a prompted frame the output equals ``segment_anything.SamPredictor``'s.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -24,11 +27,12 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from torch import nn
 
 from i2v.adapters.lora import inject_lora, lora_parameters
-from i2v.adapters.memory_encoder import MemoryEncoder
-from i2v.adapters.memory_prompt import MemoryAsPrompt, PresenceHead
+from i2v.adapters.memory_prompt import READOUT_STATS, PresenceHead
+from i2v.adapters.memory_readout import MemoryReadout, Readout, ReadoutMemory
 from i2v.adapters.temporal_upgrader import TemporalUpgrader
 from i2v.config import ModelConfig
-from i2v.memory_bank import MemoryBatch, MemoryEntry
+from i2v.errors import I2VError
+from i2v.memory_bank import MemoryEntry
 
 
 @dataclass
@@ -38,13 +42,13 @@ class FrameFeatures:
     Attributes:
         embedding: (1, C, h, w) upgraded image embedding.
         pooled: (1, p*p, C) pooled frozen embedding, kept for later frames' upgrader window.
-        key_map: (1, Dk, h, w) keys for reading memory.
+        keys: (M, C) unit-norm memory keys of the frozen embedding (M = read-out grid cells).
         descriptor: (C,) pooled embedding for memory relevance scoring.
     """
 
     embedding: torch.Tensor
     pooled: torch.Tensor
-    key_map: torch.Tensor
+    keys: torch.Tensor
     descriptor: torch.Tensor
 
 
@@ -102,8 +106,7 @@ class SamI2V(nn.Module):
         self.sam.eval()
         c = sam.prompt_encoder.embed_dim
         self.upgrader = TemporalUpgrader(c, config.upgrader)
-        self.memory_encoder = MemoryEncoder(c, config.memory_encoder)
-        self.memory_prompt = MemoryAsPrompt(c, config.memory_encoder, config.memory_prompt)
+        self.memory_readout = MemoryReadout(c, sam.prompt_encoder.image_embedding_size, config.memory_readout)
         self.presence_head = PresenceHead(c, config.memory_prompt.presence_bias)
         self.lora_modules: List[str] = []
         if config.lora.enabled:
@@ -111,13 +114,6 @@ class SamI2V(nn.Module):
             for p in lora_parameters(self.sam).values():
                 p.requires_grad_(True)
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
-        # SAM's decoder does not return its IoU token; the presence head reads it from the
-        # input of the IoU head, captured here without forking SAM's code.
-        self._iou_token: Optional[torch.Tensor] = None
-        sam.mask_decoder.iou_prediction_head.register_forward_hook(self._capture_iou_token)
-
-    def _capture_iou_token(self, module: nn.Module, inputs: Tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        self._iou_token = inputs[0]
 
     def train(self, mode: bool = True) -> "SamI2V":
         """Adapters follow ``mode``; the frozen SAM stays in eval mode."""
@@ -174,13 +170,16 @@ class SamI2V(nn.Module):
             raw: (1, C, h, w) frozen encoder output.
             past: (1, W', p*p, C) pooled tokens of previous frames (most recent first).
         """
-        embedding = self.upgrader(raw, past)
         return FrameFeatures(
-            embedding=embedding,
+            embedding=self.upgrader(raw, past),
             pooled=self.upgrader.pool(raw),
-            key_map=self.memory_encoder.key_map(embedding),
+            keys=self.memory_readout.keys(raw),
             descriptor=raw.mean(dim=(0, 2, 3)),
         )
+
+    def read_memory(self, frame: FrameFeatures, memory: ReadoutMemory) -> Readout:
+        """N objects' read-out on this frame (shapes in :class:`ReadoutMemory`, :class:`Readout`)."""
+        return self.memory_readout(frame.keys, memory)
 
     def _encode_prompts(self, prompts: ObjectPrompts, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
         points = None
@@ -196,17 +195,16 @@ class SamI2V(nn.Module):
         self,
         frame: FrameFeatures,
         prompts: ObjectPrompts,
-        memory: Optional[MemoryBatch],
         num_objects: int,
         multimask: bool = False,
         all_candidates: bool = False,
+        readout_stats: Optional[torch.Tensor] = None,
     ) -> DecodeOutput:
-        """Segment ``num_objects`` objects on one frame.
+        """Segment ``num_objects`` objects on one frame with SAM's own prompt encoder and decoder.
 
         Args:
             frame: the frame's features.
-            prompts: user prompts and/or mask priors of the objects.
-            memory: their selected memory, or None (then no token is added: plain SAM).
+            prompts: user prompts, mask priors and/or memory's prompts of the objects.
             num_objects: N.
             multimask: predict 3 candidates and keep the one with the highest predicted IoU
                 (SAM's answer to an ambiguous single click).
@@ -214,33 +212,29 @@ class SamI2V(nn.Module):
                 single-mask output first, then the three multimask candidates; the decoder
                 computes them all in any case) and choose the single-mask output; overrides
                 ``multimask``.
+            readout_stats: (N, READOUT_STATS) what memory says of each object (see
+                :func:`readout_stats`), or None: no memory was read.
         """
         sparse, dense = self._encode_prompts(prompts, num_objects)
-        summary = frame.embedding.new_zeros(num_objects, sparse.shape[-1])
-        if memory is not None:
-            mp = self.memory_prompt(frame.embedding, frame.key_map, memory.keys, memory.values, memory.padding)
-            sparse = torch.cat([sparse, mp.sparse.to(sparse.dtype)], dim=1)
-            if mp.dense is not None:
-                dense = dense + mp.dense.to(dense.dtype)
-            summary = mp.summary
         inputs = dict(
             image_embeddings=frame.embedding,
             image_pe=self.sam.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
         )
-        if all_candidates:  # MaskDecoder.forward only slices what predict_masks returns
-            all_logits, all_iou = self.sam.mask_decoder.predict_masks(**inputs)
-        else:
-            all_logits, all_iou = self.sam.mask_decoder(**inputs, multimask_output=multimask)
-        iou_token = self._iou_token
-        self._iou_token = None
+        with _capture_iou_token(self.sam.mask_decoder) as captured:
+            if all_candidates:  # MaskDecoder.forward only slices what predict_masks returns
+                all_logits, all_iou = self.sam.mask_decoder.predict_masks(**inputs)
+            else:
+                all_logits, all_iou = self.sam.mask_decoder(**inputs, multimask_output=multimask)
+        if readout_stats is None:
+            readout_stats = no_readout_stats(num_objects, all_iou.device)
         best = torch.zeros_like(all_iou[:, 0], dtype=torch.long) if all_candidates else all_iou.argmax(dim=1)
         rows = torch.arange(num_objects, device=all_iou.device)
         return DecodeOutput(
             low_res_logits=all_logits[rows, best][:, None],
             iou=all_iou[rows, best],
-            presence_logits=self.presence_head(iou_token, summary.to(iou_token.dtype)),
+            presence_logits=self.presence_head(captured.token, readout_stats),
             all_low_res_logits=all_logits,
             all_iou=all_iou,
         )
@@ -260,11 +254,58 @@ class SamI2V(nn.Module):
             mask_logits: (N, 1, 4h, 4w) the masks to remember.
             iou, presence_logits: (N,) decoder outputs for those masks.
         """
-        enc = self.memory_encoder(frame.embedding, frame.key_map, mask_logits)
+        values = self.memory_readout.pool_masks(mask_logits)  # (N, M)
         descriptor = frame.descriptor.detach().float().cpu()  # relevance scoring runs on the CPU
         ious = iou.detach().float().cpu().tolist()
         presence = presence_logits.detach().float().sigmoid().cpu().tolist()
         return [
-            MemoryEntry(frame_idx, enc.keys[i], enc.values[i], descriptor, ious[i], presence[i], prompted)
+            MemoryEntry(frame_idx, frame.keys, values[i], descriptor, ious[i], presence[i], prompted)
             for i in range(mask_logits.shape[0])
         ]
+
+
+def no_readout_stats(n: int, device: torch.device) -> torch.Tensor:
+    """(N, READOUT_STATS) statistics of objects that read no memory (a prompted frame, or an
+    object without entries): no evidence either way."""
+    stats = torch.zeros(n, READOUT_STATS, device=device)
+    stats[:, 0] = 1.0  # peak
+    stats[:, 2] = 1.0  # agreement with the previous output
+    return stats
+
+
+def readout_stats(readout: Readout, agreement: torch.Tensor) -> torch.Tensor:
+    """(N, READOUT_STATS): the read-out's peak and mass, its agreement (IoU) with the previous
+    output, and 1 for "memory was read"."""
+    return torch.stack([readout.peak, readout.mass, agreement.to(readout.peak), torch.ones_like(readout.peak)], dim=1)
+
+
+class _IouTokenCapture:
+    """Holds the IoU token captured during one decoder call."""
+
+    def __init__(self) -> None:
+        self.captured: Optional[torch.Tensor] = None
+
+    @property
+    def token(self) -> torch.Tensor:
+        if self.captured is None:
+            raise I2VError(
+                "the presence head found no IoU token: segment_anything's MaskDecoder no longer calls "
+                "iou_prediction_head with the IoU token as its input; this segment_anything version is not supported."
+            )
+        return self.captured
+
+
+@contextlib.contextmanager
+def _capture_iou_token(decoder: nn.Module) -> Iterator[_IouTokenCapture]:
+    """SAM's decoder does not return its IoU token; read it from the input of the IoU head,
+    through a hook that lives for one decoder call (no fork of SAM's code, reentrant)."""
+    capture = _IouTokenCapture()
+
+    def hook(module: nn.Module, inputs: Tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        capture.captured = inputs[0]
+
+    handle = decoder.iou_prediction_head.register_forward_hook(hook)
+    try:
+        yield capture
+    finally:
+        handle.remove()

@@ -45,9 +45,9 @@ import numpy as np
 import torch
 
 from i2v.config import MotionConfig
-from i2v.memory_bank import MemoryBatch, MemoryEntry
+from i2v.memory_bank import MemoryEntry
 from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
-from i2v.tracking_ops import PROMPTED_PRESENCE, TrackedObjects, box_from_logits
+from i2v.tracking_ops import PROMPTED_PRESENCE, TrackedObjects, plan_prompts
 
 __all__ = ["BoxKalman", "Candidate", "MotionConfig", "box_area", "box_iou", "choose_candidate", "clip_box", "mask_box",
            "search_boxes", "start_filter", "track_objects_with_motion"]
@@ -179,9 +179,10 @@ class Candidate:
     box: Optional[np.ndarray]
 
 
-def _candidates(model: SamI2V, frame: FrameFeatures, prompts: ObjectPrompts, memory: MemoryBatch) -> List[Candidate]:
-    """SAM's single-mask output and its three multimask candidates for one object."""
-    dec = model.decode(frame, prompts, memory, 1, all_candidates=True)
+def _candidates(model: SamI2V, frame: FrameFeatures, prompts: ObjectPrompts, stats: torch.Tensor) -> List[Candidate]:
+    """SAM's single-mask output and its three multimask candidates for one object
+    (``stats``: its (1, READOUT_STATS) read-out statistics)."""
+    dec = model.decode(frame, prompts, 1, all_candidates=True, readout_stats=stats)
     presence = float(dec.presence_logits[0].detach())
     out = []
     for k in range(dec.all_low_res_logits.shape[1]):
@@ -287,38 +288,40 @@ def track_objects_with_motion(
         float32 outputs; ``all_logits`` holds only the chosen mask.
     """
     cfg = model.config.motion
-    mp = model.config.memory_prompt
     size = model.low_res_size
     extent = tuple(size) if extent is None else extent  # type: ignore[assignment]
     scale = model.image_size / size[1]
     absent = torch.full((1, 1, *size), model.config.absent_logit, device=model.device)
+    plan = plan_prompts(model, frame, frame_idx, priors, memories)
     logits, ious, presence = [], [], []
-    for i, prior in enumerate(priors):
+    for i in range(len(priors)):
         kf = filters[i]
-        memory = MemoryBatch.stack([memories[i]], model.device)
+        stats = plan.stats[i : i + 1]
+        prompts = plan.prompts[i]
         chosen: Optional[Candidate] = None
         if kf is None or not kf.lost:
-            prompts = ObjectPrompts()
-            if mp.mask_prior and prior is not None:
-                prompts.mask_inputs = prior.to(model.device)
-                if mp.box_prior:
-                    prompts.boxes = box_from_logits(prompts.mask_inputs, model.image_size)
-            cands = _candidates(model, frame, prompts, memory)
-            if kf is None:  # nothing known of its motion yet: SAM's own answer
-                first = cands[0]
-                chosen = first if first.box is not None and first.presence > 0 else None
-            else:
-                threshold = cfg.min_iou if kf.knows_velocity else 0.0
-                predicted = clip_box(kf.predict(), extent)  # type: ignore[arg-type]
-                if predicted is not None:  # else it has left the picture
-                    max_area = cfg.max_growth * max(box_area(kf.reference_box()), box_area(predicted))
-                    chosen = choose_candidate(cands, predicted, cfg.weight, threshold, max_area)
-        else:  # lost: look where the motion says, then where it was last seen
+            if prompts is not None:
+                cands = _candidates(model, frame, prompts, stats)
+                if kf is None:  # nothing known of its motion yet: SAM's own answer
+                    first = cands[0]
+                    chosen = first if first.box is not None and first.presence > 0 else None
+                else:
+                    threshold = cfg.min_iou if kf.knows_velocity else 0.0
+                    predicted = clip_box(kf.predict(), extent)  # type: ignore[arg-type]
+                    if predicted is not None:  # else it has left the picture
+                        max_area = cfg.max_growth * max(box_area(kf.reference_box()), box_area(predicted))
+                        chosen = choose_candidate(cands, predicted, cfg.weight, threshold, max_area)
+            elif kf is not None:
+                kf.predict()
+        else:  # lost: where memory finds it, then where the motion says, then where it was last seen
             kf.predict()
             max_area = cfg.max_growth * box_area(kf.reference_box())
-            for box, region in search_boxes(kf, extent, cfg):  # type: ignore[arg-type]
+            if prompts is not None and plan.sources[i] == "memory":
+                chosen = choose_candidate(_candidates(model, frame, prompts, stats), kf.reference_box(),
+                                          0.0, 0.0, max_area, None, cfg.reacquire_score)
+            for box, region in search_boxes(kf, extent, cfg) if chosen is None else []:  # type: ignore[arg-type]
                 prompt = torch.tensor(box[None] * scale, dtype=torch.float32, device=model.device)
-                chosen = choose_candidate(_candidates(model, frame, ObjectPrompts(boxes=prompt), memory), box,
+                chosen = choose_candidate(_candidates(model, frame, ObjectPrompts(boxes=prompt), stats), box,
                                           cfg.weight, 0.0, max_area, region, cfg.reacquire_score)
                 if chosen is not None:
                     break
@@ -340,4 +343,4 @@ def track_objects_with_motion(
     iou = torch.tensor(ious, device=model.device)
     presence_logits = torch.tensor(presence, device=model.device)
     entries = model.make_memory(frame, frame_idx, out, iou, presence_logits, prompted=False)
-    return TrackedObjects(out, out, out, iou[:, None], iou, presence_logits, entries)
+    return TrackedObjects(out, out, out, iou[:, None], iou, presence_logits, entries, plan)

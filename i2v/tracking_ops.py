@@ -16,8 +16,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from i2v.memory_bank import MemoryBatch, MemoryEntry
-from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
+from einops import rearrange
+
+from i2v.adapters.memory_prompt import MemoryPrompts, readout_prompts
+from i2v.memory_bank import MemoryEntry, gather_memory
+from i2v.model import FrameFeatures, ObjectPrompts, SamI2V, no_readout_stats, readout_stats
 
 # Logit magnitude of a mask given as a prompt (SAM 2 uses the same +-10).
 MASK_PROMPT_LOGIT = 10.0
@@ -73,6 +76,129 @@ def use_multimask(num_points: int, has_box: bool, has_prior: bool) -> bool:
 
 
 @dataclass
+class PlannedPrompts:
+    """How N tracked objects are prompted on one frame (:func:`plan_prompts`).
+
+    Attributes:
+        prompts: per object, its SAM prompts (tensors with a leading dimension of 1), or None
+            when memory finds it nowhere (it is absent: nothing is decoded).
+        sources: per object, "prior" (its previous mask and box), "memory" (memory's prompts)
+            or "none" (neither: SAM decodes with no prompt).
+        stats: (N, READOUT_STATS) what memory says of each object (for the presence head).
+        readout_logits: (N, 1, 4h, 4w) logit of each object's read-out at the decoder's
+            resolution (an object without memory: zeros), for the read-out's auxiliary loss.
+        has_readout: (N,) bool, the object read memory.
+    """
+
+    prompts: List[Optional[ObjectPrompts]]
+    sources: List[str]
+    stats: torch.Tensor
+    readout_logits: torch.Tensor
+    has_readout: torch.Tensor
+
+
+def _mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, M) bool, (N, M) bool → (N,) IoU, 0 when both are empty."""
+    inter = (a & b).sum(dim=1).float()
+    union = (a | b).sum(dim=1).float()
+    return inter / union.clamp(min=1.0)
+
+
+def plan_prompts(
+    model: SamI2V,
+    frame: FrameFeatures,
+    frame_idx: int,
+    priors: Sequence[Optional[torch.Tensor]],
+    memories: Sequence[Sequence[MemoryEntry]],
+) -> PlannedPrompts:
+    """Read N objects' memory on one frame and decide how each is prompted.
+
+    An object keeps its previous output as the prompt (mask + its box, as per-frame SAM does)
+    while memory agrees with it (IoU of the two at the read-out grid at least
+    ``memory_prompt.agreement``). Without a previous output, or when the two disagree (the mask
+    has drifted, or the object came back elsewhere), memory's own prompts are used: a soft box
+    around the read-out, a click at its peak and the read-out as mask prompt. Memory that finds
+    the object nowhere (its read-out peaks below ``memory_prompt.absent_below``) means absent,
+    whatever the prior says.
+
+    Args:
+        priors: per object, (1, 1, 4h, 4w) logits of its latest output, or None (no output
+            yet, or the object was absent there).
+        memories: per object, the entries it reads (``MemoryBank.select``).
+    """
+    cfg = model.config.memory_prompt
+    n, dev, size = len(priors), model.device, model.low_res_size
+    priors = [p.to(dev) if (p is not None and cfg.mask_prior) else None for p in priors]
+    stats = no_readout_stats(n, dev)
+    readout_logits = torch.zeros(n, 1, *size, device=dev)
+    has_readout = torch.zeros(n, dtype=torch.bool, device=dev)
+    memory_prompts: Dict[int, Tuple[MemoryPrompts, int]] = {}
+    use_memory: Dict[int, bool] = {}
+    with_memory = [i for i in range(n) if memories[i]]
+    if with_memory:
+        memory = gather_memory([memories[i] for i in with_memory], frame_idx, model.config.memory_readout.short_term, dev)
+        readout = model.read_memory(frame, memory)
+        found_grid = rearrange(readout.prob > cfg.threshold, "n 1 h w -> n (h w)")
+        prior_grid = torch.zeros_like(found_grid)
+        for row, i in enumerate(with_memory):
+            if priors[i] is not None:
+                prior_grid[row] = model.memory_readout.pool_masks(priors[i].detach())[0] > 0.5
+        agreement = _mask_iou(found_grid, prior_grid)
+        prob = F.interpolate(readout.prob, size=size, mode="bilinear", align_corners=False)
+        mp = readout_prompts(prob, cfg.threshold, cfg.absent_below, model.image_size, cfg.click)
+        stats[with_memory] = readout_stats(readout, agreement)
+        readout_logits[with_memory] = torch.logit(prob.clamp(1e-4, 1 - 1e-4))
+        has_readout[with_memory] = True
+        agree = agreement.detach().cpu().tolist()
+        for row, i in enumerate(with_memory):
+            memory_prompts[i] = (mp, row)
+            use_memory[i] = priors[i] is None or agree[row] < cfg.agreement
+    found = {}
+    if memory_prompts:
+        mp = next(iter(memory_prompts.values()))[0]
+        found_list = mp.found.detach().cpu().tolist()
+        found = {i: bool(found_list[row]) for i, (_, row) in memory_prompts.items()}
+    prompts: List[Optional[ObjectPrompts]] = []
+    sources: List[str] = []
+    for i, prior in enumerate(priors):
+        if not found.get(i, True):  # memory finds it nowhere: absent, whatever the prior says
+            sources.append("memory")
+            prompts.append(None)
+        elif use_memory.get(i, False):
+            mp, row = memory_prompts[i]
+            sources.append("memory")
+            prompts.append(ObjectPrompts(
+                point_coords=None if mp.point_coords is None else mp.point_coords[row : row + 1],
+                point_labels=None if mp.point_labels is None else mp.point_labels[row : row + 1],
+                boxes=mp.boxes[row : row + 1],
+                mask_inputs=mp.mask_inputs[row : row + 1],
+            ))
+        elif prior is not None:
+            sources.append("prior")
+            box = box_from_logits(prior, model.image_size) if cfg.box_prior else None
+            prompts.append(ObjectPrompts(boxes=box, mask_inputs=prior))
+        else:
+            sources.append("none")
+            prompts.append(ObjectPrompts())
+    return PlannedPrompts(prompts, sources, stats, readout_logits, has_readout)
+
+
+def _structure(p: ObjectPrompts) -> Tuple[bool, bool, bool]:
+    return (p.point_coords is not None, p.boxes is not None, p.mask_inputs is not None)
+
+
+def batch_prompts(prompts: Sequence[ObjectPrompts]) -> ObjectPrompts:
+    """Concatenate the prompts of objects that share one structure (SAM's prompt encoder
+    cannot mix structures in one batch)."""
+
+    def cat(name: str) -> Optional[torch.Tensor]:
+        parts = [getattr(p, name) for p in prompts]
+        return None if parts[0] is None else torch.cat(parts)
+
+    return ObjectPrompts(cat("point_coords"), cat("point_labels"), cat("boxes"), cat("mask_inputs"))
+
+
+@dataclass
 class TrackedObjects:
     """Outputs of N tracked objects on one frame, in the order they were given.
 
@@ -84,6 +210,7 @@ class TrackedObjects:
         all_iou: (N, K) their predicted IoUs; iou: (N,) of the chosen masks.
         presence_logits: (N,) object-presence logits.
         entries: one new (unprompted) memory entry per object, still holding the graph.
+        plan: how each object was prompted, and its memory read-out.
     """
 
     logits: torch.Tensor
@@ -93,6 +220,7 @@ class TrackedObjects:
     iou: torch.Tensor
     presence_logits: torch.Tensor
     entries: List[MemoryEntry]
+    plan: PlannedPrompts
 
 
 def track_objects(
@@ -104,8 +232,8 @@ def track_objects(
 ) -> TrackedObjects:
     """Segment N tracked objects on one frame and encode their new memory.
 
-    Objects are decoded in batches of the same prompt structure (with or without a mask prior,
-    with or without its box: SAM's prompt encoder cannot mix them in one batch).
+    Prompts come from :func:`plan_prompts`; objects are decoded in one batch per prompt
+    structure. An object memory finds nowhere is absent without decoding.
 
     Args:
         frame: the frame's features (upgraded with the pass's window).
@@ -114,33 +242,22 @@ def track_objects(
             yet, or the object was absent there). Ignored when the config disables priors.
         memories: per object, the entries it reads (``MemoryBank.select``).
     """
-    cfg = model.config.memory_prompt
-    # Each object's prompt: its latest mask (SAM's mask prompt) and, optionally, that mask's box.
-    boxes: List[Optional[torch.Tensor]] = [None] * len(priors)
-    groups: Dict[Tuple[bool, bool], List[int]] = {}
-    for i, prior in enumerate(priors):
-        has_prior = cfg.mask_prior and prior is not None
-        if has_prior and cfg.box_prior:
-            boxes[i] = box_from_logits(prior, model.image_size)
-        groups.setdefault((has_prior, boxes[i] is not None), []).append(i)
-    parts = []
-    for (has_prior, has_box), idx in groups.items():
-        prompts = ObjectPrompts()
-        if has_prior:
-            prompts.mask_inputs = torch.cat([priors[i].to(model.device) for i in idx])  # type: ignore[union-attr]
-        if has_box:
-            prompts.boxes = torch.cat([boxes[i] for i in idx]).to(model.device)  # type: ignore[misc]
-        memory = MemoryBatch.stack([memories[i] for i in idx], model.device)
-        parts.append((idx, model.decode(frame, prompts, memory, len(idx))))
-    order = torch.tensor([i for idx, _ in parts for i in idx], device=model.device).argsort()
-
-    def gather(name: str) -> torch.Tensor:
-        return torch.cat([getattr(out, name) for _, out in parts])[order]
-
-    raw = gather("low_res_logits")
-    presence = gather("presence_logits")
-    iou = gather("iou")
+    plan = plan_prompts(model, frame, frame_idx, priors, memories)
+    n, dev, size = len(priors), model.device, model.low_res_size
+    absent = model.config.absent_logit
+    raw = torch.full((n, 1, *size), absent, device=dev)
+    iou = torch.zeros(n, device=dev)
+    presence = torch.full((n,), -PROMPTED_PRESENCE, device=dev)
+    groups: Dict[Tuple[bool, bool, bool], List[int]] = {}
+    for i, p in enumerate(plan.prompts):
+        if p is not None:
+            groups.setdefault(_structure(p), []).append(i)
+    for idx in groups.values():
+        out = model.decode(frame, batch_prompts([plan.prompts[i] for i in idx]), len(idx), readout_stats=plan.stats[idx])  # type: ignore[misc]
+        raw = raw.index_copy(0, torch.tensor(idx, device=dev), out.low_res_logits.to(raw.dtype))
+        iou = iou.index_copy(0, torch.tensor(idx, device=dev), out.iou.to(iou.dtype))
+        presence = presence.index_copy(0, torch.tensor(idx, device=dev), out.presence_logits.to(presence.dtype))
     present = presence > 0
-    logits = torch.where(present[:, None, None, None], raw, torch.full_like(raw, model.config.absent_logit))
+    logits = torch.where(present[:, None, None, None], raw, torch.full_like(raw, absent))
     entries = model.make_memory(frame, frame_idx, logits, iou, presence, prompted=False)
-    return TrackedObjects(logits, raw, gather("all_low_res_logits"), gather("all_iou"), iou, presence, entries)
+    return TrackedObjects(logits, raw, raw, iou[:, None], iou, presence, entries, plan)

@@ -25,7 +25,7 @@ import torch
 from i2v.errors import PromptError, StateError, UnknownObjectError, VideoError
 from i2v.inference_state import FrameOutput, InferenceState, ObjectTrack, PointPrompt
 from i2v.io.video_source import VideoLike, open_video
-from i2v.memory_bank import MemoryBank, MemoryBatch
+from i2v.memory_bank import MemoryBank
 from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
 from i2v.motion import start_filter, track_objects_with_motion
 from i2v.prompt_inputs import check_box, check_frame_count, check_frame_index, check_mask, check_obj_id, check_points
@@ -168,9 +168,8 @@ class I2VVideoPredictor:
                 prior = previous.low_res_logits.to(self.device).clamp(-PRIOR_CLAMP, PRIOR_CLAMP)  # a correction
         frame = self._prepared(state, t)
         prompts = self._point_prompts(state, prompt, prior)
-        memory = self._memory([track] if track is not None else [], t, frame)
         multimask = use_multimask(prompt.num_points, prompt.box is not None, prior is not None)
-        out = self.model.decode(frame, prompts, memory, 1, multimask=multimask)
+        out = self.model.decode(frame, prompts, 1, multimask=multimask)  # the user's prompts decide here
         result = FrameOutput(out.low_res_logits, float(out.iou[0]), PROMPTED_PRESENCE)
         track = state.track(obj, create=True)
         track.masks.pop(t, None)
@@ -305,9 +304,6 @@ class I2VVideoPredictor:
         for i, track in enumerate(tracks):
             track.bank.add(out.entries[i].to(state.storage_device))
             track.record_tracked(t, FrameOutput(out.logits[i : i + 1].to(state.storage_device), float(out.iou[i]), float(out.presence_logits[i])))
-
-    def _memory(self, tracks: Sequence[ObjectTrack], t: int, frame: FrameFeatures) -> Optional[MemoryBatch]:
-        return MemoryBatch.stack([tr.bank.select(t, frame.descriptor) for tr in tracks], self.device)
 
     def _features(self, state: InferenceState, t: int, image: Optional[np.ndarray] = None) -> Tuple[torch.Tensor, Tuple[int, int]]:
         cached = state.cached_features(t)

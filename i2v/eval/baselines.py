@@ -36,6 +36,6 @@ class PerFrameSamPredictor(I2VVideoPredictor):
             if box is None:  # lost: SAM alone has nothing to re-prompt with
                 track.record_tracked(t, FrameOutput(prev.clone(), 0.0, -1.0))
                 continue
-            out = self.model.decode(frame, ObjectPrompts(boxes=box, mask_inputs=prev), None, 1)
+            out = self.model.decode(frame, ObjectPrompts(boxes=box, mask_inputs=prev), 1)
             track.record_tracked(t, FrameOutput(out.low_res_logits.to(state.storage_device), float(out.iou[0]), 1.0))
         return self._masks_on_frame(state, t)

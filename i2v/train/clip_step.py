@@ -4,20 +4,23 @@ A clip is played the way a user drives :class:`~i2v.video_predictor.I2VVideoPred
 
 1. conditioning frames (frame 0, sometimes one more) are prompted first, each object with
    clicks, a box or its mask, exactly as ``add_new_points_or_box`` / ``add_new_mask`` do:
-   the frame is prepared without the upgrader window, the object reads its memory, a lone
+   the frame is prepared without the upgrader window, the user's prompts alone decide, a lone
    click gets multimask output, and a prompted memory entry is written (so, as after
    prompting two frames in the predictor, frames between them read the later one's memory);
 2. then every frame is visited in order, as ``propagate_in_video`` does: the upgrader reads
    the previous frames' pooled tokens (:class:`~i2v.inference_state.PassHistory`), each object
    selects its memory from its :class:`~i2v.memory_bank.MemoryBank`, its previous output is
    the mask prior, and all objects are decoded and remembered by
-   :func:`i2v.tracking_ops.track_objects`, the function the predictor uses;
+   :func:`i2v.tracking_ops.track_objects`, the function the predictor uses. Memory is given a
+   job: some priors are withheld (``PromptSimConfig.prior_dropout``, and always after the
+   object was hidden), so memory's own prompts must find the object, and the read-out gets
+   an auxiliary loss of its own;
 3. sometimes, right after a frame is tracked, objects are corrected with clicks sampled from
    their errors, as a user would with ``add_new_points_or_box`` on a propagated frame (the
    tracked mask is the prior; the corrected output replaces the frame's memory entry).
 
 Gradients: memory entries keep their graph within the clip, so later frames' losses train the
-memory encoder through what earlier frames wrote (back-propagation through time over T
+memory read-out through what earlier frames wrote (back-propagation through time over T
 frames). Mask priors are detached, as SAM and SAM 2 detach previous mask logits fed back as
 prompts: a prior is the model's own hard decision passed through SAM's frozen mask-input path,
 and a gradient chain through T decoder calls along it adds instability but no learning signal
@@ -38,7 +41,7 @@ import numpy as np
 import torch
 
 from i2v.inference_state import PassHistory
-from i2v.memory_bank import MemoryBank, MemoryBatch
+from i2v.memory_bank import MemoryBank
 from i2v.model import DecodeOutput, FrameFeatures, ObjectPrompts, SamI2V
 from i2v.tracking_ops import PROMPTED_PRESENCE, mask_prompt_logits, mask_to_low_res, track_objects, use_multimask
 from i2v.train.losses import LossWeights, PairLosses, pair_losses, reduce_losses
@@ -72,7 +75,7 @@ class ClipLossOutput:
 
     Attributes:
         total: scalar weighted loss, with graph.
-        terms: detached scalar terms ("focal", "dice", "iou", "presence", "total").
+        terms: detached scalar terms ("focal", "dice", "iou", "presence", "readout", "total").
         low_res_logits: (T, N, 1, 4h, 4w) detached output masks, as the predictor would return
             them (prompted outputs on conditioning / corrected frames, presence-gated tracked
             outputs elsewhere).
@@ -160,14 +163,21 @@ def _plan(annotated: Sequence[bool], sim: PromptSimConfig, rng: np.random.Genera
     return cond, corrections
 
 
-def _memory(model: SamI2V, bank: MemoryBank, t: int, frame: FrameFeatures) -> Optional[MemoryBatch]:
-    return MemoryBatch.stack([bank.select(t, frame.descriptor)], model.device)
+def _withheld(present: torch.Tensor, t: int, sim: PromptSimConfig, rng: np.random.Generator) -> List[bool]:
+    """Per object, whether its prior is withheld on tracked frame ``t``: at random with
+    ``sim.prior_dropout``, and always when the object was hidden on frame ``t - 1``.
+
+    Args:
+        present: (T, N) bool, the object is in the ground truth.
+    """
+    draws = rng.random(present.shape[1]) < sim.prior_dropout
+    after_gap = ~present[t - 1] if t > 0 else torch.zeros(present.shape[1], dtype=torch.bool)
+    return [bool(d) or bool(g) for d, g in zip(draws, after_gap.tolist())]
 
 
 def _decode_clicks(
     model: SamI2V,
     frame: FrameFeatures,
-    memory: Optional[MemoryBatch],
     coords: torch.Tensor,
     labels: torch.Tensor,
     box: Optional[torch.Tensor],
@@ -184,7 +194,7 @@ def _decode_clicks(
     if box is not None:
         prompts.boxes = (box.to(dev, torch.float) * scale)[None]
     multimask = use_multimask(int(coords.shape[0]), box is not None, prior is not None)
-    return model.decode(frame, prompts, memory, 1, multimask=multimask)
+    return model.decode(frame, prompts, 1, multimask=multimask)
 
 
 def _prompt_frame(
@@ -212,7 +222,7 @@ def _prompt_frame(
             else:
                 coords, labels, box = torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), sample_box(gt_cpu[n], sim.box_noise, rng)
             rec.prompts.append(SimulatedPrompt(c, n, kind, coords if box is None else None, labels if box is None else None, box))
-            dec = _decode_clicks(model, frame, _memory(model, bank, c, frame), coords, labels, box, None, scale)
+            dec = _decode_clicks(model, frame, coords, labels, box, None, scale)
             rec.parts.append(pair_losses(dec.all_low_res_logits, dec.all_iou, dec.presence_logits, gt[n : n + 1], weights))
             out, iou = _Output(dec.low_res_logits, PROMPTED_PRESENCE), dec.iou
         presence = torch.tensor([out.presence], device=model.device)
@@ -242,8 +252,7 @@ def _correct_frame(
             coords.append(click[0])
             labels.append(click[1])
             prior = current.detach()  # a correction of what is there, as in the predictor
-            dec = _decode_clicks(model, frame, _memory(model, bank, k, frame), torch.stack(coords),
-                                 torch.tensor(labels), None, prior, scale)
+            dec = _decode_clicks(model, frame, torch.stack(coords), torch.tensor(labels), None, prior, scale)
             rec.parts.append(pair_losses(dec.all_low_res_logits, dec.all_iou, dec.presence_logits, gt[n : n + 1], weights))
             current = dec.low_res_logits
         if dec is None:
@@ -303,6 +312,7 @@ def clip_loss(
         frame = model.prepare_frame(raw_all[c : c + 1], None)
         prompted[c] = (frame, _prompt_frame(model, frame, c, gt[c], banks, sim, weights, rng, rec))
 
+    gt_present = gt.flatten(2).any(dim=2).cpu()  # (T, N)
     history = PassHistory(cfg.upgrader.window, direction=1)
     last: List[_Output] = []
     for t in range(t_len):
@@ -313,11 +323,11 @@ def clip_loss(
             continue
         frame = model.prepare_frame(raw, history.past(t))
         history.push(t, frame.pooled)
-        out = track_objects(
-            model, frame, t, [o.prior() for o in last], [bank.select(t, frame.descriptor) for bank in banks]
-        )
+        priors = [None if withhold else o.prior() for o, withhold in zip(last, _withheld(gt_present, t, sim, rng))]
+        out = track_objects(model, frame, t, priors, [bank.select(t, frame.descriptor) for bank in banks])
         if ann[t]:
-            rec.parts.append(pair_losses(out.all_logits, out.all_iou, out.presence_logits, gt[t], weights))
+            rec.parts.append(pair_losses(out.all_logits, out.all_iou, out.presence_logits, gt[t], weights,
+                                         readout_logits=out.plan.readout_logits, has_readout=out.plan.has_readout))
         presence = out.presence_logits.detach().float().cpu().tolist()
         for n, bank in enumerate(banks):
             bank.add(out.entries[n])
@@ -330,7 +340,7 @@ def clip_loss(
         terms = reduce_losses(rec.parts, weights)
     else:  # nothing was decoded (one frame, mask prompts): a zero that still has a graph
         zero = sum(p.sum() for p in model.trainable_parameters()) * 0.0
-        terms = {name: zero for name in ("focal", "dice", "iou", "presence", "total")}
+        terms = {name: zero for name in ("focal", "dice", "iou", "presence", "readout", "total")}
     return ClipLossOutput(
         total=terms["total"],
         terms={k: float(v.detach()) for k, v in terms.items()},

@@ -1,5 +1,6 @@
 """Training losses, as SAM 2 trains: focal + dice on masks, L1 on predicted IoU, BCE on
-object presence.
+object presence; and, as STM, XMem and Cutie train their memory, focal + dice on the memory
+read-out itself (an auxiliary term that gives memory a job of its own).
 
 With multimask output (K = 3 candidates) only the candidate with the lowest mask loss is
 supervised for the mask (a lone click is ambiguous: any of the candidates may be what the
@@ -29,15 +30,18 @@ class LossWeights:
         dice: dice loss on mask probabilities.
         iou: L1 between the predicted IoU and the IoU of the thresholded mask with the truth.
         presence: binary cross-entropy of the object-presence logit.
+        readout: weight of the memory read-out's own focal + dice loss (its focal term
+            weighted by ``focal`` as the output's is), where the object is present.
     """
 
     focal: float = 20.0
     dice: float = 1.0
     iou: float = 1.0
     presence: float = 1.0
+    readout: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("focal", "dice", "iou", "presence"):
+        for name in ("focal", "dice", "iou", "presence", "readout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LossWeights.{name} must be >= 0, got {getattr(self, name)}.")
 
@@ -94,6 +98,8 @@ class PairLosses:
         present: (M,) bool, the object is in the ground truth (and the pair is supervised).
         supervised: (M,) bool, the frame has ground truth.
         best: (M,) int64 index of the supervised candidate.
+        readout: (M,) weighted focal + dice of the memory read-out (0 where there was none).
+        has_readout: (M,) bool, the pair read memory.
     """
 
     focal: torch.Tensor
@@ -103,6 +109,8 @@ class PairLosses:
     present: torch.Tensor
     supervised: torch.Tensor
     best: torch.Tensor
+    readout: Optional[torch.Tensor] = None
+    has_readout: Optional[torch.Tensor] = None
 
 
 def pair_losses(
@@ -112,6 +120,8 @@ def pair_losses(
     gt: torch.Tensor,
     weights: LossWeights,
     supervised: Optional[torch.Tensor] = None,
+    readout_logits: Optional[torch.Tensor] = None,
+    has_readout: Optional[torch.Tensor] = None,
 ) -> PairLosses:
     """Losses of M predictions against their ground truth.
 
@@ -122,6 +132,8 @@ def pair_losses(
         gt: (M, H, W) bool ground truth; the object is present where it has a pixel.
         weights: used to pick the lowest-loss candidate (focal and dice weighted as in the total).
         supervised: (M,) bool, False for pairs without ground truth; default all True.
+        readout_logits: (M, 1, H, W) logits of the memory read-out, or None.
+        has_readout: (M,) bool, which pairs read memory (required with ``readout_logits``).
     """
     # float32 whatever the autocast dtype: focal's powers and dice's sums lose too much in 16 bits
     all_logits, all_iou, presence_logits = all_logits.float(), all_iou.float(), presence_logits.float()
@@ -136,9 +148,15 @@ def pair_losses(
     iou = (all_iou - mask_iou(all_logits, target).to(all_iou.dtype)).abs().mean(dim=1)
     presence_target = gt.flatten(1).any(dim=1)
     presence = F.binary_cross_entropy_with_logits(presence_logits, presence_target.to(presence_logits.dtype), reduction="none")
+    readout = flags = None
+    if readout_logits is not None:
+        r = readout_logits[:, 0].float()
+        readout = weights.focal * sigmoid_focal_loss(r, gt) + weights.dice * dice_loss(r, gt)
+        flags = has_readout.clone() if has_readout is not None else torch.ones(m, dtype=torch.bool, device=gt.device)
     return PairLosses(
         focal=focal[rows, best], dice=dice[rows, best], iou=iou, presence=presence,
         present=presence_target & supervised, supervised=supervised.clone(), best=best,
+        readout=readout, has_readout=flags,
     )
 
 
@@ -150,7 +168,8 @@ def reduce_losses(parts: Sequence[PairLosses], weights: LossWeights) -> Dict[str
     is an exact 0 that still depends on the inputs, so ``backward`` works.
 
     Returns:
-        {"focal", "dice", "iou", "presence", "total"}: scalar tensors.
+        {"focal", "dice", "iou", "presence", "readout", "total"}: scalar tensors ("readout"
+        averaged over the present pairs that read memory).
     """
     if not parts:
         raise ValueError("reduce_losses needs at least one PairLosses.")
@@ -163,9 +182,17 @@ def reduce_losses(parts: Sequence[PairLosses], weights: LossWeights) -> Dict[str
         terms[name] = v.sum() / present.sum().clamp(min=1)
     v = torch.where(supervised, cat["presence"], torch.zeros_like(cat["presence"]))
     terms["presence"] = v.sum() / supervised.sum().clamp(min=1)
+    with_readout = [p for p in parts if p.readout is not None]
+    if with_readout:
+        r = torch.cat([p.readout for p in with_readout])  # type: ignore[misc]
+        keep = torch.cat([p.has_readout & p.present for p in with_readout])  # type: ignore[operator]
+        terms["readout"] = torch.where(keep, r, torch.zeros_like(r)).sum() / keep.sum().clamp(min=1)
+    else:
+        terms["readout"] = terms["presence"] * 0.0
     terms["total"] = (
         weights.focal * terms["focal"] + weights.dice * terms["dice"]
         + weights.iou * terms["iou"] + weights.presence * terms["presence"]
+        + weights.readout * terms["readout"]
     )
     return terms
 

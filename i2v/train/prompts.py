@@ -65,6 +65,10 @@ class PromptSimConfig:
         click_jitter: a click is drawn uniformly among the error pixels at least
             ``(1 - click_jitter)`` times as deep (distance to the error's boundary) as the
             deepest one; 0 always clicks the deepest pixel.
+        prior_dropout: chance that a tracked object's previous output is withheld on a frame,
+            so that memory must find it (the read-out learns where the prior would have
+            carried it). The prior is also always withheld on the frame after one where the
+            object was hidden or gone, as after a real occlusion.
     """
 
     point_prob: float = 0.5
@@ -77,11 +81,12 @@ class PromptSimConfig:
     max_correction_frames: int = 1
     correction_clicks: int = 1
     click_jitter: float = 0.3
+    prior_dropout: float = 0.4
 
     def __post_init__(self) -> None:
         probs = {"point_prob": self.point_prob, "box_prob": self.box_prob, "mask_prob": self.mask_prob,
                  "second_cond_prob": self.second_cond_prob, "correction_prob": self.correction_prob,
-                 "click_jitter": self.click_jitter}
+                 "click_jitter": self.click_jitter, "prior_dropout": self.prior_dropout}
         for name, p in probs.items():
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"PromptSimConfig.{name} must be in [0, 1], got {p}.")
