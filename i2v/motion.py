@@ -343,4 +343,5 @@ def track_objects_with_motion(
     iou = torch.tensor(ious, device=model.device)
     presence_logits = torch.tensor(presence, device=model.device)
     entries = model.make_memory(frame, frame_idx, out, iou, presence_logits, prompted=False)
-    return TrackedObjects(out, out, out, iou[:, None], iou, presence_logits, entries, plan)
+    decoded = torch.tensor([p is not None for p in plan.prompts], device=model.device)
+    return TrackedObjects(out, out, out, iou[:, None], iou, presence_logits, entries, plan, decoded)

@@ -211,6 +211,8 @@ class TrackedObjects:
         presence_logits: (N,) object-presence logits.
         entries: one new (unprompted) memory entry per object, still holding the graph.
         plan: how each object was prompted, and its memory read-out.
+        decoded: (N,) bool, the object went through the decoder (False: memory found it
+            nowhere and its output is the constant "absent").
     """
 
     logits: torch.Tensor
@@ -221,6 +223,7 @@ class TrackedObjects:
     presence_logits: torch.Tensor
     entries: List[MemoryEntry]
     plan: PlannedPrompts
+    decoded: torch.Tensor
 
 
 def track_objects(
@@ -260,4 +263,5 @@ def track_objects(
     present = presence > 0
     logits = torch.where(present[:, None, None, None], raw, torch.full_like(raw, absent))
     entries = model.make_memory(frame, frame_idx, logits, iou, presence, prompted=False)
-    return TrackedObjects(logits, raw, raw, iou[:, None], iou, presence, entries, plan)
+    decoded = torch.tensor([p is not None for p in plan.prompts], device=dev)
+    return TrackedObjects(logits, raw, raw, iou[:, None], iou, presence, entries, plan, decoded)

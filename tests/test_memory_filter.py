@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from i2v.memory_bank import MemoryBank, MemoryBatch, MemoryEntry
+from i2v.memory_bank import MemoryBank, MemoryEntry, gather_memory
 from i2v.memory_filter import (
     STRATEGIES,
     MemoryFilterConfig,
@@ -362,7 +362,7 @@ def entry(frame: int, descriptor: Optional[torch.Tensor] = None, iou: float = 0.
     return MemoryEntry(
         frame_idx=frame,
         keys=torch.full((TOKENS, DK), fill),
-        values=torch.full((TOKENS, DV), fill),
+        values=torch.full((TOKENS,), fill),
         descriptor=descriptor,
         iou=iou,
         presence=presence,
@@ -437,27 +437,21 @@ def test_bank_remove_unprompted_and_discard() -> None:
     assert sorted(bank.entries) == [0]
 
 
-# -- MemoryBatch -----------------------------------------------------------------------------
+# -- gather_memory -----------------------------------------------------------------------------
 
 
-def test_batch_of_no_memory_is_none() -> None:
-    assert MemoryBatch.stack([], torch.device("cpu")) is None
-    assert MemoryBatch.stack([[], []], torch.device("cpu")) is None
+def test_gather_shares_a_frame_between_objects_and_marks_short_term() -> None:
+    per_object = [[entry(0, prompted=True, fill=1.0), entry(5, fill=2.0)], [entry(5, fill=3.0), entry(9, fill=4.0)]]
+    mem = gather_memory(per_object, frame_idx=10, short_term=4, device=torch.device("cpu"))
+    assert mem.keys.shape == (3, TOKENS, DK)  # frames 0, 5, 9: frame 5 once for both objects
+    assert mem.values.shape == (2, 3, TOKENS)
+    assert mem.selected.tolist() == [[True, True, False], [False, True, True]]
+    # Prompted entries are never short-term; frame 5 is 5 frames away (> 4); frame 9 is 1 away.
+    assert mem.short_term.tolist() == [[False, False, False], [False, False, True]]
+    assert mem.values[0, 0].eq(1.0).all() and mem.values[0, 1].eq(2.0).all() and mem.values[0, 2].eq(0.0).all()
+    assert mem.values[1, 1].eq(3.0).all() and mem.values[1, 2].eq(4.0).all()
 
 
-def test_batch_pads_objects_to_a_common_length() -> None:
-    per_object = [[entry(0, fill=1.0), entry(1, fill=2.0)], [], [entry(3, fill=3.0)]]
-    batch = MemoryBatch.stack(per_object, torch.device("cpu"))
-    assert batch is not None
-    assert batch.keys.shape == (3, 2 * TOKENS, DK)
-    assert batch.values.shape == (3, 2 * TOKENS, DV)
-    assert batch.padding.shape == (3, 2 * TOKENS) and batch.padding.dtype == torch.bool
-    # Object 0: both entries, in order, nothing padded.
-    assert not batch.padding[0].any()
-    assert batch.keys[0, :TOKENS].eq(1.0).all() and batch.values[0, TOKENS:].eq(2.0).all()
-    # Object 1 has no memory: one neutral (zero) token stays readable so softmax is finite.
-    assert batch.padding[1].tolist() == [False] + [True] * (2 * TOKENS - 1)
-    assert batch.keys[1].eq(0).all() and batch.values[1].eq(0).all()
-    # Object 2: one entry, then padding.
-    assert batch.padding[2].tolist() == [False] * TOKENS + [True] * TOKENS
-    assert batch.keys[2, :TOKENS].eq(3.0).all() and batch.keys[2, TOKENS:].eq(0).all()
+def test_gather_refuses_an_object_without_memory() -> None:
+    with pytest.raises(ValueError, match="at least one entry"):
+        gather_memory([[entry(0)], []], frame_idx=1, short_term=4, device=torch.device("cpu"))

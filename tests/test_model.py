@@ -14,8 +14,8 @@ from i2v.adapters.config import LoraConfig
 from i2v.build import build_sam_i2v
 from i2v.config import ModelConfig
 from i2v.errors import CheckpointError
-from i2v.memory_bank import MemoryBatch
 from i2v.model import ObjectPrompts, SamI2V
+from i2v.tracking_ops import track_objects
 from i2v.pretrained import CONFIG_NAME, WEIGHTS_NAME, save_pretrained
 from i2v.sam_builder import load_sam
 
@@ -35,7 +35,7 @@ def _prompts(model: SamI2V, shape, points=None, labels=None, box=None) -> Object
 def _first_frame_logits(model: SamI2V, image: np.ndarray, multimask: bool, **prompt) -> torch.Tensor:
     x, input_size = model.preprocess(image)
     frame = model.prepare_frame(model.encode_images(x))
-    out = model.decode(frame, _prompts(model, image.shape[:2], **prompt), None, 1, multimask=multimask)
+    out = model.decode(frame, _prompts(model, image.shape[:2], **prompt), 1, multimask=multimask)
     return model.sam.postprocess_masks(out.low_res_logits, input_size, image.shape[:2])[0, 0]
 
 
@@ -85,19 +85,22 @@ def test_untrained_upgrade_equals_sam_predictor_vit_b(tmp_path: Path, rng: np.ra
 
 
 def _second_frame_loss(model: SamI2V, image: np.ndarray) -> torch.Tensor:
-    """Run a prompted frame, then a tracked frame that reads memory and the upgrader window."""
+    """Run a prompted frame, then a tracked frame that reads memory and the upgrader window
+    (without a prior, so memory's own prompts reach the decoder)."""
     x, _ = model.preprocess(image)
     raw = model.encode_images(x)
     f0 = model.prepare_frame(raw)
     prompts = _prompts(model, image.shape[:2], points=[[40.0, 50.0]], labels=[1])
-    out0 = model.decode(f0, prompts, None, 1)
+    out0 = model.decode(f0, prompts, 1)
     memory = model.make_memory(f0, 0, out0.low_res_logits, out0.iou, out0.presence_logits, True)
     f1 = model.prepare_frame(raw.flip(-1), f0.pooled[:, None])
-    out1 = model.decode(f1, ObjectPrompts(mask_inputs=out0.low_res_logits), MemoryBatch.stack([memory], raw.device), 1)
-    target = torch.zeros_like(out1.low_res_logits)
+    out1 = track_objects(model, f1, 1, [None], [memory])
+    assert bool(out1.decoded.all()), "memory should find the object on this frame"
+    target = torch.zeros_like(out1.raw_logits)
     target[..., 20:60, 20:60] = 1
     return (
-        torch.nn.functional.binary_cross_entropy_with_logits(out1.low_res_logits, target)
+        torch.nn.functional.binary_cross_entropy_with_logits(out1.raw_logits, target)
+        + torch.nn.functional.binary_cross_entropy_with_logits(out1.plan.readout_logits, target)
         + out1.iou.mean()
         + torch.nn.functional.softplus(out1.presence_logits).mean()
         + out0.low_res_logits.mean()
@@ -129,7 +132,7 @@ def test_training_step_changes_adapters_only(tiny_sam_file: Path, image: np.ndar
         if n in frozen:
             assert torch.equal(p, frozen[n]), f"frozen weight {n} changed"
     changed = [n for n, p in model.named_parameters() if n in trainable and not torch.equal(p, trainable[n])]
-    for prefix in ("upgrader.", "memory_encoder.", "memory_prompt.", "presence_head."):
+    for prefix in ("upgrader.", "memory_readout.", "presence_head."):
         assert any(n.startswith(prefix) for n in changed), f"no {prefix} weight changed"
     if lora:
         assert any("lora_" in n for n in changed)

@@ -327,7 +327,8 @@ def clip_loss(
         out = track_objects(model, frame, t, priors, [bank.select(t, frame.descriptor) for bank in banks])
         if ann[t]:
             rec.parts.append(pair_losses(out.all_logits, out.all_iou, out.presence_logits, gt[t], weights,
-                                         readout_logits=out.plan.readout_logits, has_readout=out.plan.has_readout))
+                                         readout_logits=out.plan.readout_logits, has_readout=out.plan.has_readout,
+                                         decoded=out.decoded))
         presence = out.presence_logits.detach().float().cpu().tolist()
         for n, bank in enumerate(banks):
             bank.add(out.entries[n])

@@ -98,8 +98,9 @@ class PairLosses:
         present: (M,) bool, the object is in the ground truth (and the pair is supervised).
         supervised: (M,) bool, the frame has ground truth.
         best: (M,) int64 index of the supervised candidate.
-        readout: (M,) weighted focal + dice of the memory read-out (0 where there was none).
-        has_readout: (M,) bool, the pair read memory.
+        readout: (M,) weighted focal + dice of the memory read-out, or None.
+        has_readout: (M,) bool, the read-out term counts: the pair read memory, has ground
+            truth and the object is in it.
     """
 
     focal: torch.Tensor
@@ -122,6 +123,7 @@ def pair_losses(
     supervised: Optional[torch.Tensor] = None,
     readout_logits: Optional[torch.Tensor] = None,
     has_readout: Optional[torch.Tensor] = None,
+    decoded: Optional[torch.Tensor] = None,
 ) -> PairLosses:
     """Losses of M predictions against their ground truth.
 
@@ -134,12 +136,18 @@ def pair_losses(
         supervised: (M,) bool, False for pairs without ground truth; default all True.
         readout_logits: (M, 1, H, W) logits of the memory read-out, or None.
         has_readout: (M,) bool, which pairs read memory (required with ``readout_logits``).
+        decoded: (M,) bool, False for pairs the decoder never saw (memory found the object
+            nowhere, so its output is a constant): their mask, IoU and presence terms carry no
+            gradient and are left out; their read-out term stays. Default all True.
     """
     # float32 whatever the autocast dtype: focal's powers and dice's sums lose too much in 16 bits
     all_logits, all_iou, presence_logits = all_logits.float(), all_iou.float(), presence_logits.float()
     m, k = all_logits.shape[:2]
     if supervised is None:
         supervised = torch.ones(m, dtype=torch.bool, device=gt.device)
+    readout_supervised = supervised
+    if decoded is not None:
+        supervised = supervised & decoded.to(supervised.device)
     target = gt[:, None].expand(-1, k, -1, -1)
     focal = sigmoid_focal_loss(all_logits, target)  # (M, K)
     dice = dice_loss(all_logits, target)
@@ -153,6 +161,7 @@ def pair_losses(
         r = readout_logits[:, 0].float()
         readout = weights.focal * sigmoid_focal_loss(r, gt) + weights.dice * dice_loss(r, gt)
         flags = has_readout.clone() if has_readout is not None else torch.ones(m, dtype=torch.bool, device=gt.device)
+        flags = flags & readout_supervised & presence_target
     return PairLosses(
         focal=focal[rows, best], dice=dice[rows, best], iou=iou, presence=presence,
         present=presence_target & supervised, supervised=supervised.clone(), best=best,
@@ -185,7 +194,7 @@ def reduce_losses(parts: Sequence[PairLosses], weights: LossWeights) -> Dict[str
     with_readout = [p for p in parts if p.readout is not None]
     if with_readout:
         r = torch.cat([p.readout for p in with_readout])  # type: ignore[misc]
-        keep = torch.cat([p.has_readout & p.present for p in with_readout])  # type: ignore[operator]
+        keep = torch.cat([p.has_readout for p in with_readout])  # type: ignore[misc]
         terms["readout"] = torch.where(keep, r, torch.zeros_like(r)).sum() / keep.sum().clamp(min=1)
     else:
         terms["readout"] = terms["presence"] * 0.0

@@ -1,0 +1,141 @@
+"""Memory read-out and memory-as-prompt: properties that must hold before any training."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import pytest
+
+from i2v.adapters.config import MemoryReadoutConfig
+from i2v.adapters.memory_prompt import peak_click, readout_prompts, soft_box
+from i2v.adapters.memory_readout import MemoryReadout, ReadoutMemory, grid_positions, propagate_masks
+
+G = 8
+M = G * G
+
+
+def _one_hot_keys(perm: torch.Tensor) -> torch.Tensor:
+    """(M, M) unit keys: position i gets basis vector perm[i] (every position distinct)."""
+    return F.one_hot(perm, M).float()
+
+
+def _memory(keys, values, short=None) -> ReadoutMemory:
+    """keys (F, M, D), values (N, F, M); every object reads every frame."""
+    n, f = values.shape[:2]
+    selected = torch.ones(n, f, dtype=torch.bool)
+    short = torch.zeros(n, f, dtype=torch.bool) if short is None else short
+    return ReadoutMemory(keys, values, selected, short)
+
+
+def _read(query, memory, temperature=0.02, locality=0.0, chunk=1024):
+    return propagate_masks(query, memory, torch.tensor(temperature), torch.tensor(locality), grid_positions(G, query.device), chunk)
+
+
+def test_read_out_follows_positions_that_moved() -> None:
+    """Frame t shows frame 0's content shifted: the read-out is frame 0's mask, shifted."""
+    gen = torch.Generator().manual_seed(0)
+    perm = torch.randperm(M, generator=gen)
+    keys0 = _one_hot_keys(perm)
+    mask0 = torch.zeros(G, G)
+    mask0[2:5, 1:4] = 1.0
+    # Content moves two cells right: position (y, x) on frame t holds what (y, x - 2) held.
+    shifted = keys0.view(G, G, M).roll(2, dims=1).reshape(M, M)
+    out = _read(shifted, _memory(keys0[None], mask0.flatten()[None, None]))
+    assert torch.allclose(out.view(G, G), mask0.roll(2, dims=1), atol=1e-4)
+
+
+def test_objects_share_the_affinity_and_read_only_their_frames() -> None:
+    gen = torch.Generator().manual_seed(1)
+    keys = F.normalize(torch.randn(3, M, 16, generator=gen), dim=-1)
+    values = torch.rand(2, 3, M, generator=gen)
+    query = F.normalize(torch.randn(M, 16, generator=gen), dim=-1)
+    selected = torch.tensor([[True, True, False], [False, True, True]])
+    short = torch.zeros(2, 3, dtype=torch.bool)
+    together = _read(query, ReadoutMemory(keys, values, selected, short), temperature=0.1)
+    for n in range(2):
+        cols = selected[n].nonzero().flatten()
+        alone = _read(query, ReadoutMemory(keys[cols], values[n : n + 1, cols], torch.ones(1, len(cols), dtype=torch.bool),
+                                           torch.zeros(1, len(cols), dtype=torch.bool)), temperature=0.1)
+        assert torch.allclose(together[n], alone[0], atol=1e-6)
+
+
+def test_chunks_do_not_change_the_read_out() -> None:
+    gen = torch.Generator().manual_seed(2)
+    keys = F.normalize(torch.randn(2, M, 8, generator=gen), dim=-1)
+    values = torch.rand(3, 2, M, generator=gen)
+    query = F.normalize(torch.randn(M, 8, generator=gen), dim=-1)
+    short = torch.tensor([[True, False], [False, False], [True, True]])
+    mem = _memory(keys, values, short)
+    assert torch.allclose(_read(query, mem, 0.1, 0.2, chunk=M), _read(query, mem, 0.1, 0.2, chunk=5), atol=1e-6)
+
+
+def test_locality_prior_acts_on_short_term_entries_only() -> None:
+    """Two remembered positions look the same; only a short-term entry prefers the near one."""
+    keys = torch.zeros(1, M, 2)
+    keys[..., 0] = 1.0  # every memory position identical
+    values = torch.zeros(1, 1, M)
+    values[0, 0, 0] = 1.0  # remembered object at the top-left cell only
+    query = torch.zeros(M, 2)
+    query[:, 0] = 1.0
+    far_field = _read(query, _memory(keys, values), locality=0.1)
+    near = _read(query, _memory(keys, values, torch.ones(1, 1, dtype=torch.bool)), locality=0.03)
+    assert torch.allclose(far_field, torch.full_like(far_field, 1.0 / M), atol=1e-6)  # uniform average
+    assert near[0, 0] > 0.9 and near[0, -1] < 1e-3  # the top-left cell reads itself, the far corner does not
+
+
+def test_untrained_keys_are_the_normalised_pooled_embedding() -> None:
+    module = MemoryReadout(16, (16, 16), MemoryReadoutConfig(grid=8))
+    raw = torch.randn(1, 16, 16, 16)
+    expected = F.normalize(F.adaptive_avg_pool2d(raw, 8).flatten(2)[0].T, dim=-1)
+    assert torch.allclose(module.keys(raw), expected, atol=1e-6)
+    assert module.grid == 8 and MemoryReadout(16, (4, 4), MemoryReadoutConfig(grid=8)).grid == 4
+
+
+def test_read_out_refuses_objects_without_memory() -> None:
+    module = MemoryReadout(4, (G, G), MemoryReadoutConfig(grid=G))
+    mem = ReadoutMemory(torch.zeros(1, M, 4), torch.zeros(2, 1, M), torch.tensor([[True], [False]]), torch.zeros(2, 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match="at least one memory entry"):
+        module(torch.zeros(M, 4), mem)
+
+
+def test_read_out_trains_temperature_locality_and_keys() -> None:
+    torch.manual_seed(0)
+    module = MemoryReadout(8, (G, G), MemoryReadoutConfig(grid=G))
+    raw = torch.randn(2, 8, G, G)
+    nn_init = module.key_residual.weight.detach().clone()
+    mem = ReadoutMemory(module.keys(raw[:1])[None], torch.rand(1, 1, M), torch.ones(1, 1, dtype=torch.bool), torch.ones(1, 1, dtype=torch.bool))
+    out = module(module.keys(raw[1:]), mem)
+    (out.prob - 1.0).pow(2).mean().backward()
+    assert module.log_temperature.grad is not None and module.log_temperature.grad.abs() > 0
+    assert module.log_locality.grad is not None and module.log_locality.grad.abs() > 0
+    assert module.key_residual.weight.grad.abs().sum() > 0
+    assert torch.equal(module.key_residual.weight.detach(), nn_init)
+    assert out.peak.shape == out.mass.shape == (1,)
+
+
+def test_soft_box_of_a_filled_rectangle_is_that_rectangle() -> None:
+    prob = torch.zeros(1, 1, 64, 64)
+    prob[0, 0, 10:30, 20:52] = 1.0
+    box = soft_box(prob, 0.5, image_size=128)
+    assert torch.allclose(box, torch.tensor([[40.0, 20.0, 104.0, 60.0]]), atol=1.0)
+
+
+def test_soft_box_is_differentiable_and_click_sits_on_the_peak() -> None:
+    prob = torch.full((1, 1, 64, 64), 0.1)
+    prob[0, 0, 30:40, 5:15] = 0.9
+    prob[0, 0, 33, 7] = 0.99
+    prob.requires_grad_(True)
+    soft_box(prob, 0.5, 128).sum().backward()
+    assert prob.grad is not None and prob.grad.abs().sum() > 0
+    assert peak_click(prob.detach(), 128).tolist() == [[[15.0, 67.0]]]  # (7.5, 33.5) * 2
+
+
+def test_prompts_say_whether_memory_found_the_object() -> None:
+    prob = torch.zeros(2, 1, 16, 16)
+    prob[0, 0, 4:8, 4:8] = 0.8
+    prob[1] = 0.1
+    p = readout_prompts(prob, threshold=0.5, absent_below=0.2, image_size=64, click=True)
+    assert p.found.tolist() == [True, False]
+    assert p.boxes.shape == (2, 4) and p.point_coords.shape == (2, 1, 2) and p.point_labels.tolist() == [[1], [1]]
+    assert p.mask_inputs.shape == prob.shape and p.mask_inputs.max() <= 10 and p.mask_inputs.min() >= -10
+    assert readout_prompts(prob, 0.5, 0.2, 64, click=False).point_coords is None
