@@ -112,7 +112,7 @@ class MemoryPromptConfig:
     box_prior: bool = True
     threshold: float = 0.5
     absent_below: float = 0.2
-    agreement: float = 0.1
+    agreement: float = 0.3
     click: bool = True
     presence_bias: float = 4.0
     presence_scale: float = 20.0

@@ -16,7 +16,9 @@ Two figures, both on the built-in synthetic data (the only data this benchmark m
   the quickstart's among them), each gain with its 95 % bootstrap interval over videos: how
   much of the quickstart's gain is the method and how much the choice of a dozen videos;
 - on those videos, the untrained upgrade with motion-aware selection too (the training's share
-  of the gain), and per-frame SAM and the trained upgrade with an event oracle
+  of the gain), the trained upgrade against the untrained one, memory-only tracking J (no mask
+  or box prior, ``benchmarks/memory_path.py``), the presence head's ROC AUC (visible vs
+  hidden), J by phase, and per-frame SAM and the trained upgrade with an event oracle
   (``accuracy_breakdown.EventOracle``: empty output on hidden frames, a true-mask prompt when
   an object is back): what perfect presence and re-acquisition would add.
 
@@ -91,7 +93,8 @@ def wider_check(adapter: str, args: argparse.Namespace) -> Dict[str, object]:
     from i2v.build import build_sam_i2v
     from i2v.data.registry import make_dataset
     from i2v.data.synthetic import SyntheticConfig
-    from benchmarks.accuracy_breakdown import EventOracle
+    from benchmarks.accuracy_breakdown import EventOracle, phase_scores
+    from benchmarks.memory_path import memory_only_j, presence_auc
     from i2v.eval.baselines import PerFrameSamPredictor
     from i2v.eval.cli import model_variant, run_methods
     from i2v.eval.report import format_gain, gains_vs_baseline, paired_gain
@@ -118,10 +121,22 @@ def wider_check(adapter: str, args: argparse.Namespace) -> Dict[str, object]:
     # The training's share: the trained adapter against the untrained one, both with motion.
     training = {"method": MOTION_ROW, "baseline": UNTRAINED_MOTION_ROW, "protocol": "mask",
                 **paired_gain(by_name[UNTRAINED_MOTION_ROW], by_name[MOTION_ROW])}
-    for row in gains + [motion, training]:
+    # What the training added to the memory path: trained against untrained, both without motion.
+    learned = {"method": "trained upgrade", "baseline": "untrained upgrade", "protocol": "mask",
+               **paired_gain(by_name["untrained upgrade"], by_name["trained upgrade"])}
+    for row in gains + [motion, training, learned]:
         print("  " + format_gain(row))
+    indices = range(args.check_videos)
+    memory = {"trained": memory_only_j(trained, dataset, indices), "untrained": memory_only_j(untrained, dataset, indices)}
+    presence = {"trained": presence_auc(trained, dataset, indices), "untrained": presence_auc(untrained, dataset, indices)}
+    print(f"  memory-only tracking J on visible frames: trained {memory['trained']['j_visible']:.3f}, "
+          f"untrained {memory['untrained']['j_visible']:.3f}; presence ROC AUC (visible vs hidden): "
+          f"trained {presence['trained']['auc']:.3f}, untrained {presence['untrained']['auc']:.3f}")
+    phases = {"trained upgrade": phase_scores(I2VVideoPredictor(trained), dataset, indices),
+              "per-frame SAM": phase_scores(PerFrameSamPredictor(untrained), dataset, indices)}
     return {"videos": args.check_videos, "jf": {r.method: 100 * r.summary()["jf_mean"] for r in results}, "gains": gains,
-            "motion_vs_trained": motion, "trained_vs_untrained_with_motion": training}
+            "motion_vs_trained": motion, "trained_vs_untrained_with_motion": training, "trained_vs_untrained": learned,
+            "memory_only": memory, "presence": presence, "phases": phases}
 
 
 def main(argv: Optional[List[str]] = None) -> None:
