@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from i2v.data.registry import make_dataset
     from i2v.eval.cli import model_variant, run_methods
     from i2v.eval.vos import evaluate
-    from i2v.eval.report import format_gain, format_table, gains_vs_baseline, write_reports
+    from i2v.eval.report import format_gain, format_table, gains_vs_baseline, paired_gain, write_reports
     from i2v.pretrained import save_pretrained
     from i2v.train.trainer import train
     from i2v.video_predictor import I2VVideoPredictor
@@ -149,7 +149,12 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(table)
     print()
+    by_name = {r.method: r for r in results}
+    learned = {"method": "trained upgrade", "baseline": "untrained upgrade", "protocol": "mask",
+               **paired_gain(by_name["untrained upgrade"], by_name["trained upgrade"])}
+    print(format_gain(gains["untrained upgrade"]))
     print(format_gain(gains[MOTION_ROW]))
+    print(f"{format_gain(learned)}: what training added")
     print(f"{format_gain(gains['trained upgrade'])}; {time.time() - start:.0f} s in all")
     print(f"adapter:        {adapter}")
     print(f"results:        {paths['json']} and {paths['csv']}")

@@ -236,8 +236,8 @@ def test_one_decoder_call_gives_sams_four_masks(bundled_model) -> None:
     prompts = ObjectPrompts(boxes=torch.tensor([[10.0, 12.0, 70.0, 90.0]]))
     with torch.no_grad():
         cands = motion._candidates(model, frame, prompts, None)
-        single = model.decode(frame, prompts, None, 1)
-        multi = model.decode(frame, prompts, None, 1, multimask=True)
+        single = model.decode(frame, prompts, 1)
+        multi = model.decode(frame, prompts, 1, multimask=True)
     assert len(cands) == 4
     assert torch.equal(cands[0].logits, single.all_low_res_logits[:, :1])
     assert all(torch.equal(c.logits, multi.all_low_res_logits[:, k : k + 1]) for k, c in enumerate(cands[1:]))

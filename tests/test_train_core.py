@@ -14,11 +14,11 @@ from i2v.memory_bank import MemoryBank
 from i2v.model import SamI2V
 from i2v.tracking_ops import mask_prompt_logits, mask_to_low_res, track_objects
 from i2v.train.clip_step import ClipLossOutput, PreparedClip, clip_loss, prepare_clip
-from i2v.train.losses import LossWeights, dice_loss, mask_iou, mask_prediction_loss, sigmoid_focal_loss
+from i2v.train.losses import LossWeights, dice_loss, mask_iou, mask_prediction_loss, pair_losses, reduce_losses, sigmoid_focal_loss
 from i2v.train.prompts import PromptSimConfig, corrective_click, mask_box, sample_box, sample_points
 from i2v.video_predictor import I2VVideoPredictor
 
-ADAPTERS = ("upgrader", "memory_encoder", "memory_prompt", "presence_head")
+ADAPTERS = ("upgrader", "memory_readout", "presence_head")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -339,7 +339,9 @@ def test_clip_loss_follows_the_video_predictor(clip):
     prepared = prepare_clip(model, frames, masks)
     with torch.no_grad():
         emb = torch.cat([model.encode_images(prepared.images[i : i + 1]) for i in range(4)])
-        sim = PromptSimConfig(point_prob=0.5, box_prob=0.5, mask_prob=0.0, max_points=1, second_cond_prob=0.0, correction_prob=0.0)
+        sim = PromptSimConfig(point_prob=0.5, box_prob=0.5, mask_prob=0.0, max_points=1, second_cond_prob=0.0,
+                              correction_prob=0.0, prior_dropout=0.0)  # the predictor never withholds a prior
+        assert bool(prepared.presence.all()), "a hidden object would have its prior withheld in training"
         out = _run(model, prepared, emb, 4, sim)
         predictor = I2VVideoPredictor(model)
         state = predictor.init_state(frames.permute(0, 2, 3, 1).numpy())
@@ -355,3 +357,35 @@ def test_clip_loss_follows_the_video_predictor(clip):
             for obj in range(masks.shape[1]):
                 expected = state.tracks[obj + 1].output(t).low_res_logits[0]
                 torch.testing.assert_close(out.low_res_logits[t, obj], expected, atol=1e-5, rtol=1e-5)
+
+
+# -- memory's job in training ----------------------------------------------------------------------
+def test_priors_are_withheld_at_random_and_always_after_a_gap():
+    from i2v.train.clip_step import _withheld
+
+    present = torch.tensor([[True, True], [False, True], [True, True]])
+    rng = np.random.default_rng(0)
+    never = PromptSimConfig(prior_dropout=0.0)
+    assert _withheld(present, 1, never, rng) == [False, False]
+    assert _withheld(present, 2, never, rng) == [True, False]  # object 0 was hidden on frame 1
+    draws = [_withheld(present, 1, PromptSimConfig(prior_dropout=0.4), rng)[1] for _ in range(2000)]
+    assert 0.35 < np.mean(draws) < 0.45
+    with pytest.raises(ValueError, match="prior_dropout"):
+        PromptSimConfig(prior_dropout=1.5)
+
+
+def test_read_out_loss_counts_present_pairs_that_read_memory_even_when_not_decoded():
+    gt = torch.zeros(3, 8, 8, dtype=torch.bool)
+    gt[:2, 2:6, 2:6] = True  # objects 0 and 1 present, object 2 absent
+    logits = torch.full((3, 1, 8, 8), -1024.0)  # outputs nobody decoded: constants
+    logits[1] = 0.0  # object 1 was decoded
+    readout = torch.zeros(3, 1, 8, 8, requires_grad=True)
+    parts = pair_losses(logits, torch.zeros(3, 1), torch.full((3,), -10.0), gt, LossWeights(),
+                        readout_logits=readout, has_readout=torch.tensor([True, False, True]),
+                        decoded=torch.tensor([False, True, False]))
+    assert parts.present.tolist() == [False, True, False]  # mask terms: decoded pairs only
+    assert parts.has_readout.tolist() == [True, False, False]  # read memory and present
+    terms = reduce_losses([parts], LossWeights())
+    terms["readout"].backward()
+    assert readout.grad[0].abs().sum() > 0 and readout.grad[1:].abs().sum() == 0
+    assert torch.isfinite(terms["total"]) and terms["total"] < 100  # the -1024 constants are left out
