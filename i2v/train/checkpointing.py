@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from i2v.errors import CheckpointError
+from i2v.io import atomic
 from i2v.io.atomic import write_text_atomic
 from i2v.pretrained import save_pretrained
 
@@ -150,13 +151,16 @@ def prune_checkpoints(output_dir: PathLike, keep_last: int) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def remove_stale_temporaries(output_dir: PathLike) -> None:
-    """Remove temporary directories that a killed run left behind."""
+def remove_stale_temporaries(output_dir: PathLike, older_than: Optional[float] = None) -> None:
+    """Remove what a killed run left behind: temporary checkpoint directories, and the
+    temporary files of atomic writes (``.latest.*.tmp``, ...) older than ``older_than``
+    (``time.time()`` seconds; None: all of them)."""
     out = Path(output_dir)
     if out.is_dir():
         for p in out.iterdir():
             if p.is_dir() and p.name.startswith(_TMP_PREFIX):
                 shutil.rmtree(p, ignore_errors=True)
+        atomic.remove_stale_temporaries(out, older_than)
 
 
 def load_training_state(path: PathLike) -> Dict[str, Any]:

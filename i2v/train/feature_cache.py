@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from i2v.errors import I2VError
+from i2v.io import atomic
 from i2v.io.atomic import atomic_path
 from i2v.model import SamI2V
 from i2v.train.clip_step import prepare_clip
@@ -45,6 +47,8 @@ from i2v.train.config import TrainConfig
 from i2v.train.data import ResizeOnly, open_videos, split_clip_name
 
 FORMAT_VERSION = "1"
+# A temporary file untouched this long before a run started is no other run's write in progress.
+STALE_MARGIN_S = 60.0
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -85,6 +89,12 @@ class FeatureCache:
         """The cache a training recipe uses with this model."""
         resize = tuple(cfg.clip.size) if cfg.clip.size else None
         return cls(cfg.cache_dir, model.sam_sha256, model.image_size, resize, cfg.feature_cache.dtype)  # type: ignore[arg-type]
+
+    def remove_stale_temporaries(self, older_than: float) -> List[Path]:
+        """Delete the temporary files that killed writers left in this cache (a video's file
+        can be hundreds of MB). The cache is shared between runs, so only files untouched
+        for a minute before ``older_than`` go: another run's write in progress stays."""
+        return atomic.remove_stale_temporaries(self.dir, older_than - STALE_MARGIN_S, recursive=True)
 
     def path(self, clip_name: str) -> Path:
         """File of the video a clip is named after (``"<dataset key>/<video>"``)."""
@@ -173,6 +183,7 @@ def fill_cache(cfg: TrainConfig, model: SamI2V, rank: int = 0, world_size: int =
     :func:`~i2v.train.clip_step.prepare_clip`, then ``model.encode_images``.
     """
     cache = FeatureCache.for_run(cfg, model)
+    cache.remove_stale_temporaries(time.time())
     resize = ResizeOnly(size=tuple(cfg.clip.size)) if cfg.clip.size else None  # type: ignore[arg-type]
     report = CacheReport(dir=str(cache.dir))
     amp = autocast or nullcontext

@@ -160,6 +160,7 @@ class Trainer:
     """One training run of a :class:`TrainConfig` (see the module docstring)."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> None:
+        started = time.time()  # temporaries older than this are from killed runs
         self.cfg, self.progress = cfg, progress
         self.out = Path(cfg.output_dir)
         earlier = [] if resume else earlier_run(self.out)
@@ -187,7 +188,9 @@ class Trainer:
         self.metrics: Optional[MetricsLog] = None
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            ckpt.remove_stale_temporaries(self.out)
+            ckpt.remove_stale_temporaries(self.out, started)
+            if self.cache is not None:
+                self.cache.remove_stale_temporaries(started)
             write_text_atomic(self.out / "train_config.yaml", yaml.safe_dump(train_config_to_dict(cfg), sort_keys=False))
             # --resume with no checkpoint starts from step 0: every line already logged is redone
             self.metrics = MetricsLog(self.out / METRICS_NAME, (self.step if resumed else -1) if resume else None)

@@ -1,0 +1,50 @@
+"""Reliability of training runs: the metrics log, stale temporaries, damaged checkpoints and
+feature-cache files, Ctrl-C (issue 18)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from i2v.train.config import load_train_config
+from i2v.train.trainer import METRICS_NAME, Trainer
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPE = REPO / "configs" / "train_tiny_synthetic.yaml"
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def tiny(out: Path, sam_file: Path, *extra: str) -> List[str]:
+    """Overrides for a training run that takes a second or two on a CPU."""
+    return [
+        f"sam_checkpoint={sam_file}", f"output_dir={out}", "data.0.num_videos=2",
+        "data.0.synthetic.height=64", "data.0.synthetic.width=80", "data.0.synthetic.num_frames=4",
+        "data.0.synthetic.max_objects=1", "clip.num_frames=3", "clip.max_objects=1",
+        "optim.warmup_steps=0", "optim.max_steps=4", "val.every=0", "log_every=1",
+        "checkpoint_every=2", "feature_cache.dtype=float32", *extra,
+    ]
+
+
+def _age(path: Path, seconds: float) -> None:
+    os.utime(path, (time.time() - seconds, time.time() - seconds))
+
+
+def test_a_run_removes_temporaries_that_killed_runs_left(tmp_path: Path, tiny_sam_file: Path) -> None:
+    out = tmp_path / "run"
+    cfg = load_train_config(RECIPE, tiny(out, tiny_sam_file, "feature_cache.enabled=true"))
+    first = Trainer(cfg, progress=False)
+    first.metrics.close()
+    cache_dir = first.cache.dir
+    stale = [out / ".latest.k2j4.tmp", cache_dir / "synthetic" / ".video_0.safetensors.a8b.tmp"]
+    for p in stale:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half a file")
+        _age(p, 3600)
+    Trainer(cfg, progress=False, resume=True).metrics.close()
+    assert not any(p.exists() for p in stale)
