@@ -3,6 +3,7 @@ feature-cache files, Ctrl-C (issue 18)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -12,7 +13,7 @@ from typing import List
 import pytest
 
 from i2v.train.config import load_train_config
-from i2v.train.trainer import METRICS_NAME, Trainer
+from i2v.train.trainer import METRICS_NAME, MetricsLog, Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "configs" / "train_tiny_synthetic.yaml"
@@ -48,3 +49,21 @@ def test_a_run_removes_temporaries_that_killed_runs_left(tmp_path: Path, tiny_sa
         _age(p, 3600)
     Trainer(cfg, progress=False, resume=True).metrics.close()
     assert not any(p.exists() for p in stale)
+
+
+def test_a_full_disk_while_resume_trims_the_metrics_log_keeps_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / METRICS_NAME
+    text = "".join(json.dumps({"type": "train", "step": s}) + "\n" for s in range(1, 6))
+    path.write_text(text)
+    real_write_text = Path.write_text
+
+    def disk_full(self: Path, data: str, *args, **kwargs) -> int:
+        real_write_text(self, data[: len(data) // 2], *args, **kwargs)  # part of it, then ENOSPC
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError):
+        MetricsLog(path, resume_step=3)
+    monkeypatch.undo()
+    assert path.read_text() == text
+    assert [p.name for p in tmp_path.iterdir()] == [METRICS_NAME]

@@ -137,8 +137,9 @@ class MetricsLog:
         if resume_step is not None and path.is_file():
             # the killed run logged steps past its last checkpoint; they are about to be redone
             # (a kill mid-write can also leave its last line cut short: it is dropped too)
+            # (rewritten atomically: a kill or a full disk mid-rewrite leaves the old log whole)
             keep = [ln for ln in path.read_text().splitlines() if _logged_step(ln, resume_step + 1) <= resume_step]
-            path.write_text("".join(ln + "\n" for ln in keep))
+            write_text_atomic(path, "".join(ln + "\n" for ln in keep))
         self.file = open(path, "a")
 
     def write(self, record: Dict[str, Any]) -> None:
