@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,14 +108,32 @@ class FeatureCache:
                 "preprocessing": self.preprocessing, "dataset": key, "video": video}
 
     def stored_frames(self, clip_name: str) -> List[int]:
-        """Frame indices of the video already in the cache (empty when none or unusable)."""
+        """Frame indices of the video already in the cache (empty when none or unusable).
+
+        A damaged file (cut short, overwritten, an index that does not match its features)
+        counts as empty, with a warning naming it: its frames are recomputed and the file is
+        rewritten whole.
+        """
         path = self.path(clip_name)
         if not path.is_file():
             return []
-        with safe_open(str(path), framework="pt") as f:
-            if f.metadata() != self._metadata(clip_name):
-                return []  # another SAM or preprocessing (e.g. a file copied by hand): never use it
-            return f.get_tensor("frame_indices").tolist()
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                if f.metadata() != self._metadata(clip_name):
+                    return []  # another SAM or preprocessing (e.g. a file copied by hand): never use it
+                index = f.get_tensor("frame_indices")
+                count = f.get_slice("features").get_shape()[0]
+        except Exception as exc:  # safetensors raises its own error types on damaged files
+            return self._damaged(path, f"it cannot be read: {exc}")
+        if index.ndim != 1 or index.dtype != torch.int64 or len(index) != count:
+            return self._damaged(path, f"its index lists {tuple(index.shape)} frames for {count} stored")
+        return index.tolist()
+
+    @staticmethod
+    def _damaged(path: Path, why: str) -> List[int]:
+        warnings.warn(f"feature cache file {path} is damaged ({why}); its frames are recomputed "
+                      "and the file rewritten.", RuntimeWarning, stacklevel=3)
+        return []
 
     def read(self, clip_name: str, frames: Sequence[int]) -> Dict[int, torch.Tensor]:
         """The cached (C, h, w) features of those of ``frames`` that are stored."""
@@ -123,11 +142,16 @@ class FeatureCache:
             return {}
         row = {t: i for i, t in enumerate(stored)}
         out: Dict[int, torch.Tensor] = {}
-        with safe_open(str(self.path(clip_name)), framework="pt") as f:
-            features = f.get_slice("features")
-            for t in dict.fromkeys(int(t) for t in frames):
-                if t in row:
-                    out[t] = features[row[t] : row[t] + 1][0]
+        path = self.path(clip_name)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                features = f.get_slice("features")
+                for t in dict.fromkeys(int(t) for t in frames):
+                    if t in row:
+                        out[t] = features[row[t] : row[t] + 1][0]
+        except Exception as exc:  # damaged after its header (e.g. cut short)
+            self._damaged(path, f"its features cannot be read: {exc}")
+            return {}
         return out
 
     def write(self, clip_name: str, new: Dict[int, torch.Tensor]) -> None:
