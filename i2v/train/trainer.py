@@ -51,11 +51,9 @@ from i2v.train.config import TrainConfig, train_config_to_dict
 from i2v.train.data import build_train_dataset, make_loader, open_reader
 from i2v.train.feature_cache import FeatureCache
 from i2v.train.losses import LossWeights
+from i2v.train.metrics_log import METRICS_NAME, MetricsLog
 from i2v.train.optim import WarmupCosine, param_groups
 from i2v.train.prompts import PromptSimConfig
-
-METRICS_NAME = "metrics.jsonl"
-
 
 class NonFiniteLossError(I2VError, RuntimeError):
     """Too many steps in a row had a non-finite loss or gradient."""
@@ -119,35 +117,6 @@ def weights_sha256(model: nn.Module) -> str:
         h.update(name.encode())
         h.update(t.float().numpy().tobytes())
     return h.hexdigest()
-
-
-def _logged_step(line: str, unreadable: int) -> int:
-    """The step a metrics line records, or ``unreadable`` for a blank or cut-short line."""
-    try:
-        return int(json.loads(line).get("step", 0)) if line.strip() else unreadable
-    except ValueError:
-        return unreadable
-
-
-class MetricsLog:
-    """``metrics.jsonl``: one JSON object per line, appended and flushed as it comes."""
-
-    def __init__(self, path: Path, resume_step: Optional[int]) -> None:
-        self.path = path
-        if resume_step is not None and path.is_file():
-            # the killed run logged steps past its last checkpoint; they are about to be redone
-            # (a kill mid-write can also leave its last line cut short: it is dropped too)
-            # (rewritten atomically: a kill or a full disk mid-rewrite leaves the old log whole)
-            keep = [ln for ln in path.read_text().splitlines() if _logged_step(ln, resume_step + 1) <= resume_step]
-            write_text_atomic(path, "".join(ln + "\n" for ln in keep))
-        self.file = open(path, "a")
-
-    def write(self, record: Dict[str, Any]) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
 
 
 def earlier_run(output_dir: Path) -> List[Path]:
