@@ -6,12 +6,15 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import List
 
 import pytest
 
+from i2v.errors import CheckpointError
+from i2v.train import checkpointing as ckpt
 from i2v.train.config import load_train_config
 from i2v.train.trainer import METRICS_NAME, MetricsLog, Trainer
 
@@ -67,3 +70,56 @@ def test_a_full_disk_while_resume_trims_the_metrics_log_keeps_the_log(tmp_path: 
     monkeypatch.undo()
     assert path.read_text() == text
     assert [p.name for p in tmp_path.iterdir()] == [METRICS_NAME]
+
+
+# ---------------------------------------------------------------- damaged checkpoints
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_sam_file: Path) -> Path:
+    """A 4-step run with checkpoints at steps 2 and 4 (copy it before changing it)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    Trainer(load_train_config(RECIPE, tiny(out, tiny_sam_file)), progress=False).run()
+    return out
+
+
+def _copy_run(finished_run: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    return out
+
+
+def _flip_bytes(path: Path, count: int = 16) -> None:
+    """Damage a file without changing its size."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + count] = bytes(b ^ 0xFF for b in data[middle : middle + count])
+    path.write_bytes(bytes(data))
+
+
+def test_the_manifest_records_hashes_and_resume_skips_a_checkpoint_damaged_in_place(
+        finished_run: Path, tmp_path: Path, tiny_sam_file: Path, capsys) -> None:
+    out = _copy_run(finished_run, tmp_path)
+    manifest = json.loads((out / "checkpoint-0000004" / ckpt.MANIFEST_NAME).read_text())
+    assert set(manifest["sha256"]) == set(manifest["files"]) and ckpt.STATE_NAME in manifest["files"]
+    _flip_bytes(out / "checkpoint-0000004" / ckpt.STATE_NAME)
+    tr = Trainer(load_train_config(RECIPE, tiny(out, tiny_sam_file)), progress=False, resume=True)
+    tr.metrics.close()
+    assert tr.step == 2 and tr.last_checkpoint == out / "checkpoint-0000002"
+    assert "checkpoint-0000004: training_state.pt does not match the SHA-256" in capsys.readouterr().out
+
+
+def test_resume_over_only_damaged_checkpoints_is_an_error_naming_them(
+        finished_run: Path, tmp_path: Path, tiny_sam_file: Path) -> None:
+    out = _copy_run(finished_run, tmp_path)
+    _flip_bytes(out / "checkpoint-0000002" / "adapter_model.safetensors")
+    (out / "checkpoint-0000004" / ckpt.STATE_NAME).write_bytes(b"")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    cfg = load_train_config(RECIPE, tiny(out, tiny_sam_file))
+    with pytest.raises(CheckpointError, match=r"checkpoint-0000004: training_state.pt has 0 bytes.*"
+                                              r"checkpoint-0000002: adapter_model.safetensors does not match.*--overwrite"):
+        Trainer(cfg, progress=False, resume=True)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    tr = Trainer(cfg, progress=False, resume=True, overwrite=True)  # start again, replacing them
+    tr.metrics.close()
+    assert tr.step == 0 and ckpt.list_checkpoints(out) == [] and (out / METRICS_NAME).read_text() == ""

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from i2v.build import build_sam_i2v
 from i2v.data.clips import TrainClip
-from i2v.errors import ConfigError, I2VError
+from i2v.errors import CheckpointError, ConfigError, I2VError
 from i2v.io.atomic import write_text_atomic
 from i2v.model import SamI2V
 from i2v.pretrained import load_adapter_weights, trainable_state_dict
@@ -126,6 +126,10 @@ def earlier_run(output_dir: Path) -> List[Path]:
     return ckpt.list_checkpoints(output_dir) + [output_dir / n for n in names if (output_dir / n).exists()]
 
 
+def _listing(damaged: Dict[Path, str]) -> str:
+    return "; ".join(f"{p.name}: {why}" for p, why in damaged.items())
+
+
 class Trainer:
     """One training run of a :class:`TrainConfig` (see the module docstring)."""
 
@@ -133,7 +137,15 @@ class Trainer:
         started = time.time()  # temporaries older than this are from killed runs
         self.cfg, self.progress = cfg, progress
         self.out = Path(cfg.output_dir)
-        earlier = [] if resume else earlier_run(self.out)
+        self.resume_from, self.damaged = ckpt.find_resumable(self.out) if resume else (None, {})
+        if self.damaged and self.resume_from is None and not overwrite:
+            raise CheckpointError(
+                f"--resume: no checkpoint in {str(self.out)!r} is intact ({_listing(self.damaged)}); pass "
+                "--overwrite as well to start again from step 0, replacing them, or resume from a copy.")
+        # --resume with no checkpoint at all continues the run's log from step 0; over only
+        # damaged checkpoints (with --overwrite) the run is replaced
+        replace = not resume or (self.damaged and self.resume_from is None)
+        earlier = earlier_run(self.out) if replace else []
         if earlier and not overwrite:
             raise ConfigError(
                 f"output_dir {str(self.out)!r} already holds a training run ({', '.join(p.name for p in earlier)}); "
@@ -170,7 +182,9 @@ class Trainer:
 
     # -- resuming -------------------------------------------------------------------------
     def _resume(self) -> Optional[Path]:
-        path = ckpt.latest_checkpoint(self.out)
+        path = self.resume_from
+        if self.damaged:
+            self.acc.print(f"note: skipping damaged checkpoint(s): {_listing(self.damaged)}.")
         if path is None:
             self.acc.print(f"--resume: no complete checkpoint in {self.out}; starting from step 0.")
             return None
@@ -359,8 +373,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwri
     """Train the adapters of ``cfg.model`` on ``cfg.data``; see the module docstring.
 
     Args:
-        resume: continue from the newest complete checkpoint in ``cfg.output_dir``.
+        resume: continue from the newest intact checkpoint in ``cfg.output_dir`` (sizes and
+            SHA-256 verified; damaged newer ones are skipped with a note). Checkpoints that
+            are all damaged are an error, unless ``overwrite`` is given too.
         overwrite: without ``resume``, replace an earlier run in ``cfg.output_dir`` (its
-            checkpoints, metrics log and TensorBoard folder) instead of refusing to start.
+            checkpoints, metrics log and TensorBoard folder) instead of refusing to start;
+            with it, replace the run only when none of its checkpoints is intact.
     """
     return Trainer(cfg, resume=resume, progress=progress, overwrite=overwrite).run()
