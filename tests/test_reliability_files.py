@@ -3,7 +3,10 @@ of adapters and SAM checkpoints (issue 18)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -11,11 +14,13 @@ from typing import Iterator
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from i2v.build import build_sam_i2v
+from i2v.errors import CheckpointError
 from i2v.io.atomic import atomic_path, remove_stale_temporaries
-from i2v.pretrained import WEIGHTS_NAME, save_pretrained
+from i2v.pretrained import CONFIG_NAME, WEIGHTS_NAME, save_pretrained
+from i2v.sam_builder import load_sam
 
 
 @pytest.fixture()
@@ -58,3 +63,53 @@ def test_stale_temporaries_older_than_the_cutoff_are_removed(tmp_path: Path) -> 
     assert remove_stale_temporaries(tmp_path, older_than=time.time() - 50) == [old]
     assert set(remove_stale_temporaries(tmp_path, older_than=time.time() - 50, recursive=True)) == {nested}
     assert fresh.exists() and keep.exists()
+
+
+# ---------------------------------------------------------------- integrity of loaded weights
+
+
+@pytest.fixture(scope="module")
+def saved_adapter(tmp_path_factory: pytest.TempPathFactory, tiny_sam_file: Path) -> Path:
+    model = build_sam_i2v("tiny", sam_checkpoint=tiny_sam_file, device="cpu")
+    return save_pretrained(model, tmp_path_factory.mktemp("adapter") / "adapter")
+
+
+def _copy(adapter: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "adapter"
+    shutil.copytree(adapter, out)
+    return out
+
+
+@pytest.mark.parametrize("version, message", [
+    (99, "format_version 99, newer than this sam-i2v"),
+    ("x", "format_version 'x'; save_pretrained writes a positive integer"),
+    (None, "format_version None"),
+    (True, "format_version True"),
+])
+def test_an_adapter_format_this_release_cannot_read_is_refused(saved_adapter: Path, tmp_path: Path, tiny_sam_file: Path,
+                                                                version: object, message: str) -> None:
+    adapter = _copy(saved_adapter, tmp_path)
+    meta = json.loads((adapter / CONFIG_NAME).read_text())
+    meta["format_version"] = version
+    (adapter / CONFIG_NAME).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        build_sam_i2v(checkpoint=adapter, sam_checkpoint=tiny_sam_file, device="cpu")
+
+
+def test_adapters_with_nan_weights_are_refused(saved_adapter: Path, tmp_path: Path, tiny_sam_file: Path) -> None:
+    adapter = _copy(saved_adapter, tmp_path)
+    weights = load_file(str(adapter / WEIGHTS_NAME))
+    name = sorted(weights)[0]
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, str(adapter / WEIGHTS_NAME), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=rf"NaN or infinite weights \({re.escape(name)}"):
+        build_sam_i2v(checkpoint=adapter, sam_checkpoint=tiny_sam_file, device="cpu")
+
+
+def test_a_sam_checkpoint_with_infinite_weights_is_refused(tmp_path: Path, tiny_sam_file: Path) -> None:
+    state = torch.load(tiny_sam_file, weights_only=True)
+    state["mask_decoder.iou_token.weight"][0, 0] = float("inf")
+    path = tmp_path / "sam_tiny_diverged.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"NaN or infinite weights \(mask_decoder.iou_token.weight\)"):
+        load_sam("tiny", path)
