@@ -19,7 +19,7 @@ truncated file. Missing frames are computed and merged in on first use, or all a
 What a cache rules out: pixel augmentations (crops, flips, colour jitter) change the
 encoder's output, so with a cache the frames are only resized to ``clip.size`` (time reversal,
 frame sampling and object sampling still vary); and LoRA on the image encoder changes its
-output as it trains, so that combination is refused (see :func:`i2v.train.config.check_cacheable`).
+output as it trains, so that combination is refused (see :func:`i2v.train.config_checks.check_cacheable`).
 """
 
 from __future__ import annotations
