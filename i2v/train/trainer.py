@@ -16,7 +16,9 @@ images), each as one accumulation micro-step, so ``batch_size`` clips cost the m
 Under ``accelerate launch`` each process reads its own clips; only the adapters are in DDP
 (the frozen SAM has no gradients to synchronise), and only the main process writes files.
 A run never mixes with an earlier one in its ``output_dir``: it continues it (``resume``),
-replaces it (``overwrite``) or refuses to start.
+replaces it (``overwrite``) or refuses to start. Ctrl-C finishes the step in progress, saves a
+checkpoint of it and raises :class:`~i2v.train.interrupt.TrainingInterrupted`, which says how
+to resume.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from i2v.train.clip_step import ClipLossOutput, clip_loss, prepare_clip
 from i2v.train.config import TrainConfig, train_config_to_dict
 from i2v.train.data import build_train_dataset, make_loader, open_reader
 from i2v.train.feature_cache import FeatureCache
+from i2v.train.interrupt import StopRequest, TrainingInterrupted, interrupted_message
 from i2v.train.losses import LossWeights
 from i2v.train.metrics_log import METRICS_NAME, MetricsLog
 from i2v.train.optim import WarmupCosine, param_groups
@@ -335,37 +338,49 @@ class Trainer:
                    disable=not (self.main and self.progress), dynamic_ncols=True)
         start, last_loss = time.time(), math.nan
         window: List[Dict[str, float]] = []  # steps since the last metrics line
+        stop = StopRequest(enabled=self.acc.num_processes == 1)
         try:
-            if cfg.val.every and self.step == 0:  # the curve starts at the untrained adapters
-                self._validate_and_log()
-            while self.step < o.max_steps:
-                lr = self.scheduler.get_last_lr()[0]
-                stats = self.train_step(clips)
-                window.append(stats)
-                last_loss = stats.get("total", math.nan)
-                bar.update(1)
-                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}")
-                if cfg.dump_weight_hashes:
-                    self._dump_weight_hash()
-                if self.step % cfg.log_every == 0 or self.step == o.max_steps or stats["skipped"]:
-                    self._log_train(window, lr, time.time() - start)
-                    window = []
-                if self.nonfinite_in_row >= cfg.max_nonfinite_in_row:
-                    where = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
-                    raise NonFiniteLossError(
-                        f"{self.nonfinite_in_row} steps in a row (up to step {self.step}) had a non-finite loss "
-                        f"or gradient and were skipped; stopping ({where}). Lower optim.lr, raise optim.warmup_steps, "
-                        "use precision=bf16 rather than fp16, or look for broken masks in the data."
-                    )
-                if cfg.val.every and self.step % cfg.val.every == 0:
+            with stop:
+                if cfg.val.every and self.step == 0:  # the curve starts at the untrained adapters
                     self._validate_and_log()
-                if self.step % cfg.checkpoint_every == 0 or self.step == o.max_steps:
-                    self._save()
+                while self.step < o.max_steps:
+                    lr = self.scheduler.get_last_lr()[0]
+                    stats = self.train_step(clips)
+                    window.append(stats)
+                    last_loss = stats.get("total", math.nan)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}")
+                    if cfg.dump_weight_hashes:
+                        self._dump_weight_hash()
+                    if self.step % cfg.log_every == 0 or self.step == o.max_steps or stats["skipped"]:
+                        self._log_train(window, lr, time.time() - start)
+                        window = []
+                    if self.nonfinite_in_row >= cfg.max_nonfinite_in_row:
+                        where = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
+                        raise NonFiniteLossError(
+                            f"{self.nonfinite_in_row} steps in a row (up to step {self.step}) had a non-finite loss "
+                            f"or gradient and were skipped; stopping ({where}). Lower optim.lr, raise optim.warmup_steps, "
+                            "use precision=bf16 rather than fp16, or look for broken masks in the data."
+                        )
+                    if cfg.val.every and self.step % cfg.val.every == 0:
+                        self._validate_and_log()
+                    if self.step % cfg.checkpoint_every == 0 or self.step == o.max_steps:
+                        self._save()
+                    if stop.requested:  # Ctrl-C during the step: it is complete now, so save it
+                        if window:
+                            self._log_train(window, lr, time.time() - start)
+                        if self.last_checkpoint != self.out / ckpt.checkpoint_name(self.step):
+                            self._save()
+                        break
+        except KeyboardInterrupt:  # a second Ctrl-C, or one under DDP: the last checkpoint stands
+            raise TrainingInterrupted(interrupted_message(self.step, self.last_checkpoint)) from None
         finally:
             bar.close()
             if self.metrics is not None:
                 self.metrics.close()
             self.acc.end_training()
+        if stop.requested and self.step < o.max_steps:
+            raise TrainingInterrupted(interrupted_message(self.step, self.last_checkpoint))
         return TrainResult(self.step, self.out, self.last_checkpoint, self.nonfinite_total, last_loss, self.main)
 
 
