@@ -3,6 +3,7 @@ of adapters and SAM checkpoints (issue 18)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -113,3 +114,37 @@ def test_a_sam_checkpoint_with_infinite_weights_is_refused(tmp_path: Path, tiny_
     torch.save(state, path)
     with pytest.raises(CheckpointError, match=r"NaN or infinite weights \(mask_decoder.iou_token.weight\)"):
         load_sam("tiny", path)
+
+
+# ---------------------------------------------------------------- a full disk
+
+
+def test_a_full_disk_behind_a_writer_that_hides_errno_is_an_enospc_oserror(tmp_path: Path) -> None:
+    target = tmp_path / "adapter_model.safetensors"
+    target.write_bytes(b"the previous adapters")
+    with pytest.raises(OSError) as info:
+        with atomic_path(target):  # safetensors reports the OS error inside its own type
+            raise RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                               'message: "No space left on device" })')
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert target.read_bytes() == b"the previous adapters" and list(tmp_path.iterdir()) == [target]
+    with pytest.raises(ValueError, match="a bug"):  # other failures pass through unchanged
+        with atomic_path(target):
+            raise ValueError("a bug")
+
+
+def test_a_checkpoint_that_fills_the_disk_leaves_no_half_checkpoint(tmp_path: Path, tiny_sam_file: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from i2v.train import checkpointing as ckpt
+
+    model = build_sam_i2v("tiny", sam_checkpoint=tiny_sam_file, device="cpu")
+
+    def failing_save(obj: object, path: object) -> None:  # what torch.save says on a full disk
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(ckpt.torch, "save", failing_save)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10 << 30, 10 << 30, 0))
+    with pytest.raises(OSError) as info:
+        ckpt.save_checkpoint(tmp_path, 4, model, {"step": 4}, keep_last=2)
+    assert info.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []

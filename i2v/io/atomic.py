@@ -1,13 +1,16 @@
 """Atomic file writes: a reader never sees a half-written file.
 
 :func:`atomic_path` writes beside the target as ``.<name>.<random>.tmp`` and renames it into
-place; :func:`remove_stale_temporaries` deletes such files that a killed process left behind.
+place; :func:`remove_stale_temporaries` deletes such files that a killed process left behind;
+:func:`disk_full_error` recognises a full disk behind writers that hide the errno.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +25,29 @@ def current_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+# Below this much free space, a writer's failure is taken to be the full disk.
+_NEARLY_FULL_BYTES = 64 << 20
+
+
+def disk_full_error(exc: BaseException, path: PathLike) -> Optional[OSError]:
+    """An ``OSError(ENOSPC)`` naming ``path`` if ``exc`` comes from a full disk, else None.
+
+    Writers that are not plain ``open()`` lose the errno: safetensors reports "No space left
+    on device" inside its own error type, ``torch.save`` only "file write failed". So the
+    message is read, and a failure on a disk with almost no free space counts as well.
+    """
+    if isinstance(exc, OSError):
+        return exc if exc.errno == errno.ENOSPC else None
+    text = str(exc)
+    full = "No space left on device" in text or "StorageFull" in text
+    if not full:
+        try:
+            full = shutil.disk_usage(Path(path).parent).free < _NEARLY_FULL_BYTES
+        except OSError:
+            full = False
+    return OSError(errno.ENOSPC, f"No space left on device ({text})", str(path)) if full else None
 
 
 @contextlib.contextmanager
@@ -39,7 +65,13 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except Exception as exc:
+            full = disk_full_error(exc, target)
+            if full is None or full is exc:
+                raise
+            raise full from exc
         os.chmod(tmp_path, 0o666 & ~current_umask())
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())

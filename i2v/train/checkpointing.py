@@ -95,8 +95,15 @@ def save_checkpoint(output_dir: PathLike, step: int, model: Any, state: Dict[str
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_pretrained(model, tmp)
-    torch.save(state, tmp / STATE_NAME)
+    try:
+        save_pretrained(model, tmp)
+        torch.save(state, tmp / STATE_NAME)
+    except Exception as exc:  # don't leave a half checkpoint filling a full disk
+        shutil.rmtree(tmp, ignore_errors=True)
+        full = atomic.disk_full_error(exc, tmp / STATE_NAME)
+        if full is None or full is exc:
+            raise
+        raise full from exc
     files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
     hashes = {name: file_sha256(tmp / name) for name in files}
     manifest = {"step": step, "files": files, "sha256": hashes}
