@@ -58,6 +58,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}.")
+        if isinstance(value, int) and abs(value) >= 2**1000:
+            raise ConfigError(f"{where}: expected a number, got an integer of {len(str(abs(value)))} digits.")
         if not math.isfinite(value):  # YAML reads .nan and .inf; no setting means them
             raise ConfigError(f"{where}: expected a finite number, got {value!r}.")
         return float(value)

@@ -123,3 +123,9 @@ def test_resume_over_only_damaged_checkpoints_is_an_error_naming_them(
     tr = Trainer(cfg, progress=False, resume=True, overwrite=True)  # start again, replacing them
     tr.metrics.close()
     assert tr.step == 0 and ckpt.list_checkpoints(out) == [] and (out / METRICS_NAME).read_text() == ""
+
+
+def test_a_damaged_latest_pointer_falls_back_to_the_newest_intact_checkpoint(finished_run: Path, tmp_path: Path) -> None:
+    out = _copy_run(finished_run, tmp_path)
+    (out / ckpt.LATEST_NAME).write_bytes(b"\xff\xfe\x00garbage")
+    assert ckpt.find_resumable(out) == (out / "checkpoint-0000004", {})

@@ -168,12 +168,13 @@ def find_resumable(output_dir: PathLike) -> Tuple[Optional[Path], Dict[Path, str
     """
     out = Path(output_dir)
     candidates = list(reversed(list_checkpoints(out)))
-    pointer = out / LATEST_NAME
-    if pointer.is_file():
-        named = out / pointer.read_text().strip()
-        if named in candidates:
-            candidates.remove(named)
-            candidates.insert(0, named)
+    try:
+        named: Optional[Path] = out / (out / LATEST_NAME).read_text().strip()
+    except (OSError, UnicodeDecodeError):  # missing, or damaged itself: the newest on disk wins
+        named = None
+    if named in candidates:
+        candidates.remove(named)
+        candidates.insert(0, named)
     damaged: Dict[Path, str] = {}
     for p in candidates:
         problem = checkpoint_problem(p)

@@ -58,6 +58,7 @@ from i2v.train.metrics_log import METRICS_NAME, MetricsLog
 from i2v.train.optim import WarmupCosine, param_groups
 from i2v.train.prompts import PromptSimConfig
 
+
 class NonFiniteLossError(I2VError, RuntimeError):
     """Too many steps in a row had a non-finite loss or gradient."""
 
