@@ -13,8 +13,9 @@ from pathlib import Path
 
 from i2v.errors import ConfigError
 
-# Counts that must be at least this (``--frames`` needs a frame to propagate to).
-MINIMUMS = {"max_videos": 1, "num_videos": 1, "val_videos": 1, "videos": 1, "steps": 1, "frames": 2}
+# Counts that must be at least this.
+MINIMUMS = {"max_videos": 1, "num_videos": 1, "val_videos": 1, "videos": 1, "steps": 1, "frames": 3}
+WHY = {"frames": " (J&F leaves out a video's first and last frames, as the DAVIS toolkit does)"}
 # Arguments naming an output folder (created when missing).
 FOLDERS = ("out", "save_masks")
 
@@ -28,7 +29,7 @@ def check_args(args: argparse.Namespace) -> None:
     for dest, least in MINIMUMS.items():
         value = getattr(args, dest, None)
         if value is not None and value < least:
-            raise ConfigError(f"{_option(dest)} must be at least {least}, got {value}.")
+            raise ConfigError(f"{_option(dest)} must be at least {least}, got {value}{WHY.get(dest, '')}.")
     fps = getattr(args, "fps", None)
     if fps is not None and not 0 < fps < math.inf:
         raise ConfigError(f"--fps must be a positive frame rate, got {fps:g}.")

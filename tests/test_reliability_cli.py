@@ -32,7 +32,8 @@ def _one_line_error(capsys: pytest.CaptureFixture, message: str) -> str:
 @pytest.mark.parametrize("argv, message", [
     (["quickstart", "--device", "gpu"], "device 'gpu' is not a PyTorch device"),
     (["quickstart", "--val-videos", "0"], "--val-videos must be at least 1, got 0"),
-    (["quickstart", "--frames", "1"], "--frames must be at least 2, got 1"),
+    (["quickstart", "--frames", "1"], "--frames must be at least 3, got 1"),
+    (["quickstart", "--frames", "2"], "--frames must be at least 3, got 2"),
     (["quickstart", "--steps", "0"], "--steps must be at least 1"),
     (["eval", "--dataset", "synthetic", "--max-videos", "0"], "--max-videos must be at least 1, got 0"),
     (["eval", "--dataset", "synthetic", "--max-videos", "-1"], "--max-videos must be at least 1, got -1"),
