@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Optional
 
 from i2v.errors import ConfigError
 
@@ -24,6 +25,14 @@ def _option(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
+def _file_in_the_way(folder: Path) -> Optional[Path]:
+    """The existing non-folder at ``folder`` or above it, which would stop it being created."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Raise ConfigError naming the first argument that cannot work."""
     for dest, least in MINIMUMS.items():
@@ -35,8 +44,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--fps must be a positive frame rate, got {fps:g}.")
     for dest in FOLDERS:
         value = getattr(args, dest, None)
-        if value is not None and Path(value).exists() and not Path(value).is_dir():
-            raise ConfigError(f"{_option(dest)} {value!r} is a file; pass a folder (it is created if missing).")
+        blocker = _file_in_the_way(Path(value)) if value is not None else None
+        if blocker is not None:
+            what = "is a file" if blocker == Path(value) else f"lies under the file {str(blocker)!r}"
+            raise ConfigError(f"{_option(dest)} {value!r} {what}; pass a folder (it is created if missing).")
     device = getattr(args, "device", None)
     if device is not None:
         from i2v.build import check_device  # imports torch: only when a device is named

@@ -62,6 +62,8 @@ def test_an_output_folder_that_is_a_file_is_refused(option: str, tmp_path: Path,
     assert main(["eval", "--dataset", "synthetic", option, str(file)]) == 2
     _one_line_error(capsys, f"{option} '{file}' is a file; pass a folder")
     assert file.read_text() == "the user's file"
+    assert main(["eval", "--dataset", "synthetic", option, str(file / "sub")]) == 2
+    _one_line_error(capsys, f"lies under the file '{file}'")
 
 
 @pytest.mark.parametrize("override, message", [
