@@ -21,7 +21,18 @@ _TMP_SUFFIX = ".tmp"
 
 
 def current_umask() -> int:
-    """The process's umask (read by setting it and setting it back)."""
+    """The process's umask.
+
+    Read from ``/proc`` where there is one: setting it and setting it back, the only portable
+    way, leaves a moment in which files another thread creates get no umask at all.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     umask = os.umask(0)
     os.umask(umask)
     return umask
