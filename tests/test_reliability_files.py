@@ -35,13 +35,17 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_atomic_writes_follow_the_umask_even_when_the_writer_replaces_the_file(tmp_path: Path, umask_022: None) -> None:
-    with atomic_path(tmp_path / "t.safetensors") as tmp:
-        save_file({"x": torch.zeros(2)}, str(tmp))  # replaces the 0600 temporary with its own file
-    assert _mode(tmp_path / "t.safetensors") == 0o644
-    with atomic_path(tmp_path / "t.txt") as tmp:
-        tmp.write_text("x")
-    assert _mode(tmp_path / "t.txt") == 0o644
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_writes_follow_the_umask_even_when_the_writer_replaces_the_file(tmp_path: Path, umask: int, mode: int) -> None:
+    before = os.umask(umask)
+    try:
+        with atomic_path(tmp_path / "t.safetensors") as tmp:
+            save_file({"x": torch.zeros(2)}, str(tmp))  # replaces the 0600 temporary with its own file
+        with atomic_path(tmp_path / "t.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(before)
+    assert _mode(tmp_path / "t.safetensors") == mode and _mode(tmp_path / "t.txt") == mode
 
 
 def test_saved_adapters_are_readable_by_the_group(tmp_path: Path, tiny_sam_file: Path, umask_022: None) -> None:
