@@ -33,6 +33,7 @@ SAV_RECIPE = REPO / "configs" / "train_vit_b_sav.yaml"
     ("model.upgrader.dim=1099511627776", "model.upgrader.dim is 1099511627776; at most 8192"),
     ("model.memory_encoder.key_dim=1099511627776", "model.memory_encoder.key_dim is 1099511627776"),
     ("epoch_length=0", "epoch_length must be >= 1"),
+    ("data.0.synthetic.height=100000", r"height must be in \[32, 4096\]"),
 ])
 def test_recipe_values_that_would_fail_later_are_refused_at_load(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
