@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Optional, Union
 import torch
 
 from i2v.config import ModelConfig, load_model_config
-from i2v.errors import CheckpointError
+from i2v.errors import CheckpointError, ConfigError
 from i2v.model import SamI2V
 from i2v.pretrained import config_from_pretrained, load_adapter_weights
 from i2v.sam_builder import load_sam
@@ -34,10 +34,29 @@ def default_sam_checkpoint(model_type: str) -> Optional[Path]:
     return path if path.is_file() else None
 
 
+def check_device(device: Union[str, torch.device]) -> torch.device:
+    """``device`` as a torch.device, if this machine has it; ConfigError saying what to pass if not."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"device {str(device)!r} is not a PyTorch device; pass cpu, cuda, cuda:N or mps.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {str(device)!r} was asked for, but PyTorch sees no CUDA GPU on this machine; "
+                          "pass cpu (or leave the device out to use the best available).")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {str(device)!r} was asked for, but this machine has {torch.cuda.device_count()} "
+                          f"CUDA GPU(s): cuda:0 to cuda:{torch.cuda.device_count() - 1}.")
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ConfigError(f"device {str(device)!r} was asked for, but MPS (Apple GPU) is not available here; pass cpu.")
+    return dev
+
+
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
-    """None → CUDA if available, else MPS if available, else CPU."""
+    """None → CUDA if available, else MPS if available, else CPU; a named device is checked
+    with :func:`check_device`."""
     if device is not None:
-        return torch.device(device)
+        return check_device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from typing import List, Optional
 
+from i2v.cli_checks import check_args
 from i2v.errors import I2VError
 from i2v.version import __version__
 
@@ -34,17 +36,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(exc: BaseException) -> str:
+    """One line saying what went wrong (an I2VError's message; an OSError's file and cause)."""
+    if isinstance(exc, OSError) and not isinstance(exc, I2VError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno == errno.ENOSPC:
+            return f"out of disk space{where}; free some space or choose an output folder on another disk."
+        return f"{exc.strerror or exc}{where}."
+    return " ".join(str(exc).split())  # YAML and other messages can span lines
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run one sub-command. Errors the user can fix end in one line on stderr, no traceback:
+    exit code 2 for a bad argument, file or value, 1 for a failing file system, 130 for Ctrl-C."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    prefix = f"sam-i2v {args.command}"
     try:
+        check_args(args)
         return int(args.func(args) or 0)
     except I2VError as exc:
-        print(f"sam-i2v {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prefix}: error: {error_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"{prefix}: error: {error_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:  # a training run says where its checkpoint is
+        print(f"{prefix}: {error_line(exc) or 'interrupted.'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

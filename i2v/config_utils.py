@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from pathlib import Path
 from typing import Any, Dict, Mapping, Sequence, Type, TypeVar, Union
@@ -42,6 +43,9 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if origin in (list, tuple, Sequence, typing.List, typing.Tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}.")
+        fixed = origin in (tuple, typing.Tuple) and args and Ellipsis not in args
+        if fixed and len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} items, got {list(value)!r}.")
         item_tp = args[0] if args else Any
         items = [_convert(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin in (tuple, typing.Tuple) else items
@@ -54,6 +58,10 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}.")
+        if isinstance(value, int) and abs(value) >= 2**1000:
+            raise ConfigError(f"{where}: expected a number, got an integer of {len(str(abs(value)))} digits.")
+        if not math.isfinite(value):  # YAML reads .nan and .inf; no setting means them
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}.")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -92,6 +100,14 @@ def to_dict(obj: Any) -> Dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (PyYAML's own text spans lines)."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (values parsed as YAML scalars) to a nested dict."""
     out = dict(data)
@@ -99,7 +115,11 @@ def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str,
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.subkey=value.")
         dotted, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not a YAML scalar or list "
+                              f"({_yaml_problem(exc)}); quote it or fix its syntax.") from None
         node = out
         parts = dotted.split(".")
         for part in parts[:-1]:
@@ -117,9 +137,11 @@ def read_yaml(path: Union[str, Path]) -> Dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist.")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(p)!r} is not text (a binary file?); pass a YAML file.") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {_yaml_problem(exc)}.") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

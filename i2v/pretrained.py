@@ -18,6 +18,7 @@ from i2v.config import ModelConfig, MotionConfig, model_config_from_dict
 from i2v.config_utils import to_dict
 from i2v.errors import CheckpointError
 from i2v.io.atomic import atomic_path, write_text_atomic
+from i2v.sam_builder import nonfinite_tensors
 from i2v.version import __version__
 
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -70,12 +71,28 @@ def read_adapter_config(directory: PathLike) -> Dict[str, Any]:
         )
     try:
         meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{str(path)!r} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{str(path)!r} holds {type(meta).__name__}, not a JSON object; was it "
+                              "written by save_pretrained?")
+    check_format_version(meta.get("format_version"), path)
     for key in ("sam_model_type", "sam_sha256", "config"):
         if key not in meta:
             raise CheckpointError(f"{str(path)!r} lacks the key {key!r}; was it written by save_pretrained?")
     return meta
+
+
+def check_format_version(version: Any, path: Path) -> None:
+    """Refuse an ``adapter_config.json`` whose format this release cannot read."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(
+            f"{str(path)!r} has format_version {version!r}; save_pretrained writes a positive integer "
+            f"({FORMAT_VERSION} in this release), so the file is damaged or not a sam-i2v upgrade.")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{str(path)!r} has format_version {version}, newer than this sam-i2v ({__version__}) reads "
+            f"({FORMAT_VERSION}); upgrade sam-i2v (pip install -U sam-i2v).")
 
 
 def config_from_pretrained(directory: PathLike) -> ModelConfig:
@@ -99,6 +116,11 @@ def load_adapter_weights(model: Any, directory: PathLike) -> None:
         weights = load_file(str(path), device="cpu")
     except Exception as exc:  # safetensors raises several error types for corrupt files
         raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {exc}") from exc
+    bad = nonfinite_tensors(weights)
+    if bad:
+        raise CheckpointError(
+            f"{str(path)!r} holds NaN or infinite weights ({', '.join(bad[:3])}{' and others' if len(bad) > 3 else ''}); "
+            "every tracked mask would come out empty. Load an earlier checkpoint of the run.")
     expected = {n for n, p in model.named_parameters() if p.requires_grad}
     missing, unexpected = expected - set(weights), set(weights) - expected
     if missing or unexpected:

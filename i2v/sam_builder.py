@@ -129,6 +129,12 @@ def state_dict_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
     return "state:" + h.hexdigest()
 
 
+def nonfinite_tensors(state_dict: Mapping[str, torch.Tensor]) -> List[str]:
+    """Names of the floating-point tensors that hold a NaN or an infinity."""
+    return [k for k, t in state_dict.items()
+            if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all())]
+
+
 def infer_model_type(state_dict: Mapping[str, torch.Tensor]) -> Tuple[Optional[str], str]:
     """Guess the architecture of a SAM state dict.
 
@@ -229,6 +235,12 @@ def load_sam(
     if checkpoint is None:
         return LoadedSam(sam, model_type, state_dict_sha256(sam.state_dict()), None)
     state_dict = read_state_dict(checkpoint)
+    bad = nonfinite_tensors(state_dict)
+    if bad:
+        raise CheckpointError(
+            f"{str(checkpoint)!r} holds NaN or infinite weights ({', '.join(bad[:3])}"
+            f"{' and others' if len(bad) > 3 else ''}): the file is damaged or came from a diverged "
+            "fine-tune. Use the official checkpoint (or the last good one of your fine-tune).")
     found_type, found = infer_model_type(state_dict)
     if found_type != model_type:
         raise CheckpointError(

@@ -27,16 +27,15 @@ The file-format helpers here (:func:`load_rgb`, :func:`load_label_png`, :func:`l
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import pycocotools.mask as mask_utils
 from PIL import Image
 
 from i2v.data.base import VideoDataset
 from i2v.errors import DatasetError
+from i2v.io import masks as masks_io
 
 PathLike = Union[str, Path]
 
@@ -102,23 +101,21 @@ def load_json(path: Path, what: str) -> Any:
 def decode_rle(rle: Any, size: Tuple[int, int], where: str) -> np.ndarray:
     """Decode a COCO RLE ``{"size": [h, w], "counts": str}`` to an (h, w) bool mask.
 
+    Goes through :func:`i2v.io.masks.decode_rle`, which checks that the runs cover the mask
+    exactly (pycocotools leaves pixels that short runs do not reach uninitialised).
+
     Args:
         rle: the RLE dict as loaded from JSON.
         size: the (H, W) the mask must have (the image's).
         where: what the RLE is, for error messages (file and object).
     """
     try:
-        with warnings.catch_warnings():
-            # pycocotools 2.0.x under numpy 2 warns on every call about its own internals
-            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
-            m = mask_utils.decode(rle)
-    except (TypeError, KeyError, ValueError) as exc:
-        raise DatasetError(
-            f'{where} is not a COCO RLE {{"size": [h, w], "counts": str}}: {exc!r}'
-        ) from exc
+        m = masks_io.decode_rle(rle)
+    except DatasetError as exc:
+        raise DatasetError(f"{where} is not a valid COCO RLE: {exc}") from exc
     if m.shape != tuple(size):
         raise DatasetError(f"{where} decodes to shape {m.shape}, expected the image size {size}.")
-    return m > 0
+    return m
 
 
 def require_dir(path: Path, what: str) -> Path:

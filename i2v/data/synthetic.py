@@ -113,8 +113,8 @@ class SyntheticConfig:
             elif f.type in ("float", float) and not _is_real(value):
                 raise ConfigError(f"SyntheticConfig.{f.name} must be a number, got {value!r}.")
         checks = [
-            ("height", self.height >= 32, "must be >= 32"),
-            ("width", self.width >= 32, "must be >= 32"),
+            ("height", 32 <= self.height <= 4096, "must be in [32, 4096]"),
+            ("width", 32 <= self.width <= 4096, "must be in [32, 4096]"),
             ("num_frames", self.num_frames >= 1, "must be >= 1"),
             ("min_objects", self.min_objects >= 1, "must be >= 1"),
             ("max_objects", self.min_objects <= self.max_objects <= 16, "must be in [min_objects, 16]"),

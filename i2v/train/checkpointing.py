@@ -6,7 +6,7 @@ A checkpoint is a directory ``<output_dir>/checkpoint-<step:07d>`` holding:
                                                       with build_sam_i2v(checkpoint=...))
     training_state.pt                                 optimizer, scheduler, grad scaler, RNG
                                                       states of every process, step, data position
-    checkpoint.json                                   manifest: step and the size of every file
+    checkpoint.json                                   manifest: step, size and SHA-256 of every file
 
 It is written whole into a hidden temporary directory, every file and the directory are
 fsynced, and only then is it renamed into place (one atomic ``os.replace``); the ``latest``
@@ -23,14 +23,16 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from i2v.errors import CheckpointError
+from i2v.io import atomic
 from i2v.io.atomic import write_text_atomic
 from i2v.pretrained import save_pretrained
+from i2v.sam_builder import file_sha256
 
 PREFIX = "checkpoint-"
 STATE_NAME = "training_state.pt"
@@ -93,10 +95,19 @@ def save_checkpoint(output_dir: PathLike, step: int, model: Any, state: Dict[str
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_pretrained(model, tmp)
-    torch.save(state, tmp / STATE_NAME)
+    try:
+        save_pretrained(model, tmp)
+        torch.save(state, tmp / STATE_NAME)
+    except Exception as exc:  # don't leave a half checkpoint filling a full disk
+        shutil.rmtree(tmp, ignore_errors=True)
+        full = atomic.disk_full_error(exc, tmp / STATE_NAME)
+        if full is None or full is exc:
+            raise
+        raise full from exc
     files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
-    (tmp / MANIFEST_NAME).write_text(json.dumps({"step": step, "files": files}, indent=2) + "\n")
+    hashes = {name: file_sha256(tmp / name) for name in files}
+    manifest = {"step": step, "files": files, "sha256": hashes}
+    (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
     for p in tmp.iterdir():
         _fsync(p)
     _fsync(tmp)
@@ -112,15 +123,32 @@ def save_checkpoint(output_dir: PathLike, step: int, model: Any, state: Dict[str
     return final
 
 
-def is_complete(path: PathLike) -> bool:
-    """Whether a checkpoint directory holds every file its manifest lists, at full size."""
+def checkpoint_problem(path: PathLike, verify_hashes: bool = True) -> Optional[str]:
+    """What is wrong with a checkpoint directory, or None if it is intact.
+
+    Every file its manifest lists must be there at full size and, with ``verify_hashes``,
+    have the SHA-256 the manifest records (manifests written before hashes were recorded
+    are checked by size only).
+    """
     p = Path(path)
     try:
         manifest = json.loads((p / MANIFEST_NAME).read_text())
-        files = manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return all((p / f).is_file() and (p / f).stat().st_size == size for f, size in files.items())
+        files, hashes = manifest["files"], manifest.get("sha256", {})
+        for f, size in files.items():
+            if not (p / f).is_file():
+                return f"{f} is missing"
+            if (p / f).stat().st_size != size:
+                return f"{f} has {(p / f).stat().st_size} bytes, not {size}"
+            if verify_hashes and f in hashes and file_sha256(p / f) != hashes[f]:
+                return f"{f} does not match the SHA-256 in {MANIFEST_NAME}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"{MANIFEST_NAME} is missing or unreadable"
+    return None
+
+
+def is_complete(path: PathLike) -> bool:
+    """Whether a checkpoint directory holds every file its manifest lists, at full size."""
+    return checkpoint_problem(path, verify_hashes=False) is None
 
 
 def list_checkpoints(output_dir: PathLike) -> List[Path]:
@@ -132,16 +160,33 @@ def list_checkpoints(output_dir: PathLike) -> List[Path]:
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
-def latest_checkpoint(output_dir: PathLike) -> Optional[Path]:
-    """The newest complete checkpoint: the one ``latest`` names, else the newest on disk."""
+def find_resumable(output_dir: PathLike) -> Tuple[Optional[Path], Dict[Path, str]]:
+    """The newest intact checkpoint (sizes and hashes verified), and the damaged ones newer
+    than it, each with what is wrong with it.
+
+    The checkpoint ``latest`` names is tried first, then the others newest first.
+    """
     out = Path(output_dir)
-    pointer = out / LATEST_NAME
-    if pointer.is_file():
-        named = out / pointer.read_text().strip()
-        if named.is_dir() and is_complete(named):
-            return named
-    complete = [p for p in list_checkpoints(out) if is_complete(p)]
-    return complete[-1] if complete else None
+    candidates = list(reversed(list_checkpoints(out)))
+    try:
+        named: Optional[Path] = out / (out / LATEST_NAME).read_text().strip()
+    except (OSError, UnicodeDecodeError):  # missing, or damaged itself: the newest on disk wins
+        named = None
+    if named in candidates:
+        candidates.remove(named)
+        candidates.insert(0, named)
+    damaged: Dict[Path, str] = {}
+    for p in candidates:
+        problem = checkpoint_problem(p)
+        if problem is None:
+            return p, damaged
+        damaged[p] = problem
+    return None, damaged
+
+
+def latest_checkpoint(output_dir: PathLike) -> Optional[Path]:
+    """The newest intact checkpoint: the one ``latest`` names, else the newest on disk."""
+    return find_resumable(output_dir)[0]
 
 
 def prune_checkpoints(output_dir: PathLike, keep_last: int) -> None:
@@ -150,13 +195,16 @@ def prune_checkpoints(output_dir: PathLike, keep_last: int) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def remove_stale_temporaries(output_dir: PathLike) -> None:
-    """Remove temporary directories that a killed run left behind."""
+def remove_stale_temporaries(output_dir: PathLike, older_than: Optional[float] = None) -> None:
+    """Remove what a killed run left behind: temporary checkpoint directories, and the
+    temporary files of atomic writes (``.latest.*.tmp``, ...) older than ``older_than``
+    (``time.time()`` seconds; None: all of them)."""
     out = Path(output_dir)
     if out.is_dir():
         for p in out.iterdir():
             if p.is_dir() and p.name.startswith(_TMP_PREFIX):
                 shutil.rmtree(p, ignore_errors=True)
+        atomic.remove_stale_temporaries(out, older_than)
 
 
 def load_training_state(path: PathLike) -> Dict[str, Any]:

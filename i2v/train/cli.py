@@ -25,11 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train the adapters of an upgraded SAM",
                                   description="Train the adapters of an upgraded SAM (the SAM itself stays frozen).")
     _common(train)
-    fresh = train.add_mutually_exclusive_group()
-    fresh.add_argument("--resume", action="store_true",
-                       help="continue from the newest complete checkpoint in output_dir (step count, schedule, data order)")
-    fresh.add_argument("--overwrite", action="store_true",
-                       help="replace an earlier run in output_dir (its checkpoints, metrics log and TensorBoard folder)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the newest intact checkpoint in output_dir (step count, schedule, data order)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace an earlier run in output_dir (its checkpoints, metrics log and TensorBoard folder); "
+                            "with --resume, only when none of its checkpoints is intact")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
 

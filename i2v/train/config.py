@@ -13,20 +13,26 @@ overrides refine it rather than replace it.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-import torch
-
-from i2v.adapters.lora import matching_modules
 from i2v.config import BUNDLED_CONFIGS, ModelConfig, bundled_config_path, model_config_from_dict
 from i2v.config_utils import apply_overrides, from_dict, read_yaml, to_dict
 from i2v.data.synthetic import SyntheticConfig
 from i2v.errors import ConfigError
-from i2v.sam_builder import SAM_ARCHS, build_sam_arch
+from i2v.train.config_checks import (
+    DAVIS_RESOLUTIONS,
+    DAVIS_YEARS,
+    MAX_SIDE,
+    SAV_ANNOTATIONS,
+    check_cacheable,
+    check_model_sizes,
+    in_range,
+)
 from i2v.train.losses import LossWeights
 from i2v.train.prompts import PromptSimConfig
 
@@ -85,6 +91,17 @@ class DataSpec:
             raise ValueError(f"weight must be >= 0, got {self.weight}.")
         if self.num_videos is not None and self.num_videos < 1:
             raise ValueError(f"num_videos must be >= 1 or null, got {self.num_videos}.")
+        # checked whatever the type, so that a value meant for another dataset is not ignored silently
+        if self.year not in DAVIS_YEARS:
+            raise ValueError(f"year must be 2016 or 2017 (the DAVIS releases), got {self.year}.")
+        if self.resolution not in DAVIS_RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {', '.join(DAVIS_RESOLUTIONS)}; got {self.resolution!r}.")
+        if self.annotation not in SAV_ANNOTATIONS:
+            raise ValueError(f"annotation must be 'manual' or 'auto', got {self.annotation!r}.")
+        if self.max_masks is not None and self.max_masks < 1:
+            raise ValueError(f"max_masks must be >= 1 or null, got {self.max_masks}.")
+        if self.frames_per_video < 1 or self.min_area < 0:
+            raise ValueError("frames_per_video must be >= 1 and min_area >= 0.")
 
 
 @dataclass
@@ -103,6 +120,15 @@ class AugmentConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     hue: float = 0.02
+
+    def __post_init__(self) -> None:
+        in_range("clip.augment.hflip_prob", self.hflip_prob, 0.0, 1.0)
+        low, high = self.crop_scale
+        if not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"clip.augment.crop_scale must satisfy 0 < low <= high <= 1, got {list(self.crop_scale)}.")
+        for name in ("brightness", "contrast", "saturation"):
+            in_range(f"clip.augment.{name}", getattr(self, name), 0.0, 1.0)
+        in_range("clip.augment.hue", self.hue, 0.0, 0.5)
 
 
 @dataclass
@@ -129,6 +155,9 @@ class ClipConfig:
     def __post_init__(self) -> None:
         if self.num_frames < 1 or self.max_objects < 1 or not 1 <= self.stride[0] <= self.stride[1]:
             raise ValueError("clip needs num_frames >= 1, max_objects >= 1 and 1 <= stride[0] <= stride[1].")
+        in_range("clip.reverse_prob", self.reverse_prob, 0.0, 1.0)
+        if self.size is not None and (len(self.size) != 2 or not all(1 <= side <= MAX_SIDE for side in self.size)):
+            raise ValueError(f"clip.size must be null or [height, width], each in 1..{MAX_SIDE}; got {list(self.size)}.")
 
 
 @dataclass
@@ -158,9 +187,13 @@ class OptimConfig:
     batch_size: int = 1
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.max_steps < 1 or self.warmup_steps < 0:
-            raise ValueError("optim needs lr > 0, max_steps >= 1 and warmup_steps >= 0.")
-        if self.grad_accum < 1 or self.batch_size < 1 or self.grad_clip < 0:
+        if not (0 < self.lr < math.inf) or self.max_steps < 1 or self.warmup_steps < 0:
+            raise ValueError(f"optim needs a finite lr > 0 (got {self.lr}), max_steps >= 1 and warmup_steps >= 0.")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}.")
+        if not 0.0 <= self.weight_decay < math.inf:
+            raise ValueError(f"optim.weight_decay must be a finite number >= 0, got {self.weight_decay}.")
+        if self.grad_accum < 1 or self.batch_size < 1 or not 0 <= self.grad_clip < math.inf:
             raise ValueError("optim needs grad_accum >= 1, batch_size >= 1 and grad_clip >= 0.")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}.")
@@ -204,6 +237,14 @@ class ValConfig:
     num_videos: int = 4
     split: str = "val"
     protocol: str = "mask"
+
+    def __post_init__(self) -> None:
+        from i2v.eval.vos import PROTOCOLS  # the evaluation defines them; imported only here
+
+        if self.every < 0 or self.num_videos < 1:
+            raise ValueError(f"val needs every >= 0 (0: never) and num_videos >= 1; got {self.every} and {self.num_videos}.")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"val.protocol must be one of {', '.join(PROTOCOLS)}; got {self.protocol!r}.")
 
 
 @dataclass
@@ -263,33 +304,17 @@ class TrainConfig:
             raise ValueError("the data weights sum to 0.")
         if self.checkpoint_every < 1 or self.keep_last < 1 or self.log_every < 1 or self.max_nonfinite_in_row < 1:
             raise ValueError("checkpoint_every, keep_last, log_every and max_nonfinite_in_row must be >= 1.")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0 (0: load in the training process), got {self.num_workers}.")
+        if self.epoch_length is not None and self.epoch_length < 1:
+            raise ValueError(f"epoch_length must be >= 1, or null for the videos of all datasets; got {self.epoch_length}.")
+        check_model_sizes(self.model)
         if self.feature_cache.enabled:
             check_cacheable(self.model)
 
     @property
     def cache_dir(self) -> Path:
         return Path(self.feature_cache.dir) if self.feature_cache.dir else Path(self.output_dir) / "feature_cache"
-
-
-def lora_on_image_encoder(model: ModelConfig) -> List[str]:
-    """Image-encoder modules that the model's LoRA targets select (empty: none)."""
-    if not model.lora.enabled:
-        return []
-    with torch.device("meta"):  # module names only: no memory, no init cost even for vit_h
-        sam = build_sam_arch(SAM_ARCHS[model.sam])
-    return [n for n in matching_modules(sam, model.lora.targets) if n.startswith("image_encoder.")]
-
-
-def check_cacheable(model: ModelConfig) -> None:
-    """Refuse a feature cache for a model whose trained LoRA changes the encoder's output."""
-    hit = lora_on_image_encoder(model)
-    if hit:
-        raise ConfigError(
-            f"feature_cache.enabled is true but model.lora puts LoRA on the image encoder "
-            f"({hit[0]}{' and others' if len(hit) > 1 else ''}), so its output changes as it trains "
-            "and cannot be cached. Set feature_cache.enabled=false, or restrict model.lora.targets "
-            "to the mask decoder."
-        )
 
 
 def _model_mapping(value: Any, where: str) -> Dict[str, Any]:
@@ -341,6 +366,7 @@ def train_config_from_dict(data: Dict[str, Any], where: str = "train config") ->
     model = model_config_from_dict(_model_mapping(data.pop("model", "tiny"), where), where=f"{where}.model")
     cfg = from_dict(TrainConfig, data, where)
     cfg.model = model
+    check_model_sizes(model)
     if cfg.feature_cache.enabled:
         check_cacheable(model)
     return cfg

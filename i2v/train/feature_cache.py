@@ -19,13 +19,15 @@ truncated file. Missing frames are computed and merged in on first use, or all a
 What a cache rules out: pixel augmentations (crops, flips, colour jitter) change the
 encoder's output, so with a cache the frames are only resized to ``clip.size`` (time reversal,
 frame sampling and object sampling still vary); and LoRA on the image encoder changes its
-output as it trains, so that combination is refused (see :func:`i2v.train.config.check_cacheable`).
+output as it trains, so that combination is refused (see :func:`i2v.train.config_checks.check_cacheable`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from i2v.errors import I2VError
+from i2v.io import atomic
 from i2v.io.atomic import atomic_path
 from i2v.model import SamI2V
 from i2v.train.clip_step import prepare_clip
@@ -45,6 +48,8 @@ from i2v.train.config import TrainConfig
 from i2v.train.data import ResizeOnly, open_videos, split_clip_name
 
 FORMAT_VERSION = "1"
+# A temporary file untouched this long before a run started is no other run's write in progress.
+STALE_MARGIN_S = 60.0
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -86,6 +91,12 @@ class FeatureCache:
         resize = tuple(cfg.clip.size) if cfg.clip.size else None
         return cls(cfg.cache_dir, model.sam_sha256, model.image_size, resize, cfg.feature_cache.dtype)  # type: ignore[arg-type]
 
+    def remove_stale_temporaries(self, older_than: float) -> List[Path]:
+        """Delete the temporary files that killed writers left in this cache (a video's file
+        can be hundreds of MB). The cache is shared between runs, so only files untouched
+        for a minute before ``older_than`` go: another run's write in progress stays."""
+        return atomic.remove_stale_temporaries(self.dir, older_than - STALE_MARGIN_S, recursive=True)
+
     def path(self, clip_name: str) -> Path:
         """File of the video a clip is named after (``"<dataset key>/<video>"``)."""
         key, video = split_clip_name(clip_name)
@@ -97,14 +108,32 @@ class FeatureCache:
                 "preprocessing": self.preprocessing, "dataset": key, "video": video}
 
     def stored_frames(self, clip_name: str) -> List[int]:
-        """Frame indices of the video already in the cache (empty when none or unusable)."""
+        """Frame indices of the video already in the cache (empty when none or unusable).
+
+        A damaged file (cut short, overwritten, an index that does not match its features)
+        counts as empty, with a warning naming it: its frames are recomputed and the file is
+        rewritten whole.
+        """
         path = self.path(clip_name)
         if not path.is_file():
             return []
-        with safe_open(str(path), framework="pt") as f:
-            if f.metadata() != self._metadata(clip_name):
-                return []  # another SAM or preprocessing (e.g. a file copied by hand): never use it
-            return f.get_tensor("frame_indices").tolist()
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                if f.metadata() != self._metadata(clip_name):
+                    return []  # another SAM or preprocessing (e.g. a file copied by hand): never use it
+                index = f.get_tensor("frame_indices")
+                count = f.get_slice("features").get_shape()[0]
+        except Exception as exc:  # safetensors raises its own error types on damaged files
+            return self._damaged(path, f"it cannot be read: {exc}")
+        if index.ndim != 1 or index.dtype != torch.int64 or len(index) != count:
+            return self._damaged(path, f"its index lists {tuple(index.shape)} frames for {count} stored")
+        return index.tolist()
+
+    @staticmethod
+    def _damaged(path: Path, why: str) -> List[int]:
+        warnings.warn(f"feature cache file {path} is damaged ({why}); its frames are recomputed "
+                      "and the file rewritten.", RuntimeWarning, stacklevel=3)
+        return []
 
     def read(self, clip_name: str, frames: Sequence[int]) -> Dict[int, torch.Tensor]:
         """The cached (C, h, w) features of those of ``frames`` that are stored."""
@@ -113,11 +142,16 @@ class FeatureCache:
             return {}
         row = {t: i for i, t in enumerate(stored)}
         out: Dict[int, torch.Tensor] = {}
-        with safe_open(str(self.path(clip_name)), framework="pt") as f:
-            features = f.get_slice("features")
-            for t in dict.fromkeys(int(t) for t in frames):
-                if t in row:
-                    out[t] = features[row[t] : row[t] + 1][0]
+        path = self.path(clip_name)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                features = f.get_slice("features")
+                for t in dict.fromkeys(int(t) for t in frames):
+                    if t in row:
+                        out[t] = features[row[t] : row[t] + 1][0]
+        except Exception as exc:  # damaged after its header (e.g. cut short)
+            self._damaged(path, f"its features cannot be read: {exc}")
+            return {}
         return out
 
     def write(self, clip_name: str, new: Dict[int, torch.Tensor]) -> None:
@@ -173,6 +207,7 @@ def fill_cache(cfg: TrainConfig, model: SamI2V, rank: int = 0, world_size: int =
     :func:`~i2v.train.clip_step.prepare_clip`, then ``model.encode_images``.
     """
     cache = FeatureCache.for_run(cfg, model)
+    cache.remove_stale_temporaries(time.time())
     resize = ResizeOnly(size=tuple(cfg.clip.size)) if cfg.clip.size else None  # type: ignore[arg-type]
     report = CacheReport(dir=str(cache.dir))
     amp = autocast or nullcontext

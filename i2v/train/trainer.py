@@ -16,7 +16,9 @@ images), each as one accumulation micro-step, so ``batch_size`` clips cost the m
 Under ``accelerate launch`` each process reads its own clips; only the adapters are in DDP
 (the frozen SAM has no gradients to synchronise), and only the main process writes files.
 A run never mixes with an earlier one in its ``output_dir``: it continues it (``resume``),
-replaces it (``overwrite``) or refuses to start.
+replaces it (``overwrite``) or refuses to start. Ctrl-C finishes the step in progress, saves a
+checkpoint of it and raises :class:`~i2v.train.interrupt.TrainingInterrupted`, which says how
+to resume.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from tqdm import tqdm
 
 from i2v.build import build_sam_i2v
 from i2v.data.clips import TrainClip
-from i2v.errors import ConfigError, I2VError
+from i2v.errors import CheckpointError, ConfigError, I2VError
 from i2v.io.atomic import write_text_atomic
 from i2v.model import SamI2V
 from i2v.pretrained import load_adapter_weights, trainable_state_dict
@@ -50,11 +52,11 @@ from i2v.train.clip_step import ClipLossOutput, clip_loss, prepare_clip
 from i2v.train.config import TrainConfig, train_config_to_dict
 from i2v.train.data import build_train_dataset, make_loader, open_reader
 from i2v.train.feature_cache import FeatureCache
+from i2v.train.interrupt import StopRequest, TrainingInterrupted, interrupted_message
 from i2v.train.losses import LossWeights
+from i2v.train.metrics_log import METRICS_NAME, MetricsLog
 from i2v.train.optim import WarmupCosine, param_groups
 from i2v.train.prompts import PromptSimConfig
-
-METRICS_NAME = "metrics.jsonl"
 
 
 class NonFiniteLossError(I2VError, RuntimeError):
@@ -121,34 +123,6 @@ def weights_sha256(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _logged_step(line: str, unreadable: int) -> int:
-    """The step a metrics line records, or ``unreadable`` for a blank or cut-short line."""
-    try:
-        return int(json.loads(line).get("step", 0)) if line.strip() else unreadable
-    except ValueError:
-        return unreadable
-
-
-class MetricsLog:
-    """``metrics.jsonl``: one JSON object per line, appended and flushed as it comes."""
-
-    def __init__(self, path: Path, resume_step: Optional[int]) -> None:
-        self.path = path
-        if resume_step is not None and path.is_file():
-            # the killed run logged steps past its last checkpoint; they are about to be redone
-            # (a kill mid-write can also leave its last line cut short: it is dropped too)
-            keep = [ln for ln in path.read_text().splitlines() if _logged_step(ln, resume_step + 1) <= resume_step]
-            path.write_text("".join(ln + "\n" for ln in keep))
-        self.file = open(path, "a")
-
-    def write(self, record: Dict[str, Any]) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
 def earlier_run(output_dir: Path) -> List[Path]:
     """What a training run leaves in ``output_dir``: checkpoints, ``latest``, the metrics log
     and the TensorBoard folder (those that exist)."""
@@ -156,13 +130,26 @@ def earlier_run(output_dir: Path) -> List[Path]:
     return ckpt.list_checkpoints(output_dir) + [output_dir / n for n in names if (output_dir / n).exists()]
 
 
+def _listing(damaged: Dict[Path, str]) -> str:
+    return "; ".join(f"{p.name}: {why}" for p, why in damaged.items())
+
+
 class Trainer:
     """One training run of a :class:`TrainConfig` (see the module docstring)."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> None:
+        started = time.time()  # temporaries older than this are from killed runs
         self.cfg, self.progress = cfg, progress
         self.out = Path(cfg.output_dir)
-        earlier = [] if resume else earlier_run(self.out)
+        self.resume_from, self.damaged = ckpt.find_resumable(self.out) if resume else (None, {})
+        if self.damaged and self.resume_from is None and not overwrite:
+            raise CheckpointError(
+                f"--resume: no checkpoint in {str(self.out)!r} is intact ({_listing(self.damaged)}); pass "
+                "--overwrite as well to start again from step 0, replacing them, or resume from a copy.")
+        # --resume with no checkpoint at all continues the run's log from step 0; over only
+        # damaged checkpoints (with --overwrite) the run is replaced
+        replace = not resume or (self.damaged and self.resume_from is None)
+        earlier = earlier_run(self.out) if replace else []
         if earlier and not overwrite:
             raise ConfigError(
                 f"output_dir {str(self.out)!r} already holds a training run ({', '.join(p.name for p in earlier)}); "
@@ -187,7 +174,9 @@ class Trainer:
         self.metrics: Optional[MetricsLog] = None
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            ckpt.remove_stale_temporaries(self.out)
+            ckpt.remove_stale_temporaries(self.out, started)
+            if self.cache is not None:
+                self.cache.remove_stale_temporaries(started)
             write_text_atomic(self.out / "train_config.yaml", yaml.safe_dump(train_config_to_dict(cfg), sort_keys=False))
             # --resume with no checkpoint starts from step 0: every line already logged is redone
             self.metrics = MetricsLog(self.out / METRICS_NAME, (self.step if resumed else -1) if resume else None)
@@ -197,7 +186,9 @@ class Trainer:
 
     # -- resuming -------------------------------------------------------------------------
     def _resume(self) -> Optional[Path]:
-        path = ckpt.latest_checkpoint(self.out)
+        path = self.resume_from
+        if self.damaged:
+            self.acc.print(f"note: skipping damaged checkpoint(s): {_listing(self.damaged)}.")
         if path is None:
             self.acc.print(f"--resume: no complete checkpoint in {self.out}; starting from step 0.")
             return None
@@ -348,37 +339,49 @@ class Trainer:
                    disable=not (self.main and self.progress), dynamic_ncols=True)
         start, last_loss = time.time(), math.nan
         window: List[Dict[str, float]] = []  # steps since the last metrics line
+        stop = StopRequest(enabled=self.acc.num_processes == 1)
         try:
-            if cfg.val.every and self.step == 0:  # the curve starts at the untrained adapters
-                self._validate_and_log()
-            while self.step < o.max_steps:
-                lr = self.scheduler.get_last_lr()[0]
-                stats = self.train_step(clips)
-                window.append(stats)
-                last_loss = stats.get("total", math.nan)
-                bar.update(1)
-                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}")
-                if cfg.dump_weight_hashes:
-                    self._dump_weight_hash()
-                if self.step % cfg.log_every == 0 or self.step == o.max_steps or stats["skipped"]:
-                    self._log_train(window, lr, time.time() - start)
-                    window = []
-                if self.nonfinite_in_row >= cfg.max_nonfinite_in_row:
-                    where = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
-                    raise NonFiniteLossError(
-                        f"{self.nonfinite_in_row} steps in a row (up to step {self.step}) had a non-finite loss "
-                        f"or gradient and were skipped; stopping ({where}). Lower optim.lr, raise optim.warmup_steps, "
-                        "use precision=bf16 rather than fp16, or look for broken masks in the data."
-                    )
-                if cfg.val.every and self.step % cfg.val.every == 0:
+            with stop:
+                if cfg.val.every and self.step == 0:  # the curve starts at the untrained adapters
                     self._validate_and_log()
-                if self.step % cfg.checkpoint_every == 0 or self.step == o.max_steps:
-                    self._save()
+                while self.step < o.max_steps:
+                    lr = self.scheduler.get_last_lr()[0]
+                    stats = self.train_step(clips)
+                    window.append(stats)
+                    last_loss = stats.get("total", math.nan)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}")
+                    if cfg.dump_weight_hashes:
+                        self._dump_weight_hash()
+                    if self.step % cfg.log_every == 0 or self.step == o.max_steps or stats["skipped"]:
+                        self._log_train(window, lr, time.time() - start)
+                        window = []
+                    if self.nonfinite_in_row >= cfg.max_nonfinite_in_row:
+                        where = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
+                        raise NonFiniteLossError(
+                            f"{self.nonfinite_in_row} steps in a row (up to step {self.step}) had a non-finite loss "
+                            f"or gradient and were skipped; stopping ({where}). Lower optim.lr, raise optim.warmup_steps, "
+                            "use precision=bf16 rather than fp16, or look for broken masks in the data."
+                        )
+                    if cfg.val.every and self.step % cfg.val.every == 0:
+                        self._validate_and_log()
+                    if self.step % cfg.checkpoint_every == 0 or self.step == o.max_steps:
+                        self._save()
+                    if stop.requested:  # Ctrl-C during the step: it is complete now, so save it
+                        if window:
+                            self._log_train(window, lr, time.time() - start)
+                        if self.last_checkpoint != self.out / ckpt.checkpoint_name(self.step):
+                            self._save()
+                        break
+        except KeyboardInterrupt:  # a second Ctrl-C, or one under DDP: the last checkpoint stands
+            raise TrainingInterrupted(interrupted_message(self.step, self.last_checkpoint)) from None
         finally:
             bar.close()
             if self.metrics is not None:
                 self.metrics.close()
             self.acc.end_training()
+        if stop.requested and self.step < o.max_steps:
+            raise TrainingInterrupted(interrupted_message(self.step, self.last_checkpoint))
         return TrainResult(self.step, self.out, self.last_checkpoint, self.nonfinite_total, last_loss, self.main)
 
 
@@ -386,8 +389,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwri
     """Train the adapters of ``cfg.model`` on ``cfg.data``; see the module docstring.
 
     Args:
-        resume: continue from the newest complete checkpoint in ``cfg.output_dir``.
+        resume: continue from the newest intact checkpoint in ``cfg.output_dir`` (sizes and
+            SHA-256 verified; damaged newer ones are skipped with a note). Checkpoints that
+            are all damaged are an error, unless ``overwrite`` is given too.
         overwrite: without ``resume``, replace an earlier run in ``cfg.output_dir`` (its
-            checkpoints, metrics log and TensorBoard folder) instead of refusing to start.
+            checkpoints, metrics log and TensorBoard folder) instead of refusing to start;
+            with it, replace the run only when none of its checkpoints is intact.
     """
     return Trainer(cfg, resume=resume, progress=progress, overwrite=overwrite).run()
