@@ -23,7 +23,8 @@ from i2v.version import __version__
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"
-FORMAT_VERSION = 1
+# 2: the memory read-out and memory-as-prompt of this release (1: learned memory tokens).
+FORMAT_VERSION = 2
 
 PathLike = Union[str, Path]
 
@@ -93,6 +94,11 @@ def check_format_version(version: Any, path: Path) -> None:
         raise CheckpointError(
             f"{str(path)!r} has format_version {version}, newer than this sam-i2v ({__version__}) reads "
             f"({FORMAT_VERSION}); upgrade sam-i2v (pip install -U sam-i2v).")
+    if version < FORMAT_VERSION:
+        raise CheckpointError(
+            f"{str(path)!r} has format_version {version}: adapters of an earlier release, whose memory path "
+            f"(learned memory tokens) this release replaced with the memory read-out; retrain them with "
+            f"this release (sam-i2v train), or load them with the release that wrote them.")
 
 
 def config_from_pretrained(directory: PathLike) -> ModelConfig:

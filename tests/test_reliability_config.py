@@ -31,7 +31,7 @@ SAV_RECIPE = REPO / "configs" / "train_vit_b_sav.yaml"
     ("val.every=-1", "val needs every >= 0"),
     ("data.0.year=2018", "year must be 2016 or 2017"),
     ("model.upgrader.dim=1099511627776", "model.upgrader.dim is 1099511627776; at most 8192"),
-    ("model.memory_encoder.key_dim=1099511627776", "model.memory_encoder.key_dim is 1099511627776"),
+    ("model.memory_readout.grid=1099511627776", "model.memory_readout.grid is 1099511627776"),
     ("epoch_length=0", "epoch_length must be >= 1"),
     ("data.0.synthetic.height=100000", r"height must be in \[32, 4096\]"),
 ])

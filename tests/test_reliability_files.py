@@ -86,6 +86,7 @@ def _copy(adapter: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("version, message", [
+    (1, "format_version 1: adapters of an earlier release"),
     (99, "format_version 99, newer than this sam-i2v"),
     ("x", "format_version 'x'; save_pretrained writes a positive integer"),
     (None, "format_version None"),

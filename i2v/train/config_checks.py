@@ -22,8 +22,8 @@ MAX_SIDE = 8192  # largest clip side, in pixels
 # Upper bounds of the adapters' sizes: far above any useful value, far below an allocator error.
 MODEL_SIZE_LIMITS = {
     "upgrader.dim": 8192, "upgrader.heads": 256, "upgrader.window": 64, "upgrader.pool": 256,
-    "memory_encoder.grid": 256, "memory_encoder.key_dim": 8192, "memory_encoder.value_dim": 8192,
-    "memory_prompt.num_tokens": 256, "memory_prompt.heads": 256, "lora.r": 1024,
+    "memory_readout.grid": 256, "memory_readout.short_term": 10_000, "memory_readout.chunk": 1 << 20,
+    "lora.r": 1024,
 }
 
 
