@@ -30,10 +30,9 @@ def summary(results_dir: Path = RESULTS) -> str:
         r = json.loads(path.read_text())
         m, dev = r["metrics"], r.get("machine", {}).get("device", "?")
         if name == "cost":
-            enc = m["encoder_flops"]
-            one = m["objects"]["1"]["upgrade"] / enc
-            rows.append((name, dev, f"params {100 * m['parameters']['ratio_lora_off']:.2f}% of SAM; upgrade {100 * one:.2f}% "
-                                    f"of the encoder (1 object), {100 * m['ratios']['per_object_full_vs_encoder']:.2f}% per further object"))
+            r = m["ratios"]
+            rows.append((name, dev, f"params {100 * r['params']:.2f}% of SAM; tracking {100 * r['first_object_vs_encoder']:.2f}% "
+                                    f"of the encoder (1 object), {100 * r['per_object_vs_encoder']:.2f}% per further object"))
         elif name == "propagation":
             rows.append((name, dev, f"RSS {m['long_run']['rss_ratio_last_vs_first']:.3f}x from the first to the last checkpoint; "
                                     f"8 objects {m['time_ratio_8_vs_1']:.2f}x the time of 1"))
