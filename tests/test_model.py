@@ -213,3 +213,27 @@ def test_corrupt_adapter_weights_are_reported(tiny_sam_file: Path, tmp_path: Pat
 def test_missing_sam_checkpoint_for_official_type_is_explained() -> None:
     with pytest.raises(CheckpointError, match="sam_checkpoint"):
         build_sam_i2v("vit_b", device="cpu")
+
+
+def test_iou_token_hook_lives_for_one_decoder_call(tiny_sam_file: Path, image: np.ndarray) -> None:
+    model = build_sam_i2v("tiny", sam_checkpoint=tiny_sam_file, device="cpu")
+    head = model.sam.mask_decoder.iou_prediction_head
+    assert not head._forward_hooks  # building the upgrade leaves the user's SAM without hooks
+    _first_frame_logits(model, image, False, points=[[40.0, 50.0]], labels=[1])
+    assert not head._forward_hooks
+
+
+def test_a_decoder_that_never_calls_the_iou_head_is_a_clear_error(tiny_sam_file: Path, image: np.ndarray, monkeypatch) -> None:
+    from i2v.errors import I2VError
+
+    model = build_sam_i2v("tiny", sam_checkpoint=tiny_sam_file, device="cpu")
+    decoder = model.sam.mask_decoder
+    low = model.low_res_size
+
+    def no_iou_head(**kwargs):  # a segment_anything whose decoder predicts IoU some other way
+        n = kwargs["sparse_prompt_embeddings"].shape[0]
+        return torch.zeros(n, 4, *low), torch.zeros(n, 4)
+
+    monkeypatch.setattr(decoder, "predict_masks", no_iou_head)
+    with pytest.raises(I2VError, match="MaskDecoder"):
+        _first_frame_logits(model, image, False, points=[[40.0, 50.0]], labels=[1])
