@@ -100,7 +100,10 @@ class MemoryPromptConfig:
         absent_below: an object whose read-out peaks below this is absent, whatever its
             previous output says: memory finds it nowhere.
         agreement: memory replaces the previous output when the IoU of the two masks (at the
-            read-out's resolution) is below this; 0 keeps the previous output whenever it exists.
+            read-out's resolution) is below this; 0 keeps the previous output whenever it exists,
+            1 (the default) lets memory prompt whenever it finds the object (with instance-aware
+            features memory's prompts segment better than the previous output; with features
+            that tell objects apart poorly, about 0.3 did best).
         click: add a positive click at the read-out's peak to memory's prompts.
         presence_bias: initial object-presence logit on top of the read-out's evidence
             (positive: present until trained).
@@ -112,7 +115,7 @@ class MemoryPromptConfig:
     box_prior: bool = True
     threshold: float = 0.5
     absent_below: float = 0.2
-    agreement: float = 0.3
+    agreement: float = 1.0
     click: bool = True
     presence_bias: float = 4.0
     presence_scale: float = 20.0

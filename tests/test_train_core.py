@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from i2v.build import build_sam_i2v
+from i2v.config import load_model_config
 from i2v.data.synthetic import SyntheticConfig, generate_video
 from i2v.memory_bank import MemoryBank
 from i2v.model import SamI2V
@@ -25,7 +27,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model() -> SamI2V:
-    return build_sam_i2v("tiny", allow_random_sam=True, device="cpu", seed=0).train()
+    """The tiny config with every adapter on (its bundled YAML switches the upgrader off)."""
+    cfg = load_model_config("tiny")
+    cfg = dataclasses.replace(cfg, upgrader=dataclasses.replace(cfg.upgrader, enabled=True))
+    return build_sam_i2v(cfg, allow_random_sam=True, device="cpu", seed=0).train()
 
 
 def _perturb_adapters(model: SamI2V, seed: int = 1) -> None:
