@@ -495,6 +495,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "each batch batch-size/2 frame pairs (t, t+k) of one video each")
     p.add_argument("--corr-tau", type=float, default=0.05, help="softmax temperature of the correspondence read-out")
     p.add_argument("--max-gap", type=int, default=8, help="largest frame gap k of a correspondence pair")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="train the prompt encoder and mask decoder only (adapt them to a fixed embedding)")
     p.add_argument("--batch-size", type=int, default=8, help="images per step")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
@@ -522,6 +524,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     sam = build_sam_arch(SAM_ARCHS[MODEL_TYPE]).train()
     if args.init is not None:
         sam.load_state_dict(read_state_dict(args.init), strict=True)
+    if args.freeze_encoder:
+        if args.corr_weight > 0:
+            raise SystemExit("--corr-weight acts on the image encoder; it cannot be > 0 with --freeze-encoder.")
+        sam.image_encoder.requires_grad_(False)
     if args.corr_weight > 0 and args.batch_size % 2:
         raise SystemExit("--batch-size must be even with --corr-weight > 0 (the batch is made of frame pairs).")
     n_params = sum(p.numel() for p in sam.parameters())
@@ -570,7 +576,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                 loss = loss + args.corr_weight * corr
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(sam.parameters(), args.grad_clip))
+            grad_norm = float(torch.nn.utils.clip_grad_norm_([p for p in sam.parameters() if p.requires_grad],
+                                                             args.grad_clip))
             opt.step()
             step += 1
             stats = {"loss": float(loss.detach()), **stats}
