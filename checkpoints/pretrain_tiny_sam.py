@@ -18,6 +18,18 @@ the built-in synthetic video generator, the way SAM itself was trained:
   of every mask, computed at the decoder's low resolution (4x the embedding grid) in the padded
   frame, with the ground truth resized, padded and area-downsampled the same way.
 
+With ``--corr-weight w > 0`` the image encoder also learns cross-frame correspondence (see
+:mod:`i2v.checkpoints.correspondence`): each batch is ``batch-size / 2`` pairs of frames
+``(t, t + k)`` of one train video (``k`` uniform in 1..``--max-gap``, either order); every token
+of one frame reads the other frame's per-token instance labels (background, every blob, look-alikes
+and occluders included, and SAM's padding) with ``softmax(cos / --corr-tau)`` over the other
+frame's tokens of the L2-normalised embedding, and ``w`` times the instance-balanced
+cross-entropy of that read-out (both directions) is added to the promptable loss, which still
+covers all the pair's frames. This is what makes the memory read-out of sam-i2v, a cosine
+similarity of raw embedding tokens, work on the stand-in as it does on real SAM features.
+``--init`` fine-tunes an existing checkpoint; ``--freeze-encoder`` trains the prompt encoder and
+mask decoder only.
+
 Images are preprocessed exactly as ``SamPredictor`` does (``ResizeLongestSide(img_size)`` +
 ``Sam.preprocess``) and points/boxes go through ``apply_coords``/``apply_boxes``. ``Sam.forward``
 runs under ``no_grad``, so the three modules are called directly; the decoder runs once per
