@@ -481,6 +481,21 @@ def save_checkpoint(sam: Sam, path: Path) -> None:
         os.chmod(tmp, 0o666 & ~umask)  # safetensors recreates the file with mode 0600
 
 
+def init_provenance(init: Path) -> Dict:
+    """Where a ``--init`` checkpoint came from: its path and hash, and, when the ``tiny_sam.json``
+    beside it describes that very file, its command, steps, time, metrics and own provenance (so a
+    chain of fine-tunes stays traceable to its first run)."""
+    out: Dict = {"path": str(init), "sha256": file_sha256(init)}
+    report_path = init.with_name(METRICS_NAME)
+    if report_path.is_file():
+        report = json.loads(report_path.read_text())
+        if report.get("sha256") == out["sha256"]:
+            for key in ("command", "steps", "train_minutes", "metrics", "init"):
+                if key in report:
+                    out[key] = report[key]
+    return out
+
+
 def command_line() -> str:
     spec = globals().get("__spec__")
     if spec is not None and spec.name and spec.name != "__main__":
@@ -636,7 +651,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
             "click1_oracle: best of the 3 masks; click3: + 2 corrective clicks at the farthest point of "
             "the larger error; box: tight box, single mask."
         ),
-        "init": None if args.init is None else {"path": str(args.init), "sha256": file_sha256(args.init)},
+        "init": None if args.init is None else init_provenance(args.init),
         "steps": step,
         "images_seen": step * args.batch_size,
         "train_minutes": round(train_minutes, 2),
