@@ -18,6 +18,18 @@ the built-in synthetic video generator, the way SAM itself was trained:
   of every mask, computed at the decoder's low resolution (4x the embedding grid) in the padded
   frame, with the ground truth resized, padded and area-downsampled the same way.
 
+With ``--corr-weight w > 0`` the image encoder also learns cross-frame correspondence (see
+:mod:`i2v.checkpoints.correspondence`): each batch is ``batch-size / 2`` pairs of frames
+``(t, t + k)`` of one train video (``k`` uniform in 1..``--max-gap``, either order); every token
+of one frame reads the other frame's per-token instance labels (background, every blob, look-alikes
+and occluders included, and SAM's padding) with ``softmax(cos / --corr-tau)`` over the other
+frame's tokens of the L2-normalised embedding, and ``w`` times the instance-balanced
+cross-entropy of that read-out (both directions) is added to the promptable loss, which still
+covers all the pair's frames. This is what makes the memory read-out of sam-i2v, a cosine
+similarity of raw embedding tokens, work on the stand-in as it does on real SAM features.
+``--init`` fine-tunes an existing checkpoint; ``--freeze-encoder`` trains the prompt encoder and
+mask decoder only.
+
 Images are preprocessed exactly as ``SamPredictor`` does (``ResizeLongestSide(img_size)`` +
 ``Sam.preprocess``) and points/boxes go through ``apply_coords``/``apply_boxes``. ``Sam.forward``
 runs under ``no_grad``, so the three modules are called directly; the decoder runs once per
@@ -46,7 +58,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -56,9 +68,12 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 from tqdm import tqdm
 
+from i2v.checkpoints.correspondence import FramePair, cell_labels, correspondence_loss, sample_pair
 from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from i2v.io.atomic import atomic_path, write_text_atomic
-from i2v.sam_builder import SAM_ARCHS, build_sam_arch, file_sha256
+from i2v.sam_builder import SAM_ARCHS, build_sam_arch, file_sha256, read_state_dict
+from i2v.train.losses import dice_loss, sigmoid_focal_loss
+from i2v.train.optim import param_groups
 
 MODEL_TYPE = "tiny"
 CHECKPOINT_NAME = "tiny_sam.safetensors"
@@ -94,6 +109,11 @@ def sample_train_example(
         masks = _keep_objects(ds.masks(index, t), min_area)
         if len(masks):
             return Example(ds.frame(index, t), masks)
+
+
+def pair_examples(pair: FramePair, min_area: int) -> List[Example]:
+    """The two frames of a correspondence pair as promptable examples (targets of ``min_area``)."""
+    return [Example(image, _keep_objects(masks, min_area)) for image, masks in zip(pair.images, pair.masks)]
 
 
 def eval_examples(num_instances: int, min_area: int, seed: int = 0) -> List[Example]:
@@ -252,23 +272,6 @@ def decode(
     )
 
 
-def sigmoid_focal(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
-    """Per-mask mean focal loss: (N, M, H, W) → (N, M)."""
-    p = torch.sigmoid(logits)
-    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    p_t = p * target + (1 - p) * (1 - target)
-    loss = ce * (1 - p_t) ** gamma
-    loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
-    return loss.flatten(2).mean(-1)
-
-
-def dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-mask dice loss: (N, M, H, W) → (N, M)."""
-    p = torch.sigmoid(logits).flatten(2)
-    t = target.flatten(2)
-    return 1 - (2 * (p * t).sum(-1) + 1) / (p.sum(-1) + t.sum(-1) + 1)
-
-
 def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """IoU of the thresholded logits with the target: (N, M, H, W) → (N, M); 1 if both empty."""
     pred = (logits > 0).flatten(2)
@@ -286,8 +289,8 @@ def sam_loss(
     With several masks per prompt only the lowest mask loss counts; the IoU head is trained
     on every mask."""
     target = target.expand_as(logits)
-    focal = sigmoid_focal(logits, target)
-    dl = dice(logits, target)
+    focal = sigmoid_focal_loss(logits, target)
+    dl = dice_loss(logits, target)
     per_mask = FOCAL_WEIGHT * focal + DICE_WEIGHT * dl
     best = per_mask.argmin(dim=1, keepdim=True)
     mask_loss = per_mask.gather(1, best).squeeze(1)
@@ -313,14 +316,24 @@ def pick_by_predicted_iou(logits: torch.Tensor, iou_pred: torch.Tensor) -> torch
 # Training
 
 
+class StepOutput(NamedTuple):
+    """One promptable forward: the mean loss per prompt-round, its statistics, and what the
+    correspondence loss reuses (the batch's embeddings (B, C, h, w) and preprocessing)."""
+
+    loss: torch.Tensor
+    stats: Dict[str, float]
+    embeddings: torch.Tensor
+    preps: List[Prep]
+
+
 def train_step(
     sam: Sam,
     transform: ResizeLongestSide,
     batch: Sequence[Example],
     rng: np.random.Generator,
     max_corrections: int,
-) -> Tuple[torch.Tensor, Dict[str, float]]:
-    """Forward one batch with SAM's interactive recipe; returns the mean loss per prompt-round."""
+) -> StepOutput:
+    """Forward one batch with SAM's interactive recipe."""
     preps = [Prep(sam, transform, ex.image) for ex in batch]
     embeddings = sam.image_encoder(torch.cat([p.tensor for p in preps]))
     low_res = embeddings.shape[-1] * 4
@@ -362,19 +375,23 @@ def train_step(
         stats[k] /= n_rounds
     stats["iou_first"] /= n_first
     stats["iou_last"] /= n_first
-    return total / n_rounds, stats
+    return StepOutput(total / n_rounds, stats, embeddings, preps)
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict]:
-    """Weight decay on weight matrices only: not on norms, biases, positional tables, embeddings."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        skip = p.ndim < 2 or "pos_embed" in name or "rel_pos" in name or "embed.weight" in name \
-            or "tokens.weight" in name or "point_embeddings" in name
-        (no_decay if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def pair_loss(
+    sam: Sam, pairs: Sequence[FramePair], embeddings: torch.Tensor, preps: Sequence[Prep], tau: float
+) -> torch.Tensor:
+    """Mean correspondence loss of the pairs, both directions; image ``2i`` of ``embeddings``
+    (B, C, h, w) is the first frame of pair ``i`` and image ``2i + 1`` the second."""
+    grid, img_size = embeddings.shape[-1], sam.image_encoder.img_size
+    total = embeddings.new_zeros(())
+    for i, pair in enumerate(pairs):
+        labels = [cell_labels(inst, pair.num_classes, preps[2 * i + j].input_size, img_size, grid)
+                  for j, inst in enumerate(pair.instances)]
+        emb_a, emb_b = embeddings[2 * i], embeddings[2 * i + 1]
+        total = total + correspondence_loss(emb_a, emb_b, labels[0], labels[1], tau) \
+            + correspondence_loss(emb_b, emb_a, labels[1], labels[0], tau)
+    return total / (2 * len(pairs))
 
 
 def lr_at(progress: float, step: int, base_lr: float, warmup_steps: int, min_ratio: float = 0.01) -> float:
@@ -464,6 +481,21 @@ def save_checkpoint(sam: Sam, path: Path) -> None:
         os.chmod(tmp, 0o666 & ~umask)  # safetensors recreates the file with mode 0600
 
 
+def init_provenance(init: Path) -> Dict:
+    """Where a ``--init`` checkpoint came from: its path and hash, and, when the ``tiny_sam.json``
+    beside it describes that very file, its command, steps, time, metrics and own provenance (so a
+    chain of fine-tunes stays traceable to its first run)."""
+    out: Dict = {"path": str(init), "sha256": file_sha256(init)}
+    report_path = init.with_name(METRICS_NAME)
+    if report_path.is_file():
+        report = json.loads(report_path.read_text())
+        if report.get("sha256") == out["sha256"]:
+            for key in ("command", "steps", "train_minutes", "metrics", "init"):
+                if key in report:
+                    out[key] = report[key]
+    return out
+
+
 def command_line() -> str:
     spec = globals().get("__spec__")
     if spec is not None and spec.name and spec.name != "__main__":
@@ -483,6 +515,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="fixed number of steps instead of a time budget (the schedule spans them; fully reproducible)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="output directory")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this tiny SAM checkpoint (strict keys) instead of random weights")
+    p.add_argument("--corr-weight", type=float, default=0.0,
+                   help="weight of the cross-frame correspondence loss on the image embedding; > 0 makes "
+                        "each batch batch-size/2 frame pairs (t, t+k) of one video each")
+    p.add_argument("--corr-tau", type=float, default=0.05, help="softmax temperature of the correspondence read-out")
+    p.add_argument("--max-gap", type=int, default=8, help="largest frame gap k of a correspondence pair")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="train the prompt encoder and mask decoder only (adapt them to a fixed embedding)")
     p.add_argument("--batch-size", type=int, default=8, help="images per step")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
@@ -508,6 +549,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     sam = build_sam_arch(SAM_ARCHS[MODEL_TYPE]).train()
+    if args.init is not None:
+        sam.load_state_dict(read_state_dict(args.init), strict=True)
+    if args.freeze_encoder:
+        if args.corr_weight > 0:
+            raise SystemExit("--corr-weight acts on the image encoder; it cannot be > 0 with --freeze-encoder.")
+        sam.image_encoder.requires_grad_(False)
+    if args.corr_weight > 0 and args.batch_size % 2:
+        raise SystemExit("--batch-size must be even with --corr-weight > 0 (the batch is made of frame pairs).")
     n_params = sum(p.numel() for p in sam.parameters())
     transform = ResizeLongestSide(sam.image_encoder.img_size)
     train_ds = SyntheticVideoDataset("train", NUM_TRAIN_VIDEOS, config=SyntheticConfig(), seed=args.seed, cache_size=4)
@@ -541,11 +590,21 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
             for g in opt.param_groups:
                 g["lr"] = lr
             rng = np.random.default_rng([args.seed, step])  # the data of step s never depends on timing
-            batch = [sample_train_example(train_ds, rng, args.min_area) for _ in range(args.batch_size)]
-            loss, stats = train_step(sam, transform, batch, rng, args.max_corrections)
+            if args.corr_weight > 0:
+                pairs = [sample_pair(train_ds, rng, args.min_area, args.max_gap) for _ in range(args.batch_size // 2)]
+                batch = [ex for pair in pairs for ex in pair_examples(pair, args.min_area)]
+            else:
+                batch = [sample_train_example(train_ds, rng, args.min_area) for _ in range(args.batch_size)]
+            out = train_step(sam, transform, batch, rng, args.max_corrections)
+            loss, stats = out.loss, out.stats
+            if args.corr_weight > 0:
+                corr = pair_loss(sam, pairs, out.embeddings, out.preps, args.corr_tau)
+                stats["corr"] = float(corr.detach())
+                loss = loss + args.corr_weight * corr
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(sam.parameters(), args.grad_clip))
+            grad_norm = float(torch.nn.utils.clip_grad_norm_([p for p in sam.parameters() if p.requires_grad],
+                                                             args.grad_clip))
             opt.step()
             step += 1
             stats = {"loss": float(loss.detach()), **stats}
@@ -592,6 +651,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
             "click1_oracle: best of the 3 masks; click3: + 2 corrective clicks at the farthest point of "
             "the larger error; box: tight box, single mask."
         ),
+        "init": None if args.init is None else init_provenance(args.init),
         "steps": step,
         "images_seen": step * args.batch_size,
         "train_minutes": round(train_minutes, 2),
