@@ -108,6 +108,8 @@ class SamI2V(nn.Module):
         self.upgrader = TemporalUpgrader(c, config.upgrader)
         self.memory_readout = MemoryReadout(c, sam.prompt_encoder.image_embedding_size, config.memory_readout)
         self.presence_head = PresenceHead(c, config.memory_prompt.presence_bias)
+        if not config.upgrader.enabled:  # a switched-off module neither trains nor is saved
+            self.upgrader.requires_grad_(False)
         self.lora_modules: List[str] = []
         if config.lora.enabled:
             self.lora_modules = inject_lora(self.sam, config.lora)
