@@ -97,6 +97,15 @@ class PlannedPrompts:
     has_readout: torch.Tensor
 
 
+def _object_prompts(mp: MemoryPrompts, row: int) -> ObjectPrompts:
+    """Object ``row``'s memory prompts, with a leading dimension of 1."""
+
+    def one(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        return None if t is None else t[row : row + 1]
+
+    return ObjectPrompts(one(mp.point_coords), one(mp.point_labels), one(mp.boxes), one(mp.mask_inputs))
+
+
 def _mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(N, M) bool, (N, M) bool → (N,) IoU, 0 when both are empty."""
     inter = (a & b).sum(dim=1).float()
@@ -132,8 +141,10 @@ def plan_prompts(
     stats = no_readout_stats(n, dev)
     readout_logits = torch.zeros(n, 1, *size, device=dev)
     has_readout = torch.zeros(n, dtype=torch.bool, device=dev)
-    memory_prompts: Dict[int, Tuple[MemoryPrompts, int]] = {}
-    use_memory: Dict[int, bool] = {}
+    mp: Optional[MemoryPrompts] = None
+    row_of: Dict[int, int] = {}  # object -> its row in the read-out
+    found: List[bool] = []
+    use_memory: List[bool] = []
     with_memory = [i for i in range(n) if memories[i]]
     if with_memory:
         memory = gather_memory([memories[i] for i in with_memory], frame_idx, model.config.memory_readout.short_term, dev)
@@ -141,6 +152,7 @@ def plan_prompts(
         found_grid = rearrange(readout.prob > cfg.threshold, "n 1 h w -> n (h w)")
         prior_grid = torch.zeros_like(found_grid)
         for row, i in enumerate(with_memory):
+            row_of[i] = row
             if priors[i] is not None:
                 prior_grid[row] = model.memory_readout.pool_masks(priors[i].detach())[0] > 0.5
         agreement = _mask_iou(found_grid, prior_grid)
@@ -149,30 +161,19 @@ def plan_prompts(
         stats[with_memory] = readout_stats(readout, agreement)
         readout_logits[with_memory] = torch.logit(prob.clamp(1e-4, 1 - 1e-4))
         has_readout[with_memory] = True
+        found = mp.found.detach().cpu().tolist()
         agree = agreement.detach().cpu().tolist()
-        for row, i in enumerate(with_memory):
-            memory_prompts[i] = (mp, row)
-            use_memory[i] = priors[i] is None or agree[row] < cfg.agreement
-    found = {}
-    if memory_prompts:
-        mp = next(iter(memory_prompts.values()))[0]
-        found_list = mp.found.detach().cpu().tolist()
-        found = {i: bool(found_list[row]) for i, (_, row) in memory_prompts.items()}
+        use_memory = [priors[i] is None or agree[row] < cfg.agreement for row, i in enumerate(with_memory)]
     prompts: List[Optional[ObjectPrompts]] = []
     sources: List[str] = []
     for i, prior in enumerate(priors):
-        if not found.get(i, True):  # memory finds it nowhere: absent, whatever the prior says
+        row = row_of.get(i)
+        if mp is not None and row is not None and not found[row]:  # memory finds it nowhere: absent
             sources.append("memory")
             prompts.append(None)
-        elif use_memory.get(i, False):
-            mp, row = memory_prompts[i]
+        elif mp is not None and row is not None and use_memory[row]:
             sources.append("memory")
-            prompts.append(ObjectPrompts(
-                point_coords=None if mp.point_coords is None else mp.point_coords[row : row + 1],
-                point_labels=None if mp.point_labels is None else mp.point_labels[row : row + 1],
-                boxes=mp.boxes[row : row + 1],
-                mask_inputs=mp.mask_inputs[row : row + 1],
-            ))
+            prompts.append(_object_prompts(mp, row))
         elif prior is not None:
             sources.append("prior")
             box = box_from_logits(prior, model.image_size) if cfg.box_prior else None
