@@ -84,20 +84,26 @@ def propagate_masks(
     Returns:
         (N, P) read-out probabilities in [0, 1].
     """
-    n, num_frames, m = memory.values.shape
-    values = rearrange(memory.values, "n f m -> n (f m)")
-    blocked = ~memory.selected[:, None, :, None]  # (N, 1, F, 1)
-    short = memory.short_term[:, None, :, None].to(query.dtype)
-    use_locality = bool(locality > 0) and bool(memory.short_term.any())
+    n, _, m = memory.values.shape
+    # Each object reads only its own K frames: gather them (selected first, then padding), so
+    # the per-object work grows with K, not with the number of frames all objects remember.
+    k = int(memory.selected.sum(dim=1).max())
+    cols = torch.argsort((~memory.selected).to(torch.int8), dim=1, stable=True)[:, :k]  # (N, K)
+    valid = torch.gather(memory.selected, 1, cols)
+    short = (torch.gather(memory.short_term, 1, cols) & valid)[:, None, :, None].to(query.dtype)  # (N, 1, K, 1)
+    values = rearrange(torch.gather(memory.values, 1, cols[..., None].expand(-1, -1, m)), "n k m -> n (k m)")
+    blocked = ~valid[:, None, :, None]
+    use_locality = bool(locality > 0) and bool(short.any())
     out = []
     for start in range(0, query.shape[0], chunk):
         q = query[start : start + chunk]
-        logits = torch.einsum("pd,fmd->pfm", q, memory.keys)[None] / temperature  # (1, p, F, M), shared
+        sim = torch.einsum("pd,fmd->pfm", q, memory.keys) / temperature  # (p, F, M), shared by all objects
+        logits = rearrange(sim[:, cols], "p n k m -> n p k m")  # (N, p, K, M)
         if use_locality:
             d2 = torch.cdist(positions[start : start + chunk], positions).pow(2)  # (p, M)
-            logits = logits - short * (d2[None, :, None, :] / (2 * locality**2))  # (N, p, F, M)
-        logits = logits.expand(n, -1, -1, -1).masked_fill(blocked, float("-inf"))
-        weights = rearrange(logits, "n p f m -> n p (f m)").softmax(dim=-1)
+            logits = logits - short * (d2[None, :, None, :] / (2 * locality**2))
+        logits = logits.masked_fill(blocked, float("-inf"))
+        weights = rearrange(logits, "n p k m -> n p (k m)").softmax(dim=-1)
         out.append(torch.einsum("npk,nk->np", weights, values))
     return torch.cat(out, dim=1).clamp(0.0, 1.0)
 
