@@ -29,9 +29,10 @@ FORMAT_VERSION = 2
 PathLike = Union[str, Path]
 
 
-def trainable_state_dict(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
-    """The weights that training changes (adapters and LoRA), nothing of the frozen SAM."""
-    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+def trainable_state_dict(model: Any) -> Dict[str, torch.Tensor]:
+    """The adapters' weights (``SamI2V.adapter_parameters``: found by module membership, so a
+    model whose gradients were switched off saves the same file), nothing of the frozen SAM."""
+    return {n: p.detach().cpu().contiguous() for n, p in model.adapter_parameters().items()}
 
 
 def _config_dict(config: ModelConfig) -> Dict[str, Any]:
@@ -127,14 +128,14 @@ def load_adapter_weights(model: Any, directory: PathLike) -> None:
         raise CheckpointError(
             f"{str(path)!r} holds NaN or infinite weights ({', '.join(bad[:3])}{' and others' if len(bad) > 3 else ''}); "
             "every tracked mask would come out empty. Load an earlier checkpoint of the run.")
-    expected = {n for n, p in model.named_parameters() if p.requires_grad}
+    expected = set(model.adapter_parameters())
     missing, unexpected = expected - set(weights), set(weights) - expected
     if missing or unexpected:
         raise CheckpointError(
             f"{str(path)!r} does not fit this model config: missing {sorted(missing)[:5]}, "
             f"unexpected {sorted(unexpected)[:5]}."
         )
-    params = dict(model.named_parameters())
+    params = model.adapter_parameters()
     with torch.no_grad():
         for name, value in weights.items():
             if params[name].shape != value.shape:
