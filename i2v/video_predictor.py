@@ -110,6 +110,7 @@ class I2VVideoPredictor:
                            cache_size=self.frame_cache_size, progress=self.progress)
         if len(video) == 0:
             raise VideoError(f"{video_path!r} has no frames.")
+        self._check_frame_size(video.height, video.width)
         return self._new_state(
             video,
             offload_video_to_cpu=offload_video_to_cpu,
@@ -129,12 +130,15 @@ class I2VVideoPredictor:
 
     def add_frame(self, state: InferenceState, frame: Any) -> int:
         """Push a frame onto a stream without segmenting it; returns its index."""
-        return self._stream(state).push(frame)
+        t = self._stream(state).push(frame)
+        self._check_frame_size(state.video_height, state.video_width)
+        return t
 
     @torch.inference_mode()
     def track(self, state: InferenceState, frame: Any) -> FrameResult:
         """Push the next frame of a stream and segment every object on it."""
         t = self._stream(state).push(frame)
+        self._check_frame_size(state.video_height, state.video_width)
         if not state.tracks:
             return t, [], torch.zeros(0, 1, state.video_height, state.video_width, device=self.device)
         state.history.direction = 1
@@ -406,6 +410,16 @@ class I2VVideoPredictor:
         m = self.model
         return mask_prompt_logits(mask_to_low_res(mask[None], self._input_size(state), m.image_size, m.low_res_size))
 
+    def _check_frame_size(self, height: int, width: int) -> None:
+        """VideoError if SAM's resize (long side to ``image_size``) leaves a side of 0 pixels."""
+        h, w = self.model.transform.get_preprocess_shape(height, width, self.model.image_size)
+        if min(h, w) < 1:
+            raise VideoError(
+                f"frames of {width}x{height} (WxH) are too elongated for this model: scaled to its "
+                f"{self.model.image_size}-pixel input they would be {w}x{h}. Crop or pad them to an "
+                f"aspect ratio below {2 * self.model.image_size}:1."
+            )
+
     def _input_size(self, state: InferenceState) -> Tuple[int, int]:
         if getattr(state, "input_size", None) is None:
             state.input_size = tuple(self.model.transform.get_preprocess_shape(state.video_height, state.video_width, self.model.image_size))
@@ -428,24 +442,30 @@ class I2VVideoPredictor:
 
     @staticmethod
     def _apply_non_overlapping_constraints(pred_masks: torch.Tensor) -> torch.Tensor:
-        """Resolve overlaps between objects as SAM 2 does: on each pixel the object with the
-        highest logit keeps its logit, every other object's is clamped to at most -10.
-
-        Args:
-            pred_masks: (N, 1, H, W) logits of N objects (any float dtype, any device).
-        Returns:
-            (N, 1, H, W) logits; at most one object is > 0 on each pixel.
-        """
-        if pred_masks.ndim != 4 or pred_masks.shape[1] != 1:
-            raise PromptError(f"pred_masks must have shape (N, 1, H, W), got {tuple(pred_masks.shape)}.")
-        if pred_masks.shape[0] <= 1:
-            return pred_masks
-        winner = pred_masks.argmax(dim=0, keepdim=True)  # (1, 1, H, W)
-        ids = torch.arange(pred_masks.shape[0], device=pred_masks.device).view(-1, 1, 1, 1)
-        return torch.where(winner == ids, pred_masks, pred_masks.clamp(max=NON_OVERLAP_LOGIT))
+        """SAM 2's method of this name: see :func:`apply_non_overlapping_constraints`."""
+        return apply_non_overlapping_constraints(pred_masks)
 
     @staticmethod
     def _stream(state: InferenceState) -> StreamSource:
         if not isinstance(state.video, StreamSource):
             raise StateError("this state reads a whole video; use propagate_in_video, or init_stream for frames that arrive one by one.")
         return state.video
+
+
+def apply_non_overlapping_constraints(pred_masks: torch.Tensor) -> torch.Tensor:
+    """Resolve overlaps between objects as SAM 2 does: on each pixel the object with the
+    highest logit keeps its logit, every other object's is clamped to at most -10.
+
+    Args:
+        pred_masks: (N, 1, H, W) logits of N objects (any float dtype, any device).
+    Returns:
+        (N, 1, H, W) logits; at most one object is > 0 on each pixel.
+    """
+    if not isinstance(pred_masks, torch.Tensor) or pred_masks.ndim != 4 or pred_masks.shape[1] != 1:
+        shape = tuple(pred_masks.shape) if hasattr(pred_masks, "shape") else type(pred_masks).__name__
+        raise PromptError(f"pred_masks must be a tensor of shape (N, 1, H, W), got {shape}.")
+    if pred_masks.shape[0] <= 1:
+        return pred_masks
+    winner = pred_masks.argmax(dim=0, keepdim=True)  # (1, 1, H, W)
+    ids = torch.arange(pred_masks.shape[0], device=pred_masks.device).view(-1, 1, 1, 1)
+    return torch.where(winner == ids, pred_masks, pred_masks.clamp(max=NON_OVERLAP_LOGIT))
