@@ -344,3 +344,57 @@ def test_progress_bars_on_init_state_and_propagation_switch_off(predictor, tmp_p
         err = capsys.readouterr().err
         assert ("frame loading" in err and "propagate in video" in err) is progress
         assert ("frame loading" in err or "propagate in video" in err) is progress
+
+
+# -- sam-i2v eval scores what it writes -----------------------------------------------------------
+class OverlappingPredictor:
+    """A stand-in predictor whose objects overlap: object n's logits are a band of rows whose
+    strength grows with n, so the rule that resolves overlaps decides which masks are scored."""
+
+    def init_state(self, video):
+        self.h, self.w, self.n = video.height, video.width, 0
+        return self
+
+    def add_new_mask(self, state, t, obj_id, mask):
+        self.n = max(self.n, obj_id)
+
+    def propagate_in_video(self, state, start_frame_idx=0):
+        rows = torch.arange(self.h, dtype=torch.float32).view(1, 1, -1, 1).expand(self.n, 1, self.h, self.w)
+        ids = list(range(1, self.n + 1))
+        for t in range(start_frame_idx, self.num_frames):
+            centre = torch.tensor([self.h * (n + 1) / (self.n + 2) + t for n in range(self.n)]).view(-1, 1, 1, 1)
+            # wide bands that overlap their neighbours; object 1 is the most confident
+            logits = (self.h / 3 - (rows - centre).abs()) * torch.tensor([3.0, 1.0, 2.0][: self.n]).view(-1, 1, 1, 1)
+            yield t, ids, logits.clone()
+
+
+def test_eval_scores_equal_scoring_the_pngs_it_writes(tmp_path: Path) -> None:
+    from i2v.eval.metrics import evaluate_sequence
+    from i2v.eval.vos import evaluate
+
+    ds = synthetic(2, 6, 3, seed=7)
+    stub = OverlappingPredictor()
+    stub.num_frames = 6
+    result = evaluate(stub, ds, protocol="mask", progress=False, save_masks=tmp_path / "pred")
+    objects: Dict[str, List[float]] = {k: [] for k in result.objects}
+    overlapping = 0
+    for v in range(len(ds)):
+        ids = list(ds.obj_ids(v))
+        gts = np.stack([ds.masks(v, t) for t in range(6)])
+        labels = np.stack([load_palette_png(tmp_path / "pred" / ds.video_name(v) / f"{ds.frame_stem(v, t)}.png")
+                           for t in range(6)])
+        preds = np.stack([label_map_to_masks(m, ids) for m in labels])
+        scores = evaluate_sequence(preds, gts, np.ones(6, bool), scoring="davis")
+        for k in objects:
+            objects[k].extend(getattr(scores, k).tolist())
+        stub.init_state(type("V", (), {"height": H, "width": W})())
+        stub.n = len(ids)
+        logits = np.stack([m.numpy()[:, 0] for _, _, m in stub.propagate_in_video(None)])  # (T, N, H, W)
+        overlapping += int(((logits > 0).sum(1) > 1).sum())
+        # every object is prompted on frame 0, and on each pixel the highest logit wins
+        assert gts[0].any(axis=(1, 2)).all()
+        assert np.array_equal(labels, np.where(logits.max(1) > 0, logits.argmax(1) + 1, 0))
+    assert overlapping > 1000  # the fixture really overlaps
+    assert objects == {k: list(v) for k, v in result.objects.items()}
+    summary = result.summary()
+    assert summary["jf_mean"] == (np.mean(objects["j_mean"]) + np.mean(objects["f_mean"])) / 2
