@@ -74,23 +74,26 @@ class CompactLogits:
     """A tracked output kept for the rest of the video in 1 byte per low-resolution pixel.
 
     The logits are clamped to +-``LOGIT_CLAMP`` and quantised to int8 (step 32/127, so at most
-    0.126 off); a positive logit never rounds to 0, so ``> 0`` gives the same mask. Stored in
-    CPU memory: 4 KiB per object and frame for the tiny model (64x64), 64 KiB for vit_b/l/h
-    (256x256).
+    0.126 off); a positive logit never rounds to 0, so ``> 0`` gives the same mask. Stored as
+    ``bytes`` in CPU memory: 4 KiB per object and frame for the tiny model (64x64), 64 KiB for
+    vit_b/l/h (256x256). (A bytes object costs its length in RSS; a small numpy or torch array
+    per frame cost up to 4x that through allocator overhead.)
     """
 
-    __slots__ = ("codes", "iou", "presence_logit")
+    __slots__ = ("codes", "shape", "iou", "presence_logit")
 
     def __init__(self, out: FrameOutput) -> None:
         x = out.low_res_logits.detach().float().clamp(-LOGIT_CLAMP, LOGIT_CLAMP)
         q = torch.round(x / _INT8_STEP)
         q = torch.where((x > 0) & (q < 1), torch.ones_like(q), q)  # keep the mask's sign
-        self.codes = q.to(torch.int8).cpu().numpy()
+        self.codes = q.to(torch.int8).cpu().numpy().tobytes()
+        self.shape = tuple(q.shape)
         self.iou, self.presence_logit = out.iou, out.presence_logit
 
     def expand(self) -> FrameOutput:
         """The stored output as a FrameOutput with (1, 1, 4h, 4w) float32 logits (CPU)."""
-        logits = torch.from_numpy(self.codes).float() * _INT8_STEP
+        codes = np.frombuffer(self.codes, dtype=np.int8).reshape(self.shape)
+        logits = torch.from_numpy(codes.astype(np.float32)) * _INT8_STEP
         return FrameOutput(logits, self.iou, self.presence_logit)
 
 
