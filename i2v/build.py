@@ -114,6 +114,8 @@ def build_i2v_video_predictor(
     *,
     allow_random_sam: bool = False,
     motion: Optional[bool] = None,
+    non_overlap_masks: bool = False,
+    progress: bool = True,
 ) -> "I2VVideoPredictor":
     """A video predictor with SAM 2's API (see :class:`i2v.video_predictor.I2VVideoPredictor`).
 
@@ -124,9 +126,12 @@ def build_i2v_video_predictor(
         device: "cpu" / "cuda" / "mps"; None = best available.
         motion: motion-aware mask selection on (True) or off (False) when tracking; None keeps
             the config's setting (off in the bundled configs). See :mod:`i2v.motion`.
+        non_overlap_masks: resolve overlaps between objects in every output as SAM 2's
+            ``non_overlap_masks=True`` does (per pixel, only the highest logit stays > 0).
+        progress: progress bars while a frame folder is read and while propagating.
     """
     from i2v.video_predictor import I2VVideoPredictor
 
     model = build_sam_i2v(config, checkpoint, sam_checkpoint, device, allow_random_sam=allow_random_sam,
                           motion=motion)
-    return I2VVideoPredictor(model)
+    return I2VVideoPredictor(model, non_overlap_masks=non_overlap_masks, progress=progress)

@@ -82,6 +82,9 @@ def read_adapter_config(directory: PathLike) -> Dict[str, Any]:
     for key in ("sam_model_type", "sam_sha256", "config"):
         if key not in meta:
             raise CheckpointError(f"{str(path)!r} lacks the key {key!r}; was it written by save_pretrained?")
+    if not isinstance(meta["config"], dict):
+        raise CheckpointError(f"{str(path)!r} has a 'config' of type {type(meta['config']).__name__}, not a "
+                              "JSON object of model settings; was it written by save_pretrained?")
     return meta
 
 

@@ -171,15 +171,27 @@ def _unwrap(obj: object, path: PathLike) -> Dict[str, torch.Tensor]:
     return dict(obj)
 
 
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file starts with an 8-byte header length and a JSON header ("{")."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and not head.startswith(b"PK")
+
+
 def read_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
     """Read a SAM state dict from ``.pth`` (safe unpickling only) or ``.safetensors``."""
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(
+            f"SAM checkpoint {str(p)!r} is a directory; pass the checkpoint file itself "
+            "(e.g. sam_vit_b_01ec64.pth or a .safetensors file)."
+        )
     if not p.is_file():
         raise CheckpointError(
             f"SAM checkpoint {str(p)!r} does not exist. Download the official file "
             "(e.g. sam_vit_b_01ec64.pth) and pass its path as sam_checkpoint."
         )
-    if p.suffix == ".safetensors":
+    if p.suffix.lower() == ".safetensors" or _looks_like_safetensors(p):
         from safetensors.torch import load_file
 
         try:

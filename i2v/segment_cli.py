@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
     specs = group_prompts(args.sequence)
     predictor = build_i2v_video_predictor(args.config, args.checkpoint, args.sam_checkpoint, args.device,
-                                          motion=args.motion)
+                                          motion=args.motion, progress=False)
     state = predictor.init_state(args.video)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,13 @@
-"""``sam-i2v eval``: score the upgrade, its baselines and ablations on a VOS dataset.
+r"""``sam-i2v eval``: score the upgrade, its baselines and ablations on a VOS dataset.
 
     sam-i2v eval --dataset davis --root DAVIS --split val --checkpoint runs/vit_b \
                  --sam-checkpoint sam_vit_b_01ec64.pth --baselines --protocol mask click1
 
 ``--save-masks DIR`` also writes the evaluated method's predictions (the trained or untrained
 upgrade, first protocol) as ``DIR/<video>/<frame stem>.png`` palette PNGs, the layout the DAVIS
-and YouTube-VOS servers take (pixel value = object id; where objects overlap the higher id
-wins). Splits without local ground truth (YouTube-VOS / MOSE ``valid``, DAVIS ``test-dev``: only
+and YouTube-VOS servers take (pixel value = object id). Overlaps between objects are resolved
+before scoring, with SAM 2's rule (on each pixel the object with the highest logit), so the
+printed scores are the scores of the written PNGs. Splits without local ground truth (YouTube-VOS / MOSE ``valid``, DAVIS ``test-dev``: only
 each object's first mask ships) are scored by the challenge servers, so on them no J/F is
 printed: ``--save-masks`` is required and only the masks are written.
 
