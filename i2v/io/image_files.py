@@ -7,6 +7,7 @@ when the video is opened; pixels are decoded with PIL only when a frame is asked
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import List, Tuple
 
@@ -68,8 +69,16 @@ def header_size(path: Path) -> Tuple[int, int]:
                          "a JPEG/PNG file.") from exc
 
 
+def natural_key(name: str) -> Tuple[Tuple[int, int, str], ...]:
+    """Sort key that orders the numbers inside names by value: ``frame2`` before ``frame10``."""
+    # isdecimal, not isdigit: "²" is a digit that int() cannot parse.
+    return tuple((0, int(part), part) if part.isdecimal() else (1, 0, part)
+                 for part in re.split(r"(\d+)", name) if part)
+
+
 def list_frame_files(folder: Path) -> List[Path]:
-    """Image files of ``folder`` in frame order: numerically if every stem is an integer."""
+    """Image files of ``folder`` in frame order: natural order of their names (numbers inside
+    names compare by value, so ``img_2.png`` comes before ``img_10.png``)."""
     files = [
         p for p in folder.iterdir()
         # Dot-files are skipped: macOS copies leave "._00001.jpg" resource forks beside frames.
@@ -82,7 +91,4 @@ def list_frame_files(folder: Path) -> List[Path]:
             f"folder {folder} has no frames: expected JPEG or PNG files "
             f"({', '.join(IMAGE_SUFFIXES)}) but {found}."
         )
-    # isdecimal, not isdigit: "²" is a digit that int() cannot parse.
-    if all(p.stem.isdecimal() for p in files):
-        return sorted(files, key=lambda p: (int(p.stem), p.name))
-    return sorted(files, key=lambda p: p.name)
+    return sorted(files, key=lambda p: (natural_key(p.stem), p.name))

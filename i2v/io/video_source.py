@@ -317,8 +317,8 @@ def open_video(source: VideoLike, *, cache_size: int = 8) -> VideoSource:
     """Open ``source`` as a lazily decoded :class:`VideoSource`.
 
     Args:
-        source: a folder of JPEG/PNG frames (numeric stems such as ``2.jpg`` sort numerically,
-            other names lexicographically; dot-files and non-image files are ignored); a video
+        source: a folder of JPEG/PNG frames (in natural order: ``img2.jpg`` before ``img10.jpg``;
+            dot-files and non-image files are ignored); a video
             file (.mp4 .mov .avi .webm .mkv, or anything else PyAV can open); a single image
             file (a 1-frame video); a uint8 numpy array (T, H, W, 3), (T, H, W) grayscale or
             (T, H, W, 4) RGBA; a uint8 torch tensor (T, H, W, 3), (T, 3, H, W) or (T, H, W);
