@@ -50,8 +50,7 @@ def decode_segmentation(seg: Any, size: Tuple[int, int], where: str) -> np.ndarr
                                "([[x0, y0, x1, y1, x2, y2, ...], ...]).")
         if not polygons:
             return np.zeros(size, dtype=bool)
-        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, h, w))
-        mask = mask_utils.decode(rle).astype(bool)
+        mask = masks_io.decode_rle(mask_utils.merge(mask_utils.frPyObjects(polygons, h, w)))
     else:
         raise DatasetError(f"{where} is a {type(seg).__name__}; expected an RLE dict, a list of polygons or null.")
     if mask.shape != tuple(size):
