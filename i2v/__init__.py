@@ -29,9 +29,9 @@ from i2v.pretrained import save_pretrained
 from i2v.version import __version__
 from i2v.video_predictor import I2VVideoPredictor
 
-# Last: importing the sub-package i2v.train sets the attribute ``i2v.train`` to it; the
-# function i2v.train must replace it (sub-modules imported later do not touch it again).
-from i2v.train.api import TrainConfig, load_train_config, train  # noqa: E402  isort: skip
+# i2v.train is the training package, callable as i2v.train(config) (see i2v.train.api.train).
+from i2v import train
+from i2v.train.api import TrainConfig, load_train_config
 
 __all__ = [
     "build_i2v_video_predictor",

@@ -150,3 +150,12 @@ def test_library_code_logs_instead_of_printing() -> None:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
                 printing.append(f"{path.relative_to(root)}:{node.lineno}")
     assert not printing, f"print() in library code: {printing}"
+
+
+def test_i2v_train_is_callable_and_still_the_training_package() -> None:
+    import i2v.train.feature_cache as feature_cache  # module paths under i2v.train keep working
+
+    assert callable(i2v.train) and i2v.train.trainer.Trainer is not None
+    assert feature_cache.__name__ == "i2v.train.feature_cache"
+    with pytest.raises(ConfigError, match="i2v.train needs a TrainConfig or a recipe path, got int"):
+        i2v.train(3)

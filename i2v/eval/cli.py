@@ -12,6 +12,11 @@ printed: ``--save-masks`` is required and only the masks are written.
 
     sam-i2v eval --dataset ytvos --root YouTubeVOS --split valid --checkpoint runs/vit_b \
                  --sam-checkpoint sam_vit_b_01ec64.pth --save-masks submission/Annotations
+
+One's own videos: ``--dataset folder --root my_videos [--split val]`` (``my_videos/<video>/``
+frames or a video file plus ``masks/`` PNGs, see ``i2v.data.folder``), or ``--dataset coco
+--annotations instances.json --root frames/`` (YouTube-VIS / OVIS style JSON). ``--checkpoint``
+also takes a training run's folder (its latest checkpoint).
 """
 
 from __future__ import annotations
