@@ -43,6 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (tests and notebooks swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001
+        pass
+
+
 _handler: Optional[logging.Handler] = None
 
 
@@ -53,9 +65,8 @@ def configure_logging(verbose: int = 0, quiet: int = 0) -> int:
     level = min(max(logging.INFO + 10 * (quiet - verbose), logging.DEBUG), logging.ERROR)
     root = logging.getLogger("i2v")
     if _handler is None:
-        _handler = logging.StreamHandler()
+        _handler = _StderrHandler()
         _handler.setFormatter(logging.Formatter("%(levelname).1s %(name)s: %(message)s"))
-    _handler.setStream(sys.stderr)  # the current stderr (tests and notebooks swap it)
     if _handler not in root.handlers:
         root.addHandler(_handler)
     root.setLevel(level)

@@ -67,5 +67,5 @@ def plot_training_curve(metrics_path: Path, png: Path, title: Optional[str] = No
             fig.savefig(tmp, format="png", dpi=100)
     finally:
         plt.close(fig)
-    logger.info("wrote the training curve to %s", png)
+    logger.debug("wrote the training curve to %s", png)
     return Path(png)
