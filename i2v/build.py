@@ -13,7 +13,7 @@ import torch
 from i2v.config import ModelConfig, load_model_config
 from i2v.errors import CheckpointError, ConfigError
 from i2v.model import SamI2V
-from i2v.pretrained import config_from_pretrained, load_adapter_weights
+from i2v.pretrained import config_from_pretrained, load_adapter_weights, resolve_adapter_dir
 from i2v.sam_builder import load_sam
 
 if TYPE_CHECKING:
@@ -79,7 +79,8 @@ def build_sam_i2v(
     Args:
         config: bundled name, YAML path or ModelConfig. Ignored in favour of the saved config
             when ``checkpoint`` is given.
-        checkpoint: directory written by ``save_pretrained``; None = untrained adapters.
+        checkpoint: directory written by ``save_pretrained`` (or a training run's folder: its
+            latest checkpoint); None = untrained adapters.
         sam_checkpoint: official SAM checkpoint; None = the bundled one where one exists.
         device: "cpu", "cuda", "mps" or None for the best available.
         allow_random_sam: with no checkpoint at all, build a randomly initialised SAM (for
@@ -88,6 +89,7 @@ def build_sam_i2v(
         motion: switch motion-aware mask selection (:mod:`i2v.motion`) on or off when
             tracking; None keeps the config's (or the saved adapter's) setting.
     """
+    checkpoint = resolve_adapter_dir(checkpoint) if checkpoint is not None else None
     cfg = config_from_pretrained(checkpoint) if checkpoint is not None else load_model_config(config)
     if motion is not None:
         cfg = dataclasses.replace(cfg, motion=dataclasses.replace(cfg.motion, enabled=bool(motion)))

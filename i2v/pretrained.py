@@ -63,6 +63,21 @@ def save_pretrained(model: Any, directory: PathLike) -> Path:
     return out
 
 
+def resolve_adapter_dir(directory: PathLike) -> Path:
+    """``directory`` itself, or, for a training run's folder (no ``adapter_config.json`` but a
+    ``latest`` file naming its newest checkpoint), that checkpoint's folder."""
+    folder = Path(directory)
+    latest = folder / "latest"
+    if not (folder / CONFIG_NAME).is_file() and latest.is_file():
+        try:
+            name = latest.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return folder
+        if name and (folder / name / CONFIG_NAME).is_file():
+            return folder / name
+    return folder
+
+
 def read_adapter_config(directory: PathLike) -> Dict[str, Any]:
     """Read and check ``adapter_config.json`` of a saved upgrade."""
     path = Path(directory) / CONFIG_NAME
