@@ -38,7 +38,7 @@ HF_KEY_RULES: Tuple[Tuple[str, str], ...] = (
     (r"^vision_encoder\.pos_embed$", "image_encoder.pos_embed"),
     (r"^vision_encoder\.layers\.(\d+)\.layer_norm1\.", r"image_encoder.blocks.\1.norm1."),
     (r"^vision_encoder\.layers\.(\d+)\.layer_norm2\.", r"image_encoder.blocks.\1.norm2."),
-    (r"^vision_encoder\.layers\.(\d+)\.", r"image_encoder.blocks.\1."),
+    (r"^vision_encoder\.layers\.(\d+)\.(attn|mlp)\.", r"image_encoder.blocks.\1.\2."),
     (r"^vision_encoder\.neck\.conv1\.", "image_encoder.neck.0."),
     (r"^vision_encoder\.neck\.layer_norm1\.", "image_encoder.neck.1."),
     (r"^vision_encoder\.neck\.conv2\.", "image_encoder.neck.2."),
@@ -54,7 +54,8 @@ HF_KEY_RULES: Tuple[Tuple[str, str], ...] = (
     (r"^prompt_encoder\.(not_a_point_embed|no_mask_embed)\.", r"prompt_encoder.\1."),
     (r"^mask_decoder\.transformer\.layers\.(\d+)\.layer_norm(\d)\.", r"mask_decoder.transformer.layers.\1.norm\2."),
     (r"^mask_decoder\.transformer\.layer_norm_final_attn\.", "mask_decoder.transformer.norm_final_attn."),
-    (r"^mask_decoder\.transformer\.", "mask_decoder.transformer."),
+    (r"^mask_decoder\.transformer\.(layers\.\d+\.(?:self_attn|cross_attn_token_to_image|cross_attn_image_to_token|mlp)|final_attn_token_to_image)\.",
+     r"mask_decoder.transformer.\1."),
     (r"^mask_decoder\.upscale_conv1\.", "mask_decoder.output_upscaling.0."),
     (r"^mask_decoder\.upscale_layer_norm\.", "mask_decoder.output_upscaling.1."),
     (r"^mask_decoder\.upscale_conv2\.", "mask_decoder.output_upscaling.3."),
@@ -266,6 +267,12 @@ def read_sam_weights(path: PathLike) -> SamWeights:
     merged: Dict[str, torch.Tensor] = {}
     for f in files:
         merged.update(_unwrap(_read_file(f), f, notes))
+    lora = [k for k in merged if ".lora_" in k or ".base_layer." in k]
+    if lora:
+        raise CheckpointError(
+            f"{str(p)!r} holds unmerged LoRA tensors ({', '.join(lora[:2])}): merge them into the weights "
+            "first (peft: model = model.merge_and_unload(), then save_pretrained or torch.save(model.state_dict())), "
+            "and pass the result.")
     if any(k.startswith(("vision_encoder.", "shared_image_embedding.")) for k in merged):
         merged = hf_to_sam(merged, repr(str(p)))
         fmt = "Hugging Face SamModel" + (" folder" if p.is_dir() else " weights")
