@@ -186,12 +186,12 @@ def test_mobile_sam_equals_its_own_predictor(tmp_path: Path, image: np.ndarray) 
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
         ref = mobile_sam.sam_model_registry["vit_t"]()
+    _randomise(ref, 1)
     g = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # batch-norm statistics and biases away from their identity init
-        for k, v in ref.image_encoder.state_dict().items():
-            if v.is_floating_point():
-                scale = 0.5 if "running_var" in k else 0.05
-                v.add_(scale * torch.rand(v.shape, generator=g))
+    with torch.no_grad():  # batch-norm statistics away from their identity init
+        for k, v in ref.image_encoder.named_buffers():
+            if k.endswith(("running_mean", "running_var")):
+                v.add_(0.5 * torch.rand(v.shape, generator=g))
     path = tmp_path / "mobile_sam.pt"
     torch.save(ref.state_dict(), path)
     predictor = build_i2v_video_predictor(sam_checkpoint=path, device="cpu")
@@ -202,8 +202,8 @@ def test_mobile_sam_equals_its_own_predictor(tmp_path: Path, image: np.ndarray) 
     masks, _, _ = sam_predictor.predict(point_coords=POINTS, point_labels=LABELS, multimask_output=False,
                                         return_logits=True)
     theirs = torch.as_tensor(masks[0])
-    assert theirs.abs().max() > 1.0
-    assert (ours - theirs).abs().max().item() <= 1e-3
+    assert theirs.abs().max() > 0.25  # not a vacuous comparison of near-zeros
+    assert (ours - theirs).abs().max().item() <= 1e-4
 
 
 def test_unknown_tinyvit_variant_is_named(tmp_path: Path) -> None:
