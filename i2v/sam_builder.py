@@ -136,7 +136,7 @@ def state_dict_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
         t = state_dict[key].detach().cpu().contiguous()
         h.update(key.encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return "state:" + h.hexdigest()
 
 

@@ -233,12 +233,67 @@ def _hf_weight_files(folder: Path) -> List[Path]:
     return []
 
 
-def _folder_files(folder: Path) -> Tuple[List[Path], str]:
-    if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
+_MERGE_HINT = ("load the base SamModel with transformers, apply the adapter with peft, call merge_and_unload(), "
+               "save_pretrained the result and pass that folder")
+
+
+def _read_lora_folder(folder: Path) -> Tuple[Dict[str, torch.Tensor], List[Path], List[str]]:
+    """A peft LoRA folder on a Hugging Face SamModel, merged into its base as peft's
+    ``merge_and_unload`` does: W + (B @ A) * lora_alpha / r (/ sqrt(r) with rsLoRA)."""
+    config_path = folder / "adapter_config.json"
+    try:
+        cfg = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{str(config_path)!r} is not valid JSON: {exc}") from exc
+    if not isinstance(cfg, dict) or cfg.get("peft_type") != "LORA":
+        found = cfg.get("peft_type") if isinstance(cfg, dict) else type(cfg).__name__
+        raise CheckpointError(f"{str(folder)!r} holds a peft adapter of type {found!r}; only LoRA is merged here: {_MERGE_HINT}.")
+    unsupported = [k for k in ("use_dora", "fan_in_fan_out", "rank_pattern", "alpha_pattern", "modules_to_save") if cfg.get(k)]
+    if cfg.get("bias", "none") != "none":
+        unsupported.append("bias")
+    if unsupported:
+        raise CheckpointError(f"{str(folder)!r}: a LoRA with {', '.join(unsupported)} is not merged here: {_MERGE_HINT}.")
+    base = cfg.get("base_model_name_or_path")
+    if not base or not Path(base).is_dir():
         raise CheckpointError(
-            f"{str(folder)!r} holds a peft adapter (adapter_config.json), not a SAM: load its base SamModel "
-            "with transformers, apply the adapter with peft, call merge_and_unload() and save_pretrained the "
-            "result, then pass that folder.")
+            f"{str(folder)!r} is a peft LoRA whose base model {base!r} is not a folder on this machine (nothing "
+            f"is downloaded): {_MERGE_HINT}, or save the base SamModel locally and set base_model_name_or_path.")
+    adapter = folder / "adapter_model.safetensors"
+    if not adapter.is_file():
+        adapter = folder / "adapter_model.bin"
+    if not adapter.is_file():
+        raise CheckpointError(f"{str(folder)!r} has adapter_config.json but no adapter_model.safetensors.")
+    base_files = _hf_weight_files(Path(base))
+    if not base_files:
+        raise CheckpointError(f"the LoRA's base model folder {base!r} holds no model.safetensors or pytorch_model.bin.")
+    notes: List[str] = []
+    weights: Dict[str, torch.Tensor] = {}
+    for f in base_files:
+        weights.update(_unwrap(_read_file(f), f, notes))
+    lora = _read_file(adapter)
+    if not isinstance(lora, Mapping):
+        raise CheckpointError(f"{str(adapter)!r} is not a state dict of LoRA tensors.")
+    r = float(cfg.get("r", 8))
+    scaling = float(cfg.get("lora_alpha", r)) / (r ** 0.5 if cfg.get("use_rslora") else r)
+    prefix = "base_model.model."
+    merged = 0
+    for key, a in lora.items():
+        if not key.endswith(".lora_A.weight"):
+            if not key.endswith(".lora_B.weight"):
+                raise CheckpointError(f"{str(adapter)!r} holds {key}, which is not a LoRA A/B matrix: {_MERGE_HINT}.")
+            continue
+        name = key[len(prefix):-len(".lora_A.weight")] if key.startswith(prefix) else key[:-len(".lora_A.weight")]
+        b = lora.get(key.replace(".lora_A.", ".lora_B."))
+        target = weights.get(name + ".weight")
+        if b is None or target is None:
+            raise CheckpointError(f"{str(adapter)!r}: {key} has no matching lora_B or base weight {name}.weight.")
+        weights[name + ".weight"] = (target.float() + (b.float() @ a.float()) * scaling).to(target.dtype)
+        merged += 1
+    notes.append(f"merged {merged} LoRA matrices (scaling {scaling:g}) into the base model {base}")
+    return weights, base_files + [adapter], notes
+
+
+def _folder_files(folder: Path) -> Tuple[List[Path], str]:
     files = _hf_weight_files(folder)
     if files:
         return files, "Hugging Face SamModel folder"
@@ -255,6 +310,9 @@ def _folder_files(folder: Path) -> Tuple[List[Path], str]:
 def read_sam_weights(path: PathLike) -> SamWeights:
     """Read any supported SAM checkpoint (file or folder) into segment_anything's names."""
     p = Path(path)
+    if p.is_dir() and (p / "adapter_config.json").is_file() and not _hf_weight_files(p):
+        lora_weights, files, notes = _read_lora_folder(p)
+        return _finish(p, lora_weights, "peft LoRA on a Hugging Face SamModel (merged)", files, notes)
     if p.is_dir():
         files, fmt = _folder_files(p)
     elif p.is_file():
@@ -267,6 +325,11 @@ def read_sam_weights(path: PathLike) -> SamWeights:
     merged: Dict[str, torch.Tensor] = {}
     for f in files:
         merged.update(_unwrap(_read_file(f), f, notes))
+    return _finish(p, merged, fmt, files, notes)
+
+
+def _finish(p: Path, merged: Dict[str, torch.Tensor], fmt: str, files: List[Path], notes: List[str]) -> SamWeights:
+    """Refuse unmerged LoRA, rename Hugging Face keys, drop SAM-HQ's extra tensors."""
     lora = [k for k in merged if ".lora_" in k or ".base_layer." in k]
     if lora:
         raise CheckpointError(
@@ -275,7 +338,7 @@ def read_sam_weights(path: PathLike) -> SamWeights:
             "and pass the result.")
     if any(k.startswith(("vision_encoder.", "shared_image_embedding.")) for k in merged):
         merged = hf_to_sam(merged, repr(str(p)))
-        fmt = "Hugging Face SamModel" + (" folder" if p.is_dir() else " weights")
+        fmt = fmt if fmt.startswith("peft") else "Hugging Face SamModel" + (" folder" if p.is_dir() else " weights")
         notes.append("renamed from Hugging Face SamModel names")
     hq = sorted(k for k in merged if k.startswith(HQ_PREFIXES))
     if hq:

@@ -127,6 +127,29 @@ def test_hf_sharded_and_bin_folders(hf_folder, tmp_path: Path) -> None:
     _same_weights(load_sam(None, binary).sam, reference)
 
 
+def test_peft_lora_folder_equals_peft_merge(hf_folder, image: np.ndarray, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    import peft
+
+    _, folder = hf_folder
+    base = transformers.SamModel.from_pretrained(folder).eval()  # records the folder as its base
+    lora = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["qkv", "q_proj", "v_proj"]))
+    with torch.no_grad():  # peft starts B at zero (a no-op adapter): make it change the model
+        g = torch.Generator().manual_seed(2)
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+    lora.save_pretrained(tmp_path / "lora")
+    merged = lora.merge_and_unload().eval()
+    predictor = build_i2v_video_predictor(sam_checkpoint=tmp_path / "lora", device="cpu")
+    ours = _first_frame(predictor, image, points=POINTS, labels=LABELS)
+    ref = _hf_logits(merged, predictor.model, image, points=POINTS, labels=LABELS)
+    unmerged = _hf_logits(transformers.SamModel.from_pretrained(folder).eval(), predictor.model, image,
+                          points=POINTS, labels=LABELS)
+    assert (ref - unmerged).abs().max() > 1e-2  # the LoRA changes the output
+    assert (ours - ref).abs().max().item() <= 1e-4
+
+
 @pytest.mark.slow
 def test_hf_vit_b_sized_sam_loads_strictly(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
@@ -222,10 +245,13 @@ def test_explicit_config_that_disagrees_names_both(hf_folder) -> None:
         build_sam_i2v("vit_b", sam_checkpoint=folder, device="cpu")
 
 
-def test_peft_adapter_folder_says_how_to_merge(tmp_path: Path) -> None:
-    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+def test_peft_adapter_folder_without_its_base_says_how_to_merge(tmp_path: Path) -> None:
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "facebook/sam-vit-base"}))
     (tmp_path / "adapter_model.safetensors").write_bytes(b"")
-    with pytest.raises(CheckpointError, match=r"peft adapter.*merge_and_unload"):
+    with pytest.raises(CheckpointError, match=r"peft LoRA.*'facebook/sam-vit-base' is not a folder.*merge_and_unload"):
+        load_sam(None, tmp_path)
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "IA3"}))
+    with pytest.raises(CheckpointError, match=r"type 'IA3'.*only LoRA"):
         load_sam(None, tmp_path)
 
 
