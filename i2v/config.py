@@ -84,7 +84,8 @@ class ModelConfig:
     """Everything needed to assemble an upgraded SAM.
 
     Attributes:
-        sam: base SAM architecture: "tiny", "vit_b", "vit_l" or "vit_h".
+        sam: base SAM architecture: "tiny", "vit_b", "vit_l", "vit_h" or "vit_t" (MobileSAM /
+            TinySAM's TinyViT encoder).
         upgrader, memory_readout, memory_prompt, lora: the adapters' configs.
         memory: memory bank size and selection.
         motion: motion-aware mask selection when tracking (off by default).

@@ -245,6 +245,10 @@ def _read_lora_folder(folder: Path) -> Tuple[Dict[str, torch.Tensor], List[Path]
         cfg = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{str(config_path)!r} is not valid JSON: {exc}") from exc
+    if isinstance(cfg, dict) and cfg.get("library") == "sam-i2v":
+        raise CheckpointError(
+            f"{str(folder)!r} holds sam-i2v adapters, not a SAM: pass it as checkpoint= (--checkpoint) and the "
+            "SAM they were trained on as sam_checkpoint= (--sam-checkpoint).")
     if not isinstance(cfg, dict) or cfg.get("peft_type") != "LORA":
         found = cfg.get("peft_type") if isinstance(cfg, dict) else type(cfg).__name__
         raise CheckpointError(f"{str(folder)!r} holds a peft adapter of type {found!r}; only LoRA is merged here: {_MERGE_HINT}.")

@@ -13,7 +13,7 @@ from PIL import Image
 import i2v
 from i2v.build import build_sam_i2v
 from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
-from i2v.errors import ConfigError
+from i2v.errors import CheckpointError, ConfigError
 from i2v.pretrained import CONFIG_NAME, save_pretrained
 from i2v.sam_builder import load_sam
 from i2v.train.feature_cache import FeatureCache
@@ -68,6 +68,8 @@ def test_medsam_is_recorded_with_the_adapters(tiny_sam_file: Path, tmp_path: Pat
     plain = build_sam_i2v("tiny", sam_checkpoint=tiny_sam_file, device="cpu")
     save_pretrained(plain, tmp_path / "plain")
     assert "preprocess" not in json.loads((tmp_path / "plain" / CONFIG_NAME).read_text())["config"]
+    with pytest.raises(CheckpointError, match=r"holds sam-i2v adapters, not a SAM.*checkpoint="):
+        build_sam_i2v(sam_checkpoint=tmp_path / "plain", device="cpu")  # the two arguments swapped
     with pytest.raises(ConfigError, match="preprocess must be one of sam, medsam"):
         build_sam_i2v("tiny", sam_checkpoint=tiny_sam_file, device="cpu", preprocess="ct")
 
