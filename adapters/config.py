@@ -63,6 +63,10 @@ class MemoryReadoutConfig:
         short_term: unprompted entries at most this many frames from the current one are
             short-term.
         learn_keys: add the zero-initialised learned 1x1 residual to the keys.
+        refine_dim: width of the learned read-out refiner (a small convolutional head that sees
+            the read-out, the frame's keys and their similarity to the object's remembered
+            foreground and background, and adds a zero-initialised correction to the read-out's
+            logits); 0 switches it off.
         chunk: query positions per affinity block (bounds memory on large embeddings).
     """
 
@@ -71,10 +75,13 @@ class MemoryReadoutConfig:
     locality: float = 0.2
     short_term: int = 4
     learn_keys: bool = True
+    refine_dim: int = 32
     chunk: int = 1024
 
     def __post_init__(self) -> None:
         _positive("memory_readout", grid=self.grid, short_term=self.short_term, chunk=self.chunk)
+        if not 0 <= self.refine_dim <= 1024:
+            raise ValueError(f"memory_readout.refine_dim must be in [0, 1024] (0: no refiner), got {self.refine_dim}.")
         if not 0.0 < self.temperature <= 10.0:
             raise ValueError(f"memory_readout.temperature must be in (0, 10], got {self.temperature}.")
         if not 0.0 <= self.locality <= 10.0:
@@ -105,6 +112,10 @@ class MemoryPromptConfig:
             features memory's prompts segment better than the previous output; with features
             that tell objects apart poorly, about 0.3 did best).
         click: add a positive click at the read-out's peak to memory's prompts.
+        focus: draw memory's box around the connected region of the read-out that holds its
+            peak only, so that a look-alike elsewhere does not stretch the box over both.
+        negative_click: add a negative click at the strongest read-out response outside that
+            region when it reaches ``threshold`` (a look-alike memory also matches).
         presence_bias: initial object-presence logit on top of the read-out's evidence
             (positive: present until trained).
         presence_scale: initial weight of the read-out's evidence (peak - threshold) in the
@@ -117,6 +128,8 @@ class MemoryPromptConfig:
     absent_below: float = 0.2
     agreement: float = 1.0
     click: bool = True
+    focus: bool = True
+    negative_click: bool = True
     presence_bias: float = 4.0
     presence_scale: float = 20.0
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +35,9 @@ class MemoryPrompts:
 
     Attributes:
         boxes: (N, 4) XYXY soft boxes around the read-out.
-        point_coords: (N, 1, 2) XY of the read-out's peak, or None (clicks off).
-        point_labels: (N, 1) all 1, or None.
+        point_coords: (N, P, 2) XY of the read-out's peak (then of the strongest competing
+            response, with negative clicks on), or None (clicks off).
+        point_labels: (N, P) 1 for the peak; 0 for a competitor, -1 where there is none.
         mask_inputs: (N, 1, 4h, 4w) the read-out as mask-prompt logits in [-10, 10].
         found: (N,) bool, the read-out reaches ``absent_below`` somewhere (else the object is absent).
     """
@@ -46,6 +47,52 @@ class MemoryPrompts:
     point_labels: Optional[torch.Tensor]
     mask_inputs: torch.Tensor
     found: torch.Tensor
+
+
+def peak_region(prob: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The connected region of ``prob >= threshold`` (8-connectivity) that holds each map's peak.
+
+    Grown from the peak by repeated 3x3 dilation inside the thresholded map, in blocks of
+    ``g + g`` steps (enough for any convex region; a winding one takes more blocks, with one
+    host synchronisation per block), then dilated once more so the region's soft edge is kept.
+
+    Args:
+        prob: (N, 1, g, g) probabilities.
+        threshold: what counts as the object.
+    Returns:
+        (N, 1, g, g) float, 1 inside the region (the peak's cell even when it is below
+        ``threshold``), 0 elsewhere.
+    """
+    n, _, h, w = prob.shape
+    flat = prob.flatten(1)
+    region = F.one_hot(flat.argmax(dim=1), h * w).to(prob.dtype).view(n, 1, h, w)
+    inside = (prob >= threshold).to(prob.dtype)
+    while True:
+        before = region
+        for _ in range(h + w):
+            region = torch.maximum(region, F.max_pool2d(region, 3, stride=1, padding=1) * inside)
+        if torch.equal(region, before):
+            break
+    return F.max_pool2d(region, 3, stride=1, padding=1)
+
+
+def competing_click(prob: torch.Tensor, region: torch.Tensor, threshold: float, image_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A negative click at each map's strongest response outside its peak's region.
+
+    Args:
+        prob: (N, 1, g, g) probabilities.
+        region: (N, 1, g, g) the peak's region (:func:`peak_region`).
+        threshold: a response below this is not a competitor.
+        image_size: S, side of SAM's square input.
+    Returns:
+        (N, 1, 2) XY in SAM input pixels, and (N, 1) labels: 0 (negative click) where a
+        competitor reaches ``threshold``, -1 (SAM's "no point") elsewhere.
+    """
+    outside = prob * (1.0 - region)
+    coords = peak_click(outside, image_size)
+    strong = outside.flatten(1).amax(dim=1) >= threshold
+    labels = torch.where(strong, 0, -1).to(torch.int)[:, None]
+    return coords, labels
 
 
 def soft_box(prob: torch.Tensor, threshold: float, image_size: int) -> torch.Tensor:
@@ -83,7 +130,16 @@ def peak_click(prob: torch.Tensor, image_size: int) -> torch.Tensor:
     return (xy * (image_size / w))[:, None]
 
 
-def readout_prompts(prob: torch.Tensor, threshold: float, absent_below: float, image_size: int, click: bool) -> MemoryPrompts:
+def readout_prompts(
+    prob: torch.Tensor,
+    threshold: float,
+    absent_below: float,
+    image_size: int,
+    click: bool,
+    grid_prob: Optional[torch.Tensor] = None,
+    focus: bool = False,
+    negative_click: bool = False,
+) -> MemoryPrompts:
     """Prompts of N objects from their read-out upsampled to the decoder's mask resolution.
 
     Args:
@@ -92,14 +148,28 @@ def readout_prompts(prob: torch.Tensor, threshold: float, absent_below: float, i
         absent_below: an object whose read-out peaks below this is not found.
         image_size: S, side of SAM's square input.
         click: add a positive click at the peak.
+        grid_prob: (N, 1, g, g) the read-out at its own grid, where the peak's region is
+            found (needed by ``focus`` and ``negative_click``).
+        focus: the box covers the peak's region only (:func:`peak_region`).
+        negative_click: add a negative click at the strongest response outside that region
+            (with ``click``; a padding point when there is none).
     """
     n = prob.shape[0]
     coords = labels = None
+    box_prob = prob
+    if (focus or negative_click) and grid_prob is not None:
+        region = peak_region(grid_prob.detach(), threshold)
+        if focus:
+            box_prob = prob * F.interpolate(region, size=prob.shape[-2:], mode="nearest")
     if click:
         coords = peak_click(prob.detach(), image_size)
         labels = torch.ones(n, 1, dtype=torch.int, device=prob.device)
+        if negative_click and grid_prob is not None:
+            neg_xy, neg_label = competing_click(grid_prob.detach(), region, threshold, image_size)
+            coords = torch.cat([coords, neg_xy], dim=1)
+            labels = torch.cat([labels, neg_label], dim=1)
     return MemoryPrompts(
-        boxes=soft_box(prob, threshold, image_size),
+        boxes=soft_box(box_prob, threshold, image_size),
         point_coords=coords,
         point_labels=labels,
         mask_inputs=(prob * 2.0 - 1.0) * 10.0,

@@ -9,6 +9,12 @@ prior) start at values where the read-out is the training-free one.
 Keys depend on the frame only (the frozen SAM embedding, pooled to ``grid`` x ``grid``), so the
 affinity between the current frame and a remembered frame is computed once and shared by every
 object that remembers that frame; only the softmax and the weighted sum are per object.
+
+Label propagation only copies what memory holds; it cannot tell a look-alike from the object
+nor draw an edge memory never saw. A small learned refiner (:class:`ReadoutRefiner`) looks at
+the read-out together with the frame's keys and their similarity to the object's remembered
+foreground and background, and corrects the read-out's logits; its last layer starts at zero,
+so before training the read-out is the training-free one.
 """
 
 from __future__ import annotations
@@ -74,6 +80,14 @@ def propagate_masks(
 ) -> torch.Tensor:
     """Soft-propagate N objects' remembered masks to the current frame.
 
+    Each object's read-out at a position is a softmax over every (frame, position) it
+    remembers. The exponentials are computed once per remembered frame and shared by all
+    objects (with a locality variant for the frames that are short-term for some object); each
+    object then only weights frames by a per-frame factor, so the per-object work is a matrix
+    product rather than a softmax of its own. Each frame's exponentials are shifted by that
+    frame's own maximum and each object's by the maximum over the frames it reads, so the
+    result is the exact softmax without overflow or underflow.
+
     Args:
         query: (P, D) unit-norm keys of the current frame (P = M positions).
         memory: the objects' selected memory.
@@ -84,28 +98,101 @@ def propagate_masks(
     Returns:
         (N, P) read-out probabilities in [0, 1].
     """
-    n, _, m = memory.values.shape
-    # Each object reads only its own K frames: gather them (selected first, then padding), so
-    # the per-object work grows with K, not with the number of frames all objects remember.
-    k = int(memory.selected.sum(dim=1).max())
-    cols = torch.argsort((~memory.selected).to(torch.int8), dim=1, stable=True)[:, :k]  # (N, K)
-    valid = torch.gather(memory.selected, 1, cols)
-    short = (torch.gather(memory.short_term, 1, cols) & valid)[:, None, :, None].to(query.dtype)  # (N, 1, K, 1)
-    values = rearrange(torch.gather(memory.values, 1, cols[..., None].expand(-1, -1, m)), "n k m -> n (k m)")
-    blocked = ~valid[:, None, :, None]
+    selected = memory.selected
+    short = memory.short_term & selected
     use_locality = bool(locality > 0) and bool(short.any())
+    # Which (object, frame) pairs read each variant of the exponentials.
+    variants = [selected & ~short, short] if use_locality else [selected]
+    values = rearrange(memory.values * selected[..., None].to(memory.values.dtype), "n f m -> f m n")
     out = []
     for start in range(0, query.shape[0], chunk):
         q = query[start : start + chunk]
-        sim = torch.einsum("pd,fmd->pfm", q, memory.keys) / temperature  # (p, F, M), shared by all objects
-        logits = rearrange(sim[:, cols], "p n k m -> n p k m")  # (N, p, K, M)
+        sim = torch.einsum("pd,fmd->fpm", q, memory.keys) / temperature  # (F, p, M), shared by all objects
+        logits = [sim]
         if use_locality:
             d2 = torch.cdist(positions[start : start + chunk], positions).pow(2)  # (p, M)
-            logits = logits - short * (d2[None, :, None, :] / (2 * locality**2))
-        logits = logits.masked_fill(blocked, float("-inf"))
-        weights = rearrange(logits, "n p k m -> n p (k m)").softmax(dim=-1)
-        out.append(torch.einsum("npk,nk->np", weights, values))
+            logits.append(sim - d2 / (2 * locality**2))
+        parts = []
+        for lg, reads in zip(logits, variants):
+            peak = lg.amax(dim=-1).detach()  # (F, p): each frame's own shift
+            e = torch.exp(lg - peak[..., None])
+            parts.append((peak, torch.bmm(e, values), e.sum(dim=-1), reads))  # (F, p), (F, p, N), (F, p), (N, F)
+        # Each object's shift: the largest frame maximum among the frames it reads.
+        shift = torch.stack([
+            peak[None].masked_fill(~reads[..., None], float("-inf")).amax(dim=1) for peak, _, _, reads in parts
+        ]).amax(dim=0)  # (N, p)
+        num = den = 0.0
+        for peak, weighted, mass, reads in parts:
+            scale = torch.exp(peak[None] - shift[:, None]).masked_fill(~reads[..., None], 0.0)  # (N, F, p)
+            num = num + torch.einsum("nfp,fpn->np", scale, weighted)
+            den = den + torch.einsum("nfp,fp->np", scale, mass)
+        out.append(num / den)
     return torch.cat(out, dim=1).clamp(0.0, 1.0)
+
+
+def prototype_similarity(query: torch.Tensor, memory: ReadoutMemory) -> torch.Tensor:
+    """Cosine similarity of each position to each object's remembered foreground and background.
+
+    The prototypes are the means of the keys an object remembers, weighted by the remembered
+    mask probability (foreground) or its complement (background), over the frames it reads.
+
+    Args:
+        query: (P, D) unit-norm keys of the current frame.
+        memory: N objects' memory.
+    Returns:
+        (N, 2, P): similarity to the foreground, then the background prototype.
+    """
+    sel = memory.selected[..., None].to(memory.values.dtype)  # (N, F, 1)
+    fg = memory.values * sel
+    bg = (1.0 - memory.values) * sel
+    protos = torch.stack([torch.einsum("nfm,fmd->nd", w, memory.keys) for w in (fg, bg)], dim=1)  # (N, 2, D)
+    return torch.einsum("nkd,pd->nkp", F.normalize(protos, dim=-1), query)
+
+
+class ReadoutRefiner(nn.Module):
+    """A learned correction of N objects' read-out logits on one frame.
+
+    Sees, per position: the read-out logit, the similarity to the object's foreground and
+    background prototypes (:func:`prototype_similarity`), and a projection of the frame's keys
+    (shared by all objects). Two 3x3 convolutions and a zero-initialised 1x1 output, so an
+    untrained refiner changes nothing.
+
+    Args:
+        key_dim: D, the keys' width.
+        dim: hidden width.
+    """
+
+    def __init__(self, key_dim: int, dim: int) -> None:
+        super().__init__()
+        self.frame_proj = nn.Conv2d(key_dim, dim, kernel_size=1)
+        self.body = nn.Sequential(
+            nn.Conv2d(dim + 3, dim, kernel_size=3, padding=1), nn.GELU(),
+            nn.Conv2d(dim, dim, kernel_size=3, padding=1), nn.GELU(),
+        )
+        self.out = nn.Conv2d(dim, 1, kernel_size=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, logits: torch.Tensor, similarity: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            logits: (N, 1, g, g) read-out logits.
+            similarity: (N, 2, g*g) prototype similarities.
+            query: (g*g, D) the frame's keys.
+        Returns:
+            (N, 1, g, g) corrected logits.
+        """
+        n, _, g, _ = logits.shape
+        frame = self.frame_proj(rearrange(query, "(h w) d -> 1 d h w", h=g, w=g)).expand(n, -1, -1, -1)
+        sim = rearrange(similarity, "n k (h w) -> n k h w", h=g, w=g)
+        x = torch.cat([logits / _LOGIT_SCALE, sim, frame], dim=1)
+        return logits + self.out(self.body(x))
+
+
+# Read-out logits are divided by this before the refiner sees them (they reach about +-9).
+_LOGIT_SCALE = 4.0
+# Probabilities are clamped to [eps, 1 - eps] before taking logits.
+_PROB_EPS = 1e-4
 
 
 class MemoryReadout(nn.Module):
@@ -127,6 +214,7 @@ class MemoryReadout(nn.Module):
         self.key_residual.requires_grad_(cfg.learn_keys)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(cfg.temperature)))
         self.log_locality = nn.Parameter(torch.tensor(math.log(max(cfg.locality, 1e-6))))
+        self.refiner = ReadoutRefiner(embed_dim, cfg.refine_dim) if cfg.refine_dim > 0 else None
         self.register_buffer("positions", grid_positions(self.grid, torch.device("cpu")), persistent=False)
 
     @property
@@ -155,12 +243,16 @@ class MemoryReadout(nn.Module):
         if not bool(memory.selected.any(dim=1).all()):
             raise ValueError("every object given to the memory read-out must have at least one memory entry.")
         locality = self.log_locality.exp() if self.cfg.locality > 0 else self.log_locality.new_zeros(())
-        prob = propagate_masks(
-            query.float(), ReadoutMemory(memory.keys.float(), memory.values.float(), memory.selected, memory.short_term),
-            self.log_temperature.exp(), locality, self.positions.to(query.device), self.cfg.chunk,
-        )
+        query = query.float()
+        memory = ReadoutMemory(memory.keys.float(), memory.values.float(), memory.selected, memory.short_term)
+        prob = propagate_masks(query, memory, self.log_temperature.exp(), locality, self.positions.to(query.device), self.cfg.chunk)
         g = self.grid
-        return Readout(prob=rearrange(prob, "n (h w) -> n 1 h w", h=g, w=g), peak=prob.amax(dim=1), mass=prob.mean(dim=1))
+        prob = rearrange(prob, "n (h w) -> n 1 h w", h=g, w=g)
+        if self.refiner is not None:
+            logits = torch.logit(prob.clamp(_PROB_EPS, 1.0 - _PROB_EPS))
+            prob = self.refiner(logits, prototype_similarity(query, memory), query).sigmoid()
+        flat = prob.flatten(1)
+        return Readout(prob=prob, peak=flat.amax(dim=1), mass=flat.mean(dim=1))
 
 
 def stack_memory(

@@ -2,6 +2,11 @@
 
     import i2v
     predictor = i2v.build_i2v_video_predictor("tiny")
+
+    config = i2v.load_train_config("my_train.yaml", ["optim.max_steps=500"])
+    result = i2v.train(config)              # result.output_dir, result.metrics
+
+The library logs through :mod:`logging` (loggers under ``"i2v"``); it never prints.
 """
 
 from i2v.build import build_i2v_video_predictor, build_sam_i2v
@@ -24,6 +29,10 @@ from i2v.pretrained import save_pretrained
 from i2v.version import __version__
 from i2v.video_predictor import I2VVideoPredictor
 
+# i2v.train is the training package, callable as i2v.train(config) (see i2v.train.api.train).
+from i2v import train
+from i2v.train.api import TrainConfig, load_train_config
+
 __all__ = [
     "build_i2v_video_predictor",
     "build_sam_i2v",
@@ -33,6 +42,9 @@ __all__ = [
     "I2VVideoPredictor",
     "InferenceState",
     "save_pretrained",
+    "TrainConfig",
+    "load_train_config",
+    "train",
     "CheckpointError",
     "ConfigError",
     "DatasetError",

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Optional, Union
 import torch
 
 from i2v.config import ModelConfig, load_model_config
-from i2v.preprocess import PREPROCESS_MODES
 from i2v.errors import CheckpointError, ConfigError
 from i2v.model import SamI2V
-from i2v.pretrained import config_from_pretrained, load_adapter_weights
+from i2v.preprocess import PREPROCESS_MODES
+from i2v.pretrained import config_from_pretrained, load_adapter_weights, resolve_adapter_dir
 from i2v.sam_builder import load_sam
 
 if TYPE_CHECKING:
@@ -97,7 +97,8 @@ def build_sam_i2v(
         config: bundled name, YAML path or ModelConfig. Ignored in favour of the saved config
             when ``checkpoint`` is given. None: the bundled config of the SAM type inferred
             from ``sam_checkpoint`` ("tiny" when no SAM checkpoint is given either).
-        checkpoint: directory written by ``save_pretrained``; None = untrained adapters.
+        checkpoint: directory written by ``save_pretrained`` (or a training run's folder: its
+            latest checkpoint); None = untrained adapters.
         sam_checkpoint: a SAM checkpoint file or folder (official ``.pth``, Hugging Face
             ``SamModel`` folder, MobileSAM, SAM-HQ, MedSAM, wrapped state dicts; see
             :mod:`i2v.sam_formats`); None = the bundled one where one exists.
@@ -113,6 +114,7 @@ def build_sam_i2v(
             adapters, prompt encoder, decoder and memory stay in float32.
     """
     dt = check_dtype(dtype)
+    checkpoint = resolve_adapter_dir(checkpoint) if checkpoint is not None else None
     loaded = None
     if checkpoint is not None:
         cfg = config_from_pretrained(checkpoint)
@@ -162,6 +164,8 @@ def build_i2v_video_predictor(
     motion: Optional[bool] = None,
     preprocess: Optional[str] = None,
     dtype: Union[str, torch.dtype, None] = None,
+    non_overlap_masks: bool = False,
+    progress: bool = True,
 ) -> "I2VVideoPredictor":
     """A video predictor with SAM 2's API (see :class:`i2v.video_predictor.I2VVideoPredictor`).
 
@@ -177,9 +181,12 @@ def build_i2v_video_predictor(
             the config's setting (off in the bundled configs). See :mod:`i2v.motion`.
         preprocess: "sam" or "medsam" (MedSAM's square [0, 1] input); None keeps the config's.
         dtype: precision of SAM's image encoder: torch.float32 (default), bfloat16, float16.
+        non_overlap_masks: resolve overlaps between objects in every output as SAM 2's
+            ``non_overlap_masks=True`` does (per pixel, only the highest logit stays > 0).
+        progress: progress bars while a frame folder is read and while propagating.
     """
     from i2v.video_predictor import I2VVideoPredictor
 
     model = build_sam_i2v(config, checkpoint, sam_checkpoint, device, allow_random_sam=allow_random_sam,
                           motion=motion, preprocess=preprocess, dtype=dtype)
-    return I2VVideoPredictor(model)
+    return I2VVideoPredictor(model, non_overlap_masks=non_overlap_masks, progress=progress)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import logging
 import sys
 from typing import List, Optional
 
@@ -33,7 +34,43 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_parser(subparsers)
+    # -v / -q work before or after the sub-command (sam-i2v -v train ..., sam-i2v train -q ...)
+    for p, default in [(parser, 0)] + [(sub, argparse.SUPPRESS) for sub in subparsers.choices.values()]:
+        p.add_argument("-v", "--verbose", action="count", default=default,
+                       help="more log messages (-v: debug details)")
+        p.add_argument("-q", "--quiet", action="count", default=default,
+                       help="fewer log messages (-q: warnings and errors only, -qq: errors only)")
     return parser
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (tests and notebooks swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001
+        pass
+
+
+_handler: Optional[logging.Handler] = None
+
+
+def configure_logging(verbose: int = 0, quiet: int = 0) -> int:
+    """Send the library's log records (logger ``i2v``) to stderr at the level ``-v`` / ``-q``
+    choose: INFO by default, DEBUG with -v, WARNING with -q, ERROR with -qq. Returns the level."""
+    global _handler
+    level = min(max(logging.INFO + 10 * (quiet - verbose), logging.DEBUG), logging.ERROR)
+    root = logging.getLogger("i2v")
+    if _handler is None:
+        _handler = _StderrHandler()
+        _handler.setFormatter(logging.Formatter("%(levelname).1s %(name)s: %(message)s"))
+    if _handler not in root.handlers:
+        root.addHandler(_handler)
+    root.setLevel(level)
+    return level
 
 
 def error_line(exc: BaseException) -> str:
@@ -55,6 +92,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     prefix = f"sam-i2v {args.command}"
+    configure_logging(args.verbose, args.quiet)
     try:
         check_args(args)
         return int(args.func(args) or 0)

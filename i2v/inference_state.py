@@ -1,9 +1,12 @@
 """Per-video inference state: a small typed object instead of SAM 2's 18-key dict.
 
 What grows with the video is bounded: decoded frames and encoder outputs live in small LRU
-caches, each object's memory bank has a fixed size, and tracked outputs are kept only for
-the frames still in memory. What the user gave (prompts, and the outputs on prompted frames)
-is kept until the user clears it.
+caches, each object's memory bank has a fixed size, and exact tracked outputs are kept only
+for the frames still in memory. Every tracked frame also keeps a compact copy of its output
+(:class:`CompactLogits`: the low-resolution logits clamped to +-32 and stored as int8 in CPU
+memory, 1 byte per low-resolution pixel), so a correction click on any tracked frame is
+decoded with that frame's mask as its prior, as SAM 2 does. What the user gave (prompts, and
+the outputs on prompted frames) is kept until the user clears it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from i2v.errors import UnknownObjectError
+from i2v.errors import StateError, UnknownObjectError
 from i2v.io.video_source import VideoSource
 from i2v.memory_bank import MemoryBank
 
@@ -61,8 +64,41 @@ class FrameOutput:
         return self.presence_logit > 0
 
 
+# SAM 2 clamps a stored mask to this range before feeding it back as a correction prior; the
+# compact copies of tracked outputs keep exactly that range.
+LOGIT_CLAMP = 32.0
+_INT8_STEP = LOGIT_CLAMP / 127.0
+
+
+class CompactLogits:
+    """A tracked output kept for the rest of the video in 1 byte per low-resolution pixel.
+
+    The logits are clamped to +-``LOGIT_CLAMP`` and quantised to int8 (step 32/127, so at most
+    0.126 off); a positive logit never rounds to 0, so ``> 0`` gives the same mask. Stored as
+    ``bytes`` in CPU memory: 4 KiB per object and frame for the tiny model (64x64), 64 KiB for
+    vit_b/l/h (256x256). (A bytes object costs its length in RSS; a small numpy or torch array
+    per frame cost up to 4x that through allocator overhead.)
+    """
+
+    __slots__ = ("codes", "shape", "iou", "presence_logit")
+
+    def __init__(self, out: FrameOutput) -> None:
+        x = out.low_res_logits.detach().float().clamp(-LOGIT_CLAMP, LOGIT_CLAMP)
+        q = torch.round(x / _INT8_STEP)
+        q = torch.where((x > 0) & (q < 1), torch.ones_like(q), q)  # keep the mask's sign
+        self.codes = q.to(torch.int8).cpu().numpy().tobytes()
+        self.shape = tuple(q.shape)
+        self.iou, self.presence_logit = out.iou, out.presence_logit
+
+    def expand(self) -> FrameOutput:
+        """The stored output as a FrameOutput with (1, 1, 4h, 4w) float32 logits (CPU)."""
+        codes = np.frombuffer(self.codes, dtype=np.int8).reshape(self.shape)
+        logits = torch.from_numpy(codes.astype(np.float32)) * _INT8_STEP
+        return FrameOutput(logits, self.iou, self.presence_logit)
+
+
 class ObjectTrack:
-    """Everything known about one object: its prompts, its memory, its recent outputs."""
+    """Everything known about one object: its prompts, its memory, its outputs."""
 
     def __init__(self, obj_id: int, bank: MemoryBank, max_outputs: int) -> None:
         self.obj_id = obj_id
@@ -70,7 +106,9 @@ class ObjectTrack:
         self.points: Dict[int, PointPrompt] = {}
         self.masks: Dict[int, torch.Tensor] = {}
         self.prompted_outputs: Dict[int, FrameOutput] = {}
+        # Exact outputs of the most recent tracked frames, and a compact copy of every one.
         self._tracked: "collections.OrderedDict[int, FrameOutput]" = collections.OrderedDict()
+        self._compact: Dict[int, CompactLogits] = {}
         self._max_outputs = max_outputs
         self.last: Optional[FrameOutput] = None  # latest output of the current pass
         self.motion: Optional["BoxKalman"] = None  # its box's motion in this pass (ModelConfig.motion)
@@ -80,20 +118,35 @@ class ObjectTrack:
         return sorted(set(self.points) | set(self.masks))
 
     def output(self, frame_idx: int) -> Optional[FrameOutput]:
-        """The newest output on ``frame_idx``: a prompted one, else a recent tracked one."""
+        """The newest output on ``frame_idx``: a prompted one, else the tracked one (exact while
+        the frame is recent, else from its compact copy), else None."""
         out = self.prompted_outputs.get(frame_idx)
-        return out if out is not None else self._tracked.get(frame_idx)
+        if out is None:
+            out = self._tracked.get(frame_idx)
+        if out is None and frame_idx in self._compact:
+            out = self._compact[frame_idx].expand()
+        return out
+
+    @property
+    def tracked_frames(self) -> List[int]:
+        """Frames with a tracked (not prompted) output, sorted."""
+        return sorted(self._compact)
 
     def record_tracked(self, frame_idx: int, out: FrameOutput) -> None:
         self._tracked[frame_idx] = out
         self._tracked.move_to_end(frame_idx)
         while len(self._tracked) > self._max_outputs:
             self._tracked.popitem(last=False)
+        self._compact[frame_idx] = CompactLogits(out)
         self.last = out
 
     def start_pass(self) -> None:
-        """Forget tracked results before a new propagation; prompts and their outputs stay."""
-        self._tracked.clear()
+        """Reset the memory of tracked frames before a new propagation; prompts, their outputs
+        and the outputs of earlier passes stay (each is replaced when its frame is tracked
+        again). An object with no prompt left forgets its tracked outputs too."""
+        if not self.prompted_frames:
+            self._tracked.clear()
+            self._compact.clear()
         self.bank.remove_unprompted()
         self.last = None
         self.motion = None
@@ -103,6 +156,7 @@ class ObjectTrack:
         self.masks.pop(frame_idx, None)
         self.prompted_outputs.pop(frame_idx, None)
         self._tracked.pop(frame_idx, None)
+        self._compact.pop(frame_idx, None)
         self.bank.discard(frame_idx)
 
 
@@ -145,9 +199,12 @@ class PassHistory:
 class InferenceState:
     """The state of one video for :class:`i2v.video_predictor.I2VVideoPredictor`.
 
-    SAM 2 client code may read ``state["num_frames"]``, ``state["video_height"]``,
-    ``state["video_width"]`` and ``state["obj_ids"]``.
+    SAM 2 client code may read the keys in ``SAM2_KEYS`` as from SAM 2's state dict
+    (``state["video_height"]``, ``"obj_ids" in state``, ``state.keys()``, ``state.get(key)``).
     """
+
+    SAM2_KEYS = ("num_frames", "video_height", "video_width", "obj_ids", "device",
+                 "offload_video_to_cpu", "offload_state_to_cpu")
 
     def __init__(
         self,
@@ -166,6 +223,7 @@ class InferenceState:
         self.device = device
         self.storage_device = torch.device("cpu") if offload_state_to_cpu else device
         self.offload_video_to_cpu = offload_video_to_cpu
+        self._offload_state_to_cpu = offload_state_to_cpu
         self.async_loading_frames = async_loading_frames
         # Sources are not thread-safe; async loading reads frames in a second thread.
         self._video_lock = threading.Lock()
@@ -177,6 +235,9 @@ class InferenceState:
         self.features: "collections.OrderedDict[int, Tuple[torch.Tensor, Tuple[int, int]]]" = collections.OrderedDict()
         self.feature_cache_size = feature_cache_size
         self.input_size: Optional[Tuple[int, int]] = None  # frame size after SAM's resize
+        # Which propagation pass owns the state: a generator whose pass is no longer current
+        # (another propagation started, or the state was reset) stops with StateError.
+        self._pass_id = 0
 
     # -- SAM 2 compatibility ---------------------------------------------------------------
     @property
@@ -196,13 +257,46 @@ class InferenceState:
         """Object ids in first-seen order."""
         return list(self.tracks)
 
+    @property
+    def offload_state_to_cpu(self) -> bool:
+        return self._offload_state_to_cpu
+
     def __getitem__(self, key: str):
-        if key in ("num_frames", "video_height", "video_width", "obj_ids"):
+        if isinstance(key, str) and key in self.SAM2_KEYS:
             return getattr(self, key)
         raise KeyError(
-            f"{key!r}: the state is a typed object; read its attributes (tracks, video, ...) "
-            "instead of SAM 2's internal keys."
+            f"{key!r} is not one of the SAM 2 state keys this state answers ({', '.join(self.SAM2_KEYS)}); "
+            "the state is a typed object: read its attributes (tracks, video, ...) for the rest."
         )
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self.SAM2_KEYS
+
+    def __iter__(self):
+        return iter(self.SAM2_KEYS)
+
+    def keys(self) -> List[str]:
+        """The SAM 2 state keys this state answers."""
+        return list(self.SAM2_KEYS)
+
+    def get(self, key: str, default=None):
+        """``state[key]`` for a key in ``SAM2_KEYS``, else ``default`` (as ``dict.get``)."""
+        return self[key] if key in self else default
+
+    # -- propagation passes ---------------------------------------------------------------------
+    def begin_pass(self) -> int:
+        """Make a new propagation pass the current one; returns its id."""
+        self._pass_id += 1
+        return self._pass_id
+
+    def check_pass(self, pass_id: int) -> None:
+        """StateError unless ``pass_id`` is still the current pass."""
+        if pass_id != self._pass_id:
+            raise StateError(
+                "this propagate_in_video generator is no longer current: another propagation was "
+                "started on the same state (or the state was reset) after it. Run one propagation "
+                "at a time per state: finish or drop the first loop before starting the next."
+            )
 
     @property
     def is_stream(self) -> bool:
@@ -241,3 +335,4 @@ class InferenceState:
         self.tracks.clear()
         self.history.reset(self.history.direction if self.is_stream else 0)
         self.features.clear()
+        self._pass_id += 1

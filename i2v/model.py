@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -144,8 +144,34 @@ class SamI2V(nn.Module):
         h, w = self.embedding_size
         return 4 * h, 4 * w
 
+    def adapter_parameters(self) -> Dict[str, nn.Parameter]:
+        """The adapters' weights by name: what training changes and ``save_pretrained`` writes.
+
+        Found by module membership (the memory read-out, the presence head, the upgrader when it
+        is enabled, LoRA on SAM), not by ``requires_grad``, so ``model.requires_grad_(False)``
+        before inference changes neither what is saved nor what is loaded.
+        """
+        out: Dict[str, nn.Parameter] = {}
+        modules: List[Tuple[str, nn.Module]] = [("memory_readout", self.memory_readout), ("presence_head", self.presence_head)]
+        if self.config.upgrader.enabled:
+            modules.append(("upgrader", self.upgrader))
+        for prefix, module in modules:
+            for name, param in module.named_parameters():
+                if name.startswith("key_residual.") and not self.config.memory_readout.learn_keys:
+                    continue  # the keys' residual is switched off: it stays zero
+                out[f"{prefix}.{name}"] = param
+        out.update({f"sam.{name}": param for name, param in lora_parameters(self.sam).items()})
+        return out
+
+    def set_adapters_trainable(self, trainable: bool = True) -> "SamI2V":
+        """Switch gradients of the adapters on or off; the frozen SAM stays frozen."""
+        for param in self.adapter_parameters().values():
+            param.requires_grad_(trainable)
+        return self
+
     def trainable_parameters(self) -> List[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
+        """The adapters' weights (:meth:`adapter_parameters`), in a fixed order."""
+        return list(self.adapter_parameters().values())
 
     # -- per-frame steps -----------------------------------------------------------------
     def preprocess(self, image: np.ndarray) -> Tuple[torch.Tensor, Tuple[int, int]]:

@@ -29,9 +29,10 @@ FORMAT_VERSION = 2
 PathLike = Union[str, Path]
 
 
-def trainable_state_dict(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
-    """The weights that training changes (adapters and LoRA), nothing of the frozen SAM."""
-    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+def trainable_state_dict(model: Any) -> Dict[str, torch.Tensor]:
+    """The adapters' weights (``SamI2V.adapter_parameters``: found by module membership, so a
+    model whose gradients were switched off saves the same file), nothing of the frozen SAM."""
+    return {n: p.detach().cpu().contiguous() for n, p in model.adapter_parameters().items()}
 
 
 def _config_dict(config: ModelConfig) -> Dict[str, Any]:
@@ -64,6 +65,21 @@ def save_pretrained(model: Any, directory: PathLike) -> Path:
     return out
 
 
+def resolve_adapter_dir(directory: PathLike) -> Path:
+    """``directory`` itself, or, for a training run's folder (no ``adapter_config.json`` but a
+    ``latest`` file naming its newest checkpoint), that checkpoint's folder."""
+    folder = Path(directory)
+    latest = folder / "latest"
+    if not (folder / CONFIG_NAME).is_file() and latest.is_file():
+        try:
+            name = latest.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return folder
+        if name and (folder / name / CONFIG_NAME).is_file():
+            return folder / name
+    return folder
+
+
 def read_adapter_config(directory: PathLike) -> Dict[str, Any]:
     """Read and check ``adapter_config.json`` of a saved upgrade."""
     path = Path(directory) / CONFIG_NAME
@@ -83,6 +99,9 @@ def read_adapter_config(directory: PathLike) -> Dict[str, Any]:
     for key in ("sam_model_type", "sam_sha256", "config"):
         if key not in meta:
             raise CheckpointError(f"{str(path)!r} lacks the key {key!r}; was it written by save_pretrained?")
+    if not isinstance(meta["config"], dict):
+        raise CheckpointError(f"{str(path)!r} has a 'config' of type {type(meta['config']).__name__}, not a "
+                              "JSON object of model settings; was it written by save_pretrained?")
     return meta
 
 
@@ -129,14 +148,14 @@ def load_adapter_weights(model: Any, directory: PathLike) -> None:
         raise CheckpointError(
             f"{str(path)!r} holds NaN or infinite weights ({', '.join(bad[:3])}{' and others' if len(bad) > 3 else ''}); "
             "every tracked mask would come out empty. Load an earlier checkpoint of the run.")
-    expected = {n for n, p in model.named_parameters() if p.requires_grad}
+    expected = set(model.adapter_parameters())
     missing, unexpected = expected - set(weights), set(weights) - expected
     if missing or unexpected:
         raise CheckpointError(
             f"{str(path)!r} does not fit this model config: missing {sorted(missing)[:5]}, "
             f"unexpected {sorted(unexpected)[:5]}."
         )
-    params = dict(model.named_parameters())
+    params = model.adapter_parameters()
     with torch.no_grad():
         for name, value in weights.items():
             if params[name].shape != value.shape:

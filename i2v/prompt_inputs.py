@@ -26,11 +26,30 @@ VALID_LABELS = (0, 1, 2, 3)
 def _to_numpy(x: Any, what: str) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
+    if _has_complex(x):
+        raise PromptError(f"{what} must be real numbers, got complex values: {x!r}.")
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise PromptError(f"{what} must be numeric, got {x!r}.") from exc
     return arr
+
+
+def _has_complex(x: Any) -> bool:
+    """Whether a nested list/tuple holds a complex number (numpy would drop the imaginary part)."""
+    if isinstance(x, (complex, np.complexfloating)):
+        return True
+    if isinstance(x, (list, tuple)):
+        return any(_has_complex(v) for v in x)
+    return isinstance(x, np.ndarray) and np.iscomplexobj(x)
+
+
+def _unit_hint(values: np.ndarray, normalize_coords: bool) -> str:
+    """With normalize_coords=False, values beyond 1 are almost surely pixels: say so."""
+    if not normalize_coords and np.abs(values).max() > 1:
+        return (" With normalize_coords=False coordinates are fractions of the width and height in "
+                "[0, 1]; for pixel coordinates pass normalize_coords=True (the default).")
+    return ""
 
 
 def _scale(width: int, height: int, normalize_coords: bool) -> np.ndarray:
@@ -73,6 +92,7 @@ def check_points(
         raise PromptError(
             f"labels must be 1 (positive) or 0 (negative) (2/3: box corners), got {lab.tolist()}."
         )
+    raw = pts
     pts = pts * _scale(width, height, normalize_coords)
     outside = (pts[:, 0] < 0) | (pts[:, 0] > width) | (pts[:, 1] < 0) | (pts[:, 1] > height)
     if outside.any():
@@ -80,7 +100,7 @@ def check_points(
         unit = "pixels" if normalize_coords else "(after scaling [0, 1] coordinates)"
         raise PromptError(
             f"point {bad} lies outside the {width}x{height} frame {unit}; points must satisfy "
-            f"0 <= x <= {width} and 0 <= y <= {height}."
+            f"0 <= x <= {width} and 0 <= y <= {height}.{_unit_hint(raw, normalize_coords)}"
         )
     return pts.astype(np.float64), lab.astype(np.int64)
 
@@ -94,13 +114,14 @@ def check_box(box: Any, width: int, height: int, normalize_coords: bool = True) 
         raise PromptError(f"box must be [x0, y0, x1, y1], got {b.size} values.")
     if not np.isfinite(b).all():
         raise PromptError(f"box contains NaN or infinity: {b.tolist()}.")
+    raw = b
     b = b * np.tile(_scale(width, height, normalize_coords), 2)
     if b[2] < b[0] or b[3] < b[1]:
         raise PromptError(f"box {b.tolist()} has x1 < x0 or y1 < y0; pass [x0, y0, x1, y1] with x0 <= x1 and y0 <= y1.")
     if b[2] < 0 or b[3] < 0 or b[0] > width or b[1] > height:  # outside along either axis
         raise PromptError(
             f"box {b.tolist()} lies entirely outside the {width}x{height} frame; boxes must overlap "
-            f"0 <= x <= {width}, 0 <= y <= {height} (overhanging parts are clipped)."
+            f"0 <= x <= {width}, 0 <= y <= {height} (overhanging parts are clipped).{_unit_hint(raw, normalize_coords)}"
         )
     return np.clip(b, 0, [width, height, width, height])
 
@@ -109,7 +130,8 @@ def check_mask(mask: Any, width: int, height: int) -> torch.Tensor:
     """Validate a mask prompt of any size; returns (H, W) float {0, 1} at the video's size.
 
     Accepts (h, w) or (1, h, w) bool / uint8 / float arrays or tensors; float masks are
-    thresholded at 0.5, other dtypes at > 0. Other sizes are resized (nearest neighbour).
+    thresholded at 0.5, integer masks at != 0 (negative values are an error). Other sizes are
+    resized (nearest neighbour), except a transposed (W, H) mask, which is an error.
     """
     if isinstance(mask, torch.Tensor):
         m = mask.detach().cpu()
@@ -125,13 +147,24 @@ def check_mask(mask: Any, width: int, height: int) -> torch.Tensor:
         raise PromptError(f"mask must have shape (H, W), got {tuple(m.shape)}.")
     if m.numel() == 0:
         raise PromptError("mask is empty (zero pixels).")
+    if m.is_complex():
+        raise PromptError("mask has complex values; pass a bool, integer or real-valued mask.")
+    if tuple(m.shape) == (width, height) and width != height:
+        raise PromptError(
+            f"mask has shape {tuple(m.shape)}, the video's ({height}, {width}) transposed: masks are "
+            "(H, W), rows first. Transpose it (mask.T) before passing it."
+        )
     if m.dtype.is_floating_point:
         if not torch.isfinite(m).all():
             raise PromptError("mask contains NaN or infinity.")
         m = m > 0.5
     else:
-        # torch has no ">" for uint16/32/64 (16-bit PNG masks); "!= 0" is the same test there.
-        m = m > 0 if m.dtype.is_signed else m != 0
+        if m.dtype.is_signed and bool((m < 0).any()):
+            raise PromptError(
+                f"mask holds negative values (min {int(m.min())}); integer masks are 0 for background "
+                "and positive for the object. A uint8 255 read as int8 is -1: pass it as uint8 or bool."
+            )
+        m = m != 0
     m = m.float()
     if tuple(m.shape) != (height, width):
         m = F.interpolate(m[None, None], size=(height, width), mode="nearest")[0, 0]

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from importlib import resources
 from pathlib import Path
@@ -59,34 +58,9 @@ def _train_config(args: argparse.Namespace, out: Path):
 
 def plot_curve(metrics_path: Path, png: Path) -> None:
     """Training loss and validation J&F against the step, as a PNG."""
-    import matplotlib
+    from i2v.train.curve import plot_training_curve
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    train = [r for r in rows if r.get("type") == "train"]
-    val = [r for r in rows if r.get("type") == "val"]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    steps, losses = [r["step"] for r in train], np.array([r["loss"] for r in train])
-    window = max(1, len(losses) // 20)  # single-clip losses are noisy: show a running mean too
-    ax.plot(steps, losses, color="tab:blue", alpha=0.3)
-    if len(losses) >= window:
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1 :], smooth, color="tab:blue", label="training loss (running mean)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss", color="tab:blue")
-    if val:
-        ax2 = ax.twinx()
-        ax2.plot([r["step"] for r in val], [100 * r["jf"] for r in val], "o-", color="tab:red", label="val J&F")
-        ax2.set_ylabel("validation J&F (%)", color="tab:red")
-    ax.set_title("sam-i2v quickstart: tiny SAM upgrade on synthetic videos")
-    fig.tight_layout()
-    from i2v.io.atomic import atomic_path
-
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    plot_training_curve(metrics_path, png, title="sam-i2v quickstart: tiny SAM upgrade on synthetic videos")
 
 
 def overlay_gif(predictor, dataset, index: int, path: Path) -> None:

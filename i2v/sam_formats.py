@@ -110,8 +110,15 @@ def files_sha256(files: Sequence[Path]) -> str:
     return h.hexdigest()
 
 
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file starts with an 8-byte header length and a JSON header ("{")."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and not head.startswith(b"PK")
+
+
 def _read_file(path: Path) -> object:
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors" or _looks_like_safetensors(path):
         from safetensors.torch import load_file
 
         try:
@@ -301,7 +308,7 @@ def _folder_files(folder: Path) -> Tuple[List[Path], str]:
     files = _hf_weight_files(folder)
     if files:
         return files, "Hugging Face SamModel folder"
-    singles = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".pth", ".pt", ".bin", ".safetensors"))
+    singles = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".pth", ".pt", ".bin", ".ckpt", ".safetensors"))
     if len(singles) == 1:
         return singles, "folder with one checkpoint"
     listing = ", ".join(sorted(p.name for p in folder.iterdir())[:8]) or "nothing"

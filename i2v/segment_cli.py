@@ -7,6 +7,12 @@ Prompts are read in order: ``--frame`` and ``--obj-id`` set the frame and object
 following ``--point`` / ``--box`` / ``--mask`` options belong to, so one command prompts
 several objects (on several frames). Frames before the first prompted frame are segmented
 by a reverse pass.
+
+Formats: ``png`` (``<frame>.png`` palette PNGs, pixel value = object id), ``rle`` (one JSON of
+COCO RLEs per frame and object), ``coco`` (``instances.json`` in the YouTube-VIS layout that
+annotation tools import and ``i2v.data.coco_video`` reads: ``file_names`` relative to the
+video folder's parent, one RLE or null per frame and object, with bboxes and areas) and
+``overlay`` (an MP4 of the masks drawn on the frames).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from tqdm import tqdm
 
 from i2v.errors import PromptError
 
-FORMATS = ("png", "rle", "overlay")
+FORMATS = ("png", "rle", "coco", "overlay")
 
 
 class _Ordered(argparse.Action):
@@ -102,7 +108,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--box", action=_Ordered, metavar="X0,Y0,X1,Y1", help="a box")
     p.add_argument("--mask", action=_Ordered, metavar="PNG", help="a mask image (non-zero = object)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--format", choices=FORMATS, default="png", help="palette PNGs, COCO RLE JSON, or an overlay video")
+    p.add_argument("--format", choices=FORMATS, default="png", help="palette PNGs, COCO RLE JSON, YouTube-VIS style COCO video JSON, or an overlay video")
     p.add_argument("--config", default=None,
                    help="bundled config name or YAML path (default: the bundled config of the SAM checkpoint's "
                         "type, inferred from the file; tiny without --sam-checkpoint)")
@@ -165,6 +171,19 @@ def segment_video(predictor, state, specs: List[ObjectPromptSpec]) -> Iterator[T
         yield t, list(ids), logits_to_masks(logits)
 
 
+def frame_file_names(video: Path, num_frames: int) -> List[str]:
+    """``file_names`` of a video in a COCO video JSON: ``<folder>/<frame file>`` for a frame
+    folder (the JSON's image root is then the folder's parent); for a video file, the names its
+    frames get when extracted as ``<video stem>/00000.jpg, ...``."""
+    from i2v.io.image_files import list_frame_files
+
+    if video.is_dir():
+        return [f"{video.name}/{p.name}" for p in list_frame_files(video)]
+    if video.suffix.lower() in (".jpg", ".jpeg", ".png"):
+        return [video.name]
+    return [f"{video.stem}/{t:05d}.jpg" for t in range(num_frames)]
+
+
 def run(args: argparse.Namespace) -> int:
     from i2v.build import build_i2v_video_predictor
     from i2v.io.atomic import write_text_atomic
@@ -173,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
 
     specs = group_prompts(args.sequence)
     predictor = build_i2v_video_predictor(args.config, args.checkpoint, args.sam_checkpoint, args.device,
-                                          motion=args.motion, preprocess=args.preprocess, dtype=args.dtype)
+                                          motion=args.motion, preprocess=args.preprocess, dtype=args.dtype,
+                                          progress=False)
     state = predictor.init_state(args.video)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -188,6 +208,18 @@ def run(args: argparse.Namespace) -> int:
             result["frames"][str(t)] = {str(i): encode_rle(m) for i, m in zip(ids, masks)}
         where = out / "masks.json"
         write_text_atomic(where, json.dumps(result))
+    elif args.format == "coco":
+        from i2v.data.coco_video import coco_video_json
+
+        shape = (state.num_frames, state.video_height, state.video_width)
+        per_object: Dict[int, np.ndarray] = {}
+        for t, ids, masks in frames:
+            for obj_id, mask in zip(ids, masks):
+                per_object.setdefault(int(obj_id), np.zeros(shape, dtype=bool))[t] = mask
+        video = {"name": Path(args.video).stem, "file_names": frame_file_names(Path(args.video), state.num_frames),
+                 "height": state.video_height, "width": state.video_width, "masks": dict(sorted(per_object.items()))}
+        where = out / "instances.json"
+        write_text_atomic(where, json.dumps(coco_video_json([video])))
     else:
         where = out / "overlay.mp4"
         video = state.video

@@ -7,11 +7,12 @@ memory; prompting a frame that has left the buffer is an error that says so.
 from __future__ import annotations
 
 import collections
+import operator
 from typing import Any, Deque, Tuple
 
 import numpy as np
 
-from i2v.errors import FrameIndexError, VideoError
+from i2v.errors import ConfigError, FrameIndexError, VideoError
 from i2v.io.video_source import VideoSource, is_tensor, open_video
 
 
@@ -19,8 +20,14 @@ class StreamSource(VideoSource):
     """A growing video: ``push`` appends a frame; ``len`` counts every frame pushed so far."""
 
     def __init__(self, buffer_size: int = 8) -> None:
+        try:
+            size = operator.index(buffer_size)
+        except TypeError:
+            size = None
+        if size is None or isinstance(buffer_size, bool) or size < 1:
+            raise ConfigError(f"buffer_size must be an integer >= 1 (frames kept for prompting), got {buffer_size!r}.")
         super().__init__(num_frames=0, height=0, width=0, cache_size=0)
-        self._buffer: Deque[Tuple[int, np.ndarray]] = collections.deque(maxlen=max(1, buffer_size))
+        self._buffer: Deque[Tuple[int, np.ndarray]] = collections.deque(maxlen=size)
 
     def push(self, frame: Any) -> int:
         """Append one frame ((H, W, 3) uint8, grayscale, RGBA, PIL or tensor); returns its index."""

@@ -157,7 +157,8 @@ def plan_prompts(
                 prior_grid[row] = model.memory_readout.pool_masks(priors[i].detach())[0] > 0.5
         agreement = _mask_iou(found_grid, prior_grid)
         prob = F.interpolate(readout.prob, size=size, mode="bilinear", align_corners=False)
-        mp = readout_prompts(prob, cfg.threshold, cfg.absent_below, model.image_size, cfg.click)
+        mp = readout_prompts(prob, cfg.threshold, cfg.absent_below, model.image_size, cfg.click,
+                             grid_prob=readout.prob, focus=cfg.focus, negative_click=cfg.negative_click)
         stats[with_memory] = readout_stats(readout, agreement)
         readout_logits[with_memory] = torch.logit(prob.clamp(1e-4, 1 - 1e-4))
         has_readout[with_memory] = True

@@ -10,6 +10,11 @@ Code written for SAM 2's ``SAM2VideoPredictor`` runs with the builder line chang
 
 Masks are float32 logits (num_objects, 1, H, W) at the video's resolution (threshold > 0);
 an object absent on a frame gets ``config.absent_logit`` (-1024) everywhere.
+
+A click on a frame that already has an output (a tracked frame, or a frame prompted before) is
+decoded with that output's logits, clamped to +-32, as SAM's mask prompt, as in SAM 2. The
+corrected frame then becomes a prompted frame: unlike SAM 2, which re-tracks it on the next
+propagation, the correction is kept by every later pass until it is cleared.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from i2v.errors import PromptError, StateError, UnknownObjectError, VideoError
-from i2v.inference_state import FrameOutput, InferenceState, ObjectTrack, PointPrompt
+from i2v.inference_state import LOGIT_CLAMP, FrameOutput, InferenceState, ObjectTrack, PointPrompt
 from i2v.io.video_source import VideoLike, open_video
 from i2v.memory_bank import MemoryBank
 from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
@@ -34,7 +40,9 @@ from i2v.streaming import StreamSource
 from i2v.tracking_ops import PROMPTED_PRESENCE, mask_prompt_logits, mask_to_low_res, track_objects, use_multimask
 
 # SAM 2 clamps a previous mask to this range before feeding it back as a correction prior.
-PRIOR_CLAMP = 32.0
+PRIOR_CLAMP = LOGIT_CLAMP
+# SAM 2's non-overlap rule clamps every object but the strongest of a pixel to at most this.
+NON_OVERLAP_LOGIT = -10.0
 
 FrameResult = Tuple[int, List[int], torch.Tensor]
 
@@ -46,17 +54,30 @@ class I2VVideoPredictor:
         model: the upgraded SAM (frozen SAM + adapters).
         frame_cache_size: decoded frames kept per video (LRU).
         feature_cache_size: encoder outputs kept per video (LRU).
+        non_overlap_masks: resolve overlaps in every returned set of masks as SAM 2's
+            ``non_overlap_masks=True`` does (see :meth:`_apply_non_overlapping_constraints`).
+            Memory is not affected: each object remembers its own mask.
+        progress: show progress bars while ``init_state`` reads a frame folder and while
+            ``propagate_in_video`` runs (tqdm, on stderr).
     """
 
-    def __init__(self, model: SamI2V, frame_cache_size: int = 8, feature_cache_size: int = 4) -> None:
+    def __init__(self, model: SamI2V, frame_cache_size: int = 8, feature_cache_size: int = 4,
+                 non_overlap_masks: bool = False, progress: bool = True) -> None:
         self.model = model.eval()
         self.frame_cache_size = frame_cache_size
         self.feature_cache_size = feature_cache_size
         self.precision = PrecisionGuard()  # a caller's torch.autocast reaches the image encoder only
+        self.non_overlap_masks = bool(non_overlap_masks)
+        self.progress = bool(progress)
 
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    @property
+    def image_size(self) -> int:
+        """The side of SAM's square input in pixels (1024 for vit_b/l/h), as SAM 2's attribute."""
+        return self.model.image_size
 
     # -- state -------------------------------------------------------------------------------
     def _new_state(self, video, **flags: Any) -> InferenceState:
@@ -79,16 +100,19 @@ class I2VVideoPredictor:
         offload_state_to_cpu: bool = False,
         async_loading_frames: bool = False,
     ) -> InferenceState:
-        """Open a video (folder of JPEG/PNG frames, video file, array, tensor or list of frames).
+        """Open a video (folder of JPEG frames, or of PNG frames when it holds no JPEG; video
+        file, array, tensor or list of frames).
 
         Frames are decoded lazily; ``offload_state_to_cpu`` keeps memory entries and cached
         features in CPU memory; ``async_loading_frames`` decodes the next frame in a
         background thread during propagation. Frames are never stored on the GPU, so
         ``offload_video_to_cpu`` holds by construction.
         """
-        video = open_video(video_path if not isinstance(video_path, Path) else str(video_path), cache_size=self.frame_cache_size)
+        video = open_video(video_path if not isinstance(video_path, Path) else str(video_path),
+                           cache_size=self.frame_cache_size, progress=self.progress)
         if len(video) == 0:
             raise VideoError(f"{video_path!r} has no frames.")
+        self._check_frame_size(video.height, video.width)
         return self._new_state(
             video,
             offload_video_to_cpu=offload_video_to_cpu,
@@ -108,13 +132,16 @@ class I2VVideoPredictor:
 
     def add_frame(self, state: InferenceState, frame: Any) -> int:
         """Push a frame onto a stream without segmenting it; returns its index."""
-        return self._stream(state).push(frame)
+        t = self._stream(state).push(frame)
+        self._check_frame_size(state.video_height, state.video_width)
+        return t
 
     @torch.inference_mode()
     @float32_method
     def track(self, state: InferenceState, frame: Any) -> FrameResult:
         """Push the next frame of a stream and segment every object on it."""
         t = self._stream(state).push(frame)
+        self._check_frame_size(state.video_height, state.video_width)
         if not state.tracks:
             return t, [], torch.zeros(0, 1, state.video_height, state.video_width, device=self.device)
         state.history.direction = 1
@@ -166,10 +193,9 @@ class I2VVideoPredictor:
             box_px = box_px if box_px is not None else old.box
         prompt = PointPrompt(coords, lab, box_px)
         prior = None
-        if track is not None:
-            previous = track.output(t)
-            if previous is not None and (t not in track.prompted_outputs or not clear_old_points):
-                prior = previous.low_res_logits.to(self.device).clamp(-PRIOR_CLAMP, PRIOR_CLAMP)  # a correction
+        previous = track.output(t) if track is not None else None
+        if previous is not None:  # a correction: SAM 2 feeds back the frame's newest output
+            prior = previous.low_res_logits.to(self.device).float().clamp(-PRIOR_CLAMP, PRIOR_CLAMP)
         frame = self._prepared(state, t)
         prompts = self._point_prompts(state, prompt, prior)
         multimask = use_multimask(prompt.num_points, prompt.box is not None, prior is not None)
@@ -243,29 +269,56 @@ class I2VVideoPredictor:
         """Yield (frame_idx, obj_ids, masks) for every frame from the start, end inclusive.
 
         The start defaults to the earliest prompted frame, also when ``reverse`` (as in SAM 2);
-        ``max_frame_num_to_track=k`` yields k + 1 frames. Arguments are checked before the
-        first frame is produced.
+        ``max_frame_num_to_track=k`` yields k + 1 frames; reverse from frame 0 yields nothing
+        (as in SAM 2). Arguments are checked before the first frame is produced, and nothing
+        in the state changes until then. One propagation at a time per state: a generator
+        whose pass was superseded (another propagation started, or ``reset_state``) raises
+        StateError when advanced.
         """
         state = inference_state
+        self.propagate_in_video_preflight(state)
         prompted = sorted({f for tr in state.tracks.values() for f in tr.prompted_frames})
-        if not prompted:
-            raise StateError("no prompts yet: call add_new_points_or_box or add_new_mask before propagate_in_video.")
         if start_frame_idx is None:
             start_frame_idx = prompted[0]  # SAM 2: the earliest prompted frame, in both directions
         start = check_frame_index(start_frame_idx, state.num_frames)
         span = state.num_frames if max_frame_num_to_track is None else check_frame_count(max_frame_num_to_track)
         end = max(start - span, 0) if reverse else min(start + span, state.num_frames - 1)
         step = -1 if reverse else 1
-        return self._propagate(state, list(range(start, end + step, step)), step)
+        frames = [] if reverse and start == 0 else list(range(start, end + step, step))
+        return self._propagate(state, frames, step)
+
+    def propagate_in_video_preflight(self, inference_state: InferenceState) -> None:
+        """Check that ``inference_state`` can be propagated (SAM 2's method of that name).
+
+        Nothing needs consolidating here (outputs are kept per object), so this only raises
+        StateError for a stream state or a state without prompts, and changes nothing.
+        """
+        state = inference_state
+        if not isinstance(state, InferenceState):
+            raise StateError(f"expected the state returned by init_state, got {type(state).__name__}.")
+        if state.is_stream:
+            raise StateError(
+                "propagate_in_video needs a whole video, but this state is a stream (init_stream): "
+                "segment each new frame with predictor.track(state, frame) instead. The stream's "
+                "memory is unchanged."
+            )
+        if not any(tr.prompted_frames for tr in state.tracks.values()):
+            raise StateError("no prompts yet: call add_new_points_or_box or add_new_mask before propagate_in_video.")
 
     def _propagate(self, state: InferenceState, frames: Sequence[int], direction: int) -> Iterator[FrameResult]:
+        if not frames:
+            return
+        pass_id = state.begin_pass()
         for track in state.tracks.values():
             track.start_pass()
         state.history.reset(direction)
         pool = ThreadPoolExecutor(max_workers=1) if state.async_loading_frames else None
+        bar = tqdm(total=len(frames), desc="propagate in video", unit="frame", disable=not self.progress)
         try:
             pending: Dict[int, Future] = {}
             for i, t in enumerate(frames):
+                if i > 0:
+                    state.check_pass(pass_id)
                 if pool is not None:
                     for nxt in frames[i : i + 2]:
                         if nxt not in pending:
@@ -273,8 +326,10 @@ class I2VVideoPredictor:
                 image = pending.pop(t).result() if pool is not None else None
                 with torch.inference_mode(), self.precision.float32(self.device):
                     masks = self._step(state, t, image)
+                bar.update(1)
                 yield t, state.obj_ids, masks
         finally:
+            bar.close()
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
 
@@ -363,6 +418,16 @@ class I2VVideoPredictor:
         m = self.model
         return mask_prompt_logits(mask_to_low_res(mask[None], self._input_size(state), m.image_size, m.low_res_size))
 
+    def _check_frame_size(self, height: int, width: int) -> None:
+        """VideoError if SAM's resize (long side to ``image_size``) leaves a side of 0 pixels."""
+        h, w = self.model.transform.get_preprocess_shape(height, width, self.model.image_size)
+        if min(h, w) < 1:
+            raise VideoError(
+                f"frames of {width}x{height} (WxH) are too elongated for this model: scaled to its "
+                f"{self.model.image_size}-pixel input they would be {w}x{h}. Crop or pad them to an "
+                f"aspect ratio below {2 * self.model.image_size}:1."
+            )
+
     def _input_size(self, state: InferenceState) -> Tuple[int, int]:
         if getattr(state, "input_size", None) is None:
             state.input_size = tuple(self.model.transform.get_preprocess_shape(state.video_height, state.video_width, self.model.image_size))
@@ -380,11 +445,35 @@ class I2VVideoPredictor:
                 low.append(torch.full((1, 1, *self.model.low_res_size), self.model.config.absent_logit, device=self.device))
             else:
                 low.append(out.low_res_logits.to(self.device))
-        masks = self.model.sam.postprocess_masks(torch.cat(low).float(), self._input_size(state), (h, w))
-        return masks.float()
+        masks = self.model.sam.postprocess_masks(torch.cat(low).float(), self._input_size(state), (h, w)).float()
+        return self._apply_non_overlapping_constraints(masks) if self.non_overlap_masks else masks
+
+    @staticmethod
+    def _apply_non_overlapping_constraints(pred_masks: torch.Tensor) -> torch.Tensor:
+        """SAM 2's method of this name: see :func:`apply_non_overlapping_constraints`."""
+        return apply_non_overlapping_constraints(pred_masks)
 
     @staticmethod
     def _stream(state: InferenceState) -> StreamSource:
         if not isinstance(state.video, StreamSource):
             raise StateError("this state reads a whole video; use propagate_in_video, or init_stream for frames that arrive one by one.")
         return state.video
+
+
+def apply_non_overlapping_constraints(pred_masks: torch.Tensor) -> torch.Tensor:
+    """Resolve overlaps between objects as SAM 2 does: on each pixel the object with the
+    highest logit keeps its logit, every other object's is clamped to at most -10.
+
+    Args:
+        pred_masks: (N, 1, H, W) logits of N objects (any float dtype, any device).
+    Returns:
+        (N, 1, H, W) logits; at most one object is > 0 on each pixel.
+    """
+    if not isinstance(pred_masks, torch.Tensor) or pred_masks.ndim != 4 or pred_masks.shape[1] != 1:
+        shape = tuple(pred_masks.shape) if hasattr(pred_masks, "shape") else type(pred_masks).__name__
+        raise PromptError(f"pred_masks must be a tensor of shape (N, 1, H, W), got {shape}.")
+    if pred_masks.shape[0] <= 1:
+        return pred_masks
+    winner = pred_masks.argmax(dim=0, keepdim=True)  # (1, 1, H, W)
+    ids = torch.arange(pred_masks.shape[0], device=pred_masks.device).view(-1, 1, 1, 1)
+    return torch.where(winner == ids, pred_masks, pred_masks.clamp(max=NON_OVERLAP_LOGIT))

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 import pytest
 
 from i2v.adapters.config import MemoryReadoutConfig
-from i2v.adapters.memory_prompt import peak_click, readout_prompts, soft_box
-from i2v.adapters.memory_readout import MemoryReadout, ReadoutMemory, grid_positions, propagate_masks
+from i2v.adapters.memory_prompt import competing_click, peak_click, peak_region, readout_prompts, soft_box
+from i2v.adapters.memory_readout import (MemoryReadout, ReadoutMemory, ReadoutRefiner, grid_positions, propagate_masks,
+                                         prototype_similarity)
 
 G = 8
 M = G * G
@@ -139,3 +140,115 @@ def test_prompts_say_whether_memory_found_the_object() -> None:
     assert p.boxes.shape == (2, 4) and p.point_coords.shape == (2, 1, 2) and p.point_labels.tolist() == [[1], [1]]
     assert p.mask_inputs.shape == prob.shape and p.mask_inputs.max() <= 10 and p.mask_inputs.min() >= -10
     assert readout_prompts(prob, 0.5, 0.2, 64, click=False).point_coords is None
+
+
+def _two_blobs() -> torch.Tensor:
+    """(1, 1, 16, 16): the object (peak 0.95) at the top left, a look-alike (0.7) at the bottom right."""
+    prob = torch.full((1, 1, 16, 16), 0.05)
+    prob[0, 0, 1:5, 1:5] = 0.9
+    prob[0, 0, 2, 2] = 0.95
+    prob[0, 0, 10:14, 10:14] = 0.7
+    return prob
+
+
+def test_peak_region_keeps_the_peaks_blob_only() -> None:
+    prob = _two_blobs()
+    region = peak_region(prob, 0.5)[0, 0]
+    assert region[1:5, 1:5].all() and region[0:6, 0:6].all()  # the blob, dilated by one cell
+    assert not region[8:, 8:].any()  # not the look-alike
+    # A snake-shaped blob is still one region: the growth follows it around its bends.
+    snake = torch.zeros(1, 1, 16, 16)
+    snake[0, 0, 1, 1:15] = 0.9
+    snake[0, 0, 1:15, 14] = 0.9
+    snake[0, 0, 14, 1:15] = 0.9
+    snake[0, 0, 1, 1] = 0.95
+    assert peak_region(snake, 0.5)[0, 0, 14, 1] == 1
+
+
+def test_negative_click_lands_on_the_look_alike_and_focus_shrinks_the_box() -> None:
+    prob = _two_blobs()
+    region = peak_region(prob, 0.5)
+    xy, label = competing_click(prob, region, 0.5, 64)
+    assert label.tolist() == [[0]]
+    assert 40 <= xy[0, 0, 0] <= 56 and 40 <= xy[0, 0, 1] <= 56  # inside the look-alike (cells 10-13 of 16, x4)
+    lone = prob.clone()
+    lone[0, 0, 10:14, 10:14] = 0.05
+    assert competing_click(lone, peak_region(lone, 0.5), 0.5, 64)[1].tolist() == [[-1]]  # nothing competes: padding
+    up = F.interpolate(prob, size=(64, 64), mode="nearest")
+    wide = readout_prompts(up, 0.5, 0.2, 64, click=True, grid_prob=prob)
+    tight = readout_prompts(up, 0.5, 0.2, 64, click=True, grid_prob=prob, focus=True, negative_click=True)
+    assert wide.boxes[0, 2] > 50 and tight.boxes[0, 2] < 25  # the look-alike no longer stretches the box
+    assert tight.point_labels.tolist() == [[1, 0]] and tight.point_coords.shape == (1, 2, 2)
+
+
+def test_untrained_refiner_changes_nothing_and_sees_prototypes() -> None:
+    gen = torch.Generator().manual_seed(0)
+    refiner = ReadoutRefiner(key_dim=8, dim=4)
+    logits = torch.randn(3, 1, G, G, generator=gen)
+    query = F.normalize(torch.randn(M, 8, generator=gen), dim=-1)
+    sim = torch.randn(3, 2, M, generator=gen)
+    assert torch.equal(refiner(logits, sim, query), logits)
+    # Prototypes: the foreground one is the mean key under the remembered mask.
+    keys = F.normalize(torch.randn(2, M, 8, generator=gen), dim=-1)
+    values = torch.zeros(1, 2, M)
+    values[0, 0, :5] = 1.0
+    values[0, 1, :5] = 1.0
+    sims = prototype_similarity(query, _memory(keys, values))
+    fg = F.normalize(keys[:, :5].sum(dim=(0, 1)), dim=0)
+    assert sims.shape == (1, 2, M) and torch.allclose(sims[0, 0], query @ fg, atol=1e-5)
+
+
+def test_refiner_learns_to_suppress_a_look_alike() -> None:
+    """The refiner can be trained: a few steps on one example move the read-out towards it."""
+    torch.manual_seed(0)
+    refiner = ReadoutRefiner(key_dim=8, dim=8)
+    prob = _two_blobs()
+    logits = torch.logit(prob)
+    query = F.normalize(torch.randn(256, 8), dim=-1)
+    sim = torch.zeros(1, 2, 256)
+    target = (prob > 0.8).float()
+    opt = torch.optim.Adam(refiner.parameters(), lr=1e-2)
+    before = F.binary_cross_entropy_with_logits(refiner(logits, sim, query), target).item()
+    for _ in range(30):
+        loss = F.binary_cross_entropy_with_logits(refiner(logits, sim, query), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * before
+
+
+def _reference_read(query, memory, temperature, locality, positions):
+    """The read-out written plainly: one softmax per object over the (frame, position) pairs it reads."""
+    d2 = torch.cdist(positions, positions).pow(2)
+    rows = []
+    for n in range(memory.values.shape[0]):
+        logits, values = [], []
+        for f in range(memory.keys.shape[0]):
+            if memory.selected[n, f]:
+                lg = query @ memory.keys[f].T / temperature
+                if memory.short_term[n, f] and locality > 0:
+                    lg = lg - d2 / (2 * locality**2)
+                logits.append(lg)
+                values.append(memory.values[n, f])
+        rows.append(torch.cat(logits, dim=1).softmax(dim=1) @ torch.cat(values))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("locality", [0.0, 0.15])
+def test_shared_exponentials_equal_one_softmax_per_object(locality: float) -> None:
+    """The shared-frame formulation is the per-object softmax, for any selection, also at a
+    temperature sharp enough that a naive shared shift would underflow."""
+    gen = torch.Generator().manual_seed(3)
+    frames, objects = 5, 4
+    keys = F.normalize(torch.randn(frames, M, 16, generator=gen), dim=-1)
+    values = torch.rand(objects, frames, M, generator=gen)
+    selected = torch.rand(objects, frames, generator=gen) > 0.4
+    selected[:, 0] = True
+    short = torch.rand(objects, frames, generator=gen) > 0.5
+    memory = ReadoutMemory(keys, values * selected[..., None], selected, short)
+    query = F.normalize(torch.randn(M, 16, generator=gen), dim=-1)
+    for temperature in (0.05, 0.005):
+        got = propagate_masks(query, memory, torch.tensor(temperature), torch.tensor(locality), grid_positions(G, query.device), chunk=24)
+        want = _reference_read(query, memory, temperature, locality, grid_positions(G, query.device))
+        assert torch.isfinite(got).all()
+        assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()

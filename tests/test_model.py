@@ -187,6 +187,27 @@ def test_save_then_load_gives_identical_outputs(tiny_sam_file: Path, image: np.n
     assert torch.equal(_tracked_logits(model, image), _tracked_logits(loaded, image))
 
 
+@pytest.mark.parametrize("lora", [False, True])
+def test_freeze_then_save_then_load_round_trips(tiny_sam_file: Path, image: np.ndarray, tmp_path: Path, lora: bool) -> None:
+    """``requires_grad_(False)`` before inference (a common habit) changes nothing that is saved."""
+    model = build_sam_i2v(ModelConfig(lora=LoraConfig(enabled=lora)), sam_checkpoint=tiny_sam_file, device="cpu")
+    _train_step(model, image)
+    names = set(model.adapter_parameters())
+    assert any(n.startswith("memory_readout.refiner.") for n in names) and any(n.startswith("presence_head.") for n in names)
+    assert any("lora_" in n for n in names) == lora
+    model.requires_grad_(False)
+    out = save_pretrained(model, tmp_path / "upgrade")
+    from safetensors.torch import load_file
+
+    assert set(load_file(str(out / WEIGHTS_NAME))) == names
+    loaded = build_sam_i2v(checkpoint=out, sam_checkpoint=tiny_sam_file, device="cpu")
+    loaded.requires_grad_(False)
+    assert torch.equal(_tracked_logits(model, image), _tracked_logits(loaded, image))
+    # Switched back on, the adapters train again and SAM stays frozen.
+    model.set_adapters_trainable(True)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == names
+
+
 def test_loading_onto_another_sam_names_both_hashes(tiny_sam_file: Path, tmp_path: Path) -> None:
     model = build_sam_i2v("tiny", sam_checkpoint=tiny_sam_file, device="cpu")
     out = save_pretrained(model, tmp_path / "upgrade")

@@ -128,7 +128,9 @@ def test_ctrl_c_in_train_saves_the_step_and_resume_ends_where_a_straight_run_end
     _interrupt_at(monkeypatch, 3, "signal")
     capsys.readouterr()
     assert main(_train_argv(out, tiny_sam_file)) == 130
-    _one_line_error(capsys, f"interrupted at step 3; the last checkpoint is {out / 'checkpoint-0000003'} (step 3)")
+    notice, _, rest = capsys.readouterr().err.partition("\n")  # the logged notice, then the one-line error
+    assert "Ctrl-C: stopping after this step and saving a checkpoint" in notice
+    assert rest.count("\n") == 1 and f"interrupted at step 3; the last checkpoint is {out / 'checkpoint-0000003'} (step 3)" in rest
     monkeypatch.undo()
     assert main(_train_argv(out, tiny_sam_file, "--resume")) == 0
     final = "checkpoint-0000004/adapter_model.safetensors"

@@ -159,8 +159,10 @@ def test_sam2_notebook_flow(predictor, clip, tmp_path: Path) -> None:
     assert frame_idx == mask_frame and out_obj_ids == [1, 2, 3]
     check_masks(out_mask_logits, 3)
     assert iou(out_mask_logits[2, 0].numpy() > 0, given) > 0.95
-    # Objects 1 and 2 have no output on frame 5 (propagation stopped at 4): absent.
-    assert (out_mask_logits[:2] == ABSENT).all()
+    # As in SAM 2, object 1 shows its output of the first (full) propagation on frame 5, and
+    # object 2, added after it, has no output there (the last propagation stopped at 4): absent.
+    assert torch.equal(out_mask_logits[0], logits[mask_frame][0])
+    assert (out_mask_logits[1] == ABSENT).all()
     # ... and object 3, whose only prompt is on frame 5, is absent on a frame it has no output.
     _, out_obj_ids, out_mask_logits = predictor.add_new_points_or_box(
         inference_state, 7, 1, points=np.array([inside_point(gt[7, 0])], np.float32), labels=np.array([1], np.int32),
@@ -199,13 +201,14 @@ def test_normalized_coordinates_equal_pixels(predictor, clip) -> None:
     state = predictor.init_state(frames)
     x, y = inside_point(gt[0, 0])
     box = bbox(gt[0, 1])
+    # Separate objects: a second prompt of the same object would be a correction of the first.
     _, _, pixels = predictor.add_new_points_or_box(state, 0, 1, points=[[x, y]], labels=[1])
-    _, _, unit = predictor.add_new_points_or_box(state, 0, 1, points=[[x / W, y / H]], labels=[1], normalize_coords=False)
-    torch.testing.assert_close(unit, pixels, atol=1e-5, rtol=0)
-    _, _, pixels = predictor.add_new_points_or_box(state, 0, 2, box=box)
+    _, _, unit = predictor.add_new_points_or_box(state, 0, 2, points=[[x / W, y / H]], labels=[1], normalize_coords=False)
+    torch.testing.assert_close(unit[1], pixels[0], atol=1e-5, rtol=0)
+    _, _, pixels = predictor.add_new_points_or_box(state, 0, 3, box=box)
     unit_box = [box[0] / W, box[1] / H, box[2] / W, box[3] / H]
-    _, _, unit = predictor.add_new_points_or_box(state, 0, 2, box=unit_box, normalize_coords=False)
-    torch.testing.assert_close(unit, pixels, atol=1e-5, rtol=0)
+    _, _, unit = predictor.add_new_points_or_box(state, 0, 4, box=unit_box, normalize_coords=False)
+    torch.testing.assert_close(unit[3], pixels[2], atol=1e-5, rtol=0)
 
 
 def test_clear_all_prompts_in_frame(predictor, clip) -> None:

@@ -55,6 +55,22 @@ def _sa1b_pseudo(root: Optional[str], split: str, **kw: Any) -> VideoDataset:
     return SA1BPseudoVideo(SA1BDataset(_need(root, "sa1b_pseudo"), seed=video_kw.get("seed", 0), **kw), **video_kw)
 
 
+def _folder(root: Optional[str], split: str, **kw: Any) -> VideoDataset:
+    from i2v.data.folder import FolderDataset
+
+    return FolderDataset(_need(root, "folder"), split or None, **kw)
+
+
+def _coco(root: Optional[str], split: str, **kw: Any) -> VideoDataset:
+    from i2v.data.coco_video import CocoVideoDataset
+
+    annotations = kw.pop("annotations", None)
+    if not annotations:
+        raise DatasetError("dataset 'coco' needs its JSON file (--annotations FILE or 'annotations:' in the "
+                           "config); root is the folder its file_names are relative to.")
+    return CocoVideoDataset(annotations, root, **kw)
+
+
 def _need(root: Optional[str], kind: str) -> str:
     if not root:
         raise DatasetError(f"dataset {kind!r} needs a root folder (--root DIR or 'root:' in the config).")
@@ -69,13 +85,18 @@ DATASETS: Dict[str, Callable[..., VideoDataset]] = {
     "sav": _sav,
     "sa1b": _sa1b,
     "sa1b_pseudo": _sa1b_pseudo,
+    "folder": _folder,
+    "coco": _coco,
 }
 
-DEFAULT_SPLITS = {"synthetic": "val", "davis": "val", "ytvos": "valid", "mose": "valid", "sav": "sav_val", "sa1b": "", "sa1b_pseudo": ""}
+DEFAULT_SPLITS = {"synthetic": "val", "davis": "val", "ytvos": "valid", "mose": "valid", "sav": "sav_val", "sa1b": "", "sa1b_pseudo": "",
+                  "folder": "", "coco": ""}
 
 
 def make_dataset(kind: str, root: Optional[str] = None, split: Optional[str] = None, **kwargs: Any) -> VideoDataset:
-    """Build reader ``kind`` ("synthetic", "davis", "ytvos", "mose", "sav", "sa1b", "sa1b_pseudo")."""
+    """Build reader ``kind`` ("synthetic", "davis", "ytvos", "mose", "sav", "sa1b", "sa1b_pseudo",
+    "folder": one's own videos, see :mod:`i2v.data.folder`; "coco": a YouTube-VIS style JSON,
+    given as ``annotations=``, with ``root`` the folder of its frames)."""
     if kind not in DATASETS:
         raise DatasetError(f"unknown dataset {kind!r}; choose one of {', '.join(DATASETS)}.")
     return DATASETS[kind](root, split if split is not None else DEFAULT_SPLITS[kind], **kwargs)

@@ -1,17 +1,23 @@
-"""``sam-i2v eval``: score the upgrade, its baselines and ablations on a VOS dataset.
+r"""``sam-i2v eval``: score the upgrade, its baselines and ablations on a VOS dataset.
 
     sam-i2v eval --dataset davis --root DAVIS --split val --checkpoint runs/vit_b \
                  --sam-checkpoint sam_vit_b_01ec64.pth --baselines --protocol mask click1
 
 ``--save-masks DIR`` also writes the evaluated method's predictions (the trained or untrained
 upgrade, first protocol) as ``DIR/<video>/<frame stem>.png`` palette PNGs, the layout the DAVIS
-and YouTube-VOS servers take (pixel value = object id; where objects overlap the higher id
-wins). Splits without local ground truth (YouTube-VOS / MOSE ``valid``, DAVIS ``test-dev``: only
+and YouTube-VOS servers take (pixel value = object id). Overlaps between objects are resolved
+before scoring, with SAM 2's rule (on each pixel the object with the highest logit), so the
+printed scores are the scores of the written PNGs. Splits without local ground truth (YouTube-VOS / MOSE ``valid``, DAVIS ``test-dev``: only
 each object's first mask ships) are scored by the challenge servers, so on them no J/F is
 printed: ``--save-masks`` is required and only the masks are written.
 
     sam-i2v eval --dataset ytvos --root YouTubeVOS --split valid --checkpoint runs/vit_b \
                  --sam-checkpoint sam_vit_b_01ec64.pth --save-masks submission/Annotations
+
+One's own videos: ``--dataset folder --root my_videos [--split val]`` (``my_videos/<video>/``
+frames or a video file plus ``masks/`` PNGs, see ``i2v.data.folder``), or ``--dataset coco
+--annotations instances.json --root frames/`` (YouTube-VIS / OVIS style JSON). ``--checkpoint``
+also takes a training run's folder (its latest checkpoint).
 """
 
 from __future__ import annotations
@@ -93,8 +99,12 @@ def run_methods(model, untrained, dataset, protocols: List[str], *, baselines: b
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate on a VOS dataset (J, F, J&F)", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=("davis", "sav", "ytvos", "mose", "synthetic"), required=True)
-    p.add_argument("--root", default=None, help="dataset folder (not needed for synthetic)")
+    p.add_argument("--dataset", choices=("davis", "sav", "ytvos", "mose", "folder", "coco", "synthetic"), required=True,
+                   help="folder: one's own videos, ROOT/<video>/ frames (or a video file) plus masks/ PNGs; "
+                        "coco: a YouTube-VIS / OVIS style JSON (--annotations) of frames under ROOT")
+    p.add_argument("--root", default=None, help="dataset folder (not needed for synthetic; coco: the folder the "
+                                                "JSON's file_names are relative to, default the JSON's folder)")
+    p.add_argument("--annotations", default=None, metavar="JSON", help="coco only: the video instance JSON file")
     p.add_argument("--split", default=None, help="split name (default: the dataset's validation split)")
     p.add_argument("--num-videos", type=int, default=20, help="synthetic only: how many held-out videos")
     p.add_argument("--max-videos", type=int, default=None, help="evaluate only the first N videos")
@@ -127,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
     from i2v.eval.report import format_gain, format_table, gains_vs_baseline, submission_hint, write_reports
 
     kwargs = {"num_videos": args.num_videos} if args.dataset == "synthetic" else {}
+    if args.dataset == "coco":
+        kwargs = {"annotations": args.annotations}
+    elif args.annotations:
+        raise ConfigError(f"--annotations is for --dataset coco; the {args.dataset} reader finds its own annotations.")
     dataset = make_dataset(args.dataset, args.root, args.split, **kwargs)
     split = args.split if args.split is not None else DEFAULT_SPLITS[args.dataset]
     full_gt = bool(getattr(dataset, "has_full_ground_truth", True))

@@ -7,11 +7,15 @@ the largest error region of the current prediction on that frame).
 
 Predicted masks can also be written in the layout the DAVIS and YouTube-VOS servers take
 (:func:`write_prediction_pngs`): ``<dir>/<video>/<frame stem>.png``, one DAVIS-palette PNG per
-frame of the video at the frame's size, pixel value = object id (0 = background). Where
-objects overlap, the object with the higher id wins (ids are ascending, and
-:func:`i2v.io.masks.masks_to_label_map` lets the later object win). :func:`evaluate` writes
-them while scoring (``save_masks``); :func:`export_masks` writes them without scoring, for
-splits whose ground truth lives on a challenge server (``has_full_ground_truth`` False).
+frame of the video at the frame's size, pixel value = object id (0 = background).
+:func:`evaluate` writes them while scoring (``save_masks``); :func:`export_masks` writes them
+without scoring, for splits whose ground truth lives on a challenge server
+(``has_full_ground_truth`` False).
+
+Overlaps are resolved before anything is scored or written, with SAM 2's rule (its
+``non_overlap_masks``): on each pixel only the object with the highest logit can be
+foreground. So the masks that are scored are exactly the label maps that are written, and
+scoring the written PNGs with the DAVIS toolkit gives the printed numbers.
 
 Which frames count follows each benchmark's official evaluator (:func:`scoring_rule`, see
 :mod:`i2v.eval.metrics`): SA-V drops the first and last *annotated* frames and scores each
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 from scipy import ndimage
 from tqdm import tqdm
 
@@ -136,11 +141,29 @@ class VOSResult:
 
 
 def segment_video(predictor: Any, dataset: VideoDataset, index: int, protocol: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Run ``predictor`` on one video; returns (preds, gts), both (T, N, H, W) bool."""
+    """Run ``predictor`` on one video; returns (preds, gts), both (T, N, H, W) bool.
+
+    An object counts from the frame of its first prompt. Where objects' masks overlap, only
+    the object with the highest logit keeps the pixel (SAM 2's ``non_overlap_masks`` rule),
+    so ``preds`` never overlap and equal the label maps :func:`write_prediction_pngs` writes.
+    """
     num = dataset.num_frames(index)
     gts = np.stack([dataset.masks(index, t) for t in range(num)])
     ids = list(dataset.obj_ids(index))
     video = DatasetVideo(dataset, index)
+    # The runner shows one bar per dataset; the predictor's own per-video bars stay off.
+    shown, predictor.progress = getattr(predictor, "progress", False), False
+    try:
+        return _segment(predictor, dataset, index, protocol, video, gts, ids, num)
+    finally:
+        predictor.progress = shown
+        video.close()
+
+
+def _segment(predictor: Any, dataset: VideoDataset, index: int, protocol: str, video: VideoSource,
+             gts: np.ndarray, ids: List[int], num: int) -> Tuple[np.ndarray, np.ndarray]:
+    from i2v.video_predictor import apply_non_overlapping_constraints
+
     state = predictor.init_state(video)
     starts = {}
     for n, obj_id in enumerate(ids):
@@ -151,11 +174,12 @@ def segment_video(predictor: Any, dataset: VideoDataset, index: int, protocol: s
     preds = np.zeros_like(gts)
     if starts:
         for t, out_ids, logits in predictor.propagate_in_video(state, start_frame_idx=min(starts.values())):
-            masks = logits_to_masks(logits)
+            # (N, 1, H, W) in the dataset's object order; -inf before an object's first prompt
+            scores = torch.full((len(ids), 1, *logits.shape[-2:]), float("-inf"), device=logits.device)
             for n, obj_id in enumerate(ids):
                 if obj_id in out_ids and t >= starts.get(obj_id, num):
-                    preds[t, n] = masks[out_ids.index(obj_id)]
-    video.close()
+                    scores[n] = logits[out_ids.index(obj_id)]
+            preds[t] = logits_to_masks(apply_non_overlapping_constraints(scores))
     return preds, gts
 
 
@@ -164,7 +188,9 @@ def write_prediction_pngs(out_dir: PathLike, dataset: VideoDataset, index: int, 
 
     Each frame ``t`` becomes ``out_dir/<video name>/<frame stem>.png`` (the stem of the
     dataset's own frame file), a DAVIS-palette PNG whose pixel values are object ids at the
-    frame's size; where objects overlap the higher id wins. Every file is written atomically.
+    frame's size. :func:`segment_video`'s masks never overlap, so the PNGs hold exactly them;
+    masks given here that overlap are painted in id order (the higher id wins). Every file is
+    written atomically.
 
     Args:
         out_dir: the submission folder.

@@ -245,13 +245,13 @@ class _SequenceSource(VideoSource):
         return _to_rgb(np.asarray(item), f"frame {t}")
 
 
-def _open_path(path: Path, cache_size: int) -> VideoSource:
+def _open_path(path: Path, cache_size: int, progress: bool = False) -> VideoSource:
     if not path.exists():
         raise VideoNotFoundError(f"video path {str(path)!r} does not exist.")
     from i2v.io.image_files import ImageFilesSource, list_frame_files
 
     if path.is_dir():
-        return ImageFilesSource(list_frame_files(path), cache_size)
+        return ImageFilesSource(list_frame_files(path), cache_size, progress=progress)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageFilesSource([path], cache_size)
     from i2v.io.pyav_source import _VideoFileSource  # PyAV is imported only for video files
@@ -313,12 +313,13 @@ def _item_size(item: Any, index: int) -> Tuple[int, int]:
     return image.shape[0], image.shape[1]
 
 
-def open_video(source: VideoLike, *, cache_size: int = 8) -> VideoSource:
+def open_video(source: VideoLike, *, cache_size: int = 8, progress: bool = False) -> VideoSource:
     """Open ``source`` as a lazily decoded :class:`VideoSource`.
 
     Args:
-        source: a folder of JPEG/PNG frames (numeric stems such as ``2.jpg`` sort numerically,
-            other names lexicographically; dot-files and non-image files are ignored); a video
+        source: a folder of JPEG frames, or of PNG frames if it holds no JPEG (names sort
+            naturally: ``frame_2`` before ``frame_10``; dot-files, non-image files and, beside
+            JPEGs, other images are ignored; see :mod:`i2v.io.image_files`); a video
             file (.mp4 .mov .avi .webm .mkv, or anything else PyAV can open); a single image
             file (a 1-frame video); a uint8 numpy array (T, H, W, 3), (T, H, W) grayscale or
             (T, H, W, 4) RGBA; a uint8 torch tensor (T, H, W, 3), (T, 3, H, W) or (T, H, W);
@@ -326,6 +327,7 @@ def open_video(source: VideoLike, *, cache_size: int = 8) -> VideoSource:
             (returned as is).
         cache_size: decoded frames kept in memory (LRU) by folder/file sources; 0 disables
             the cache. Array, tensor and in-memory list sources are not cached.
+        progress: show a progress bar while a frame folder's headers are read.
 
     Returns:
         A VideoSource giving (H, W, 3) uint8 RGB frames. Close it (or use ``with``) to release
@@ -345,7 +347,7 @@ def open_video(source: VideoLike, *, cache_size: int = 8) -> VideoSource:
     if isinstance(source, VideoSource):
         return source
     if isinstance(source, (str, os.PathLike)):
-        return _open_path(Path(source), cache_size)
+        return _open_path(Path(source), cache_size, progress=bool(progress))
     if isinstance(source, np.ndarray):
         return _open_array(source, "array")
     if is_tensor(source):

@@ -51,6 +51,8 @@ def run_train(args: argparse.Namespace) -> int:
     if result.main_process:
         print(f"trained to step {result.step}; last loss {result.last_loss:.4f}; "
               f"{result.nonfinite_steps} skipped step(s); checkpoint: {result.checkpoint}")
+        if result.curve is not None:
+            print(f"training curve: {result.curve}")
     return 0
 
 

@@ -36,9 +36,11 @@ from i2v.train.config_checks import (
 from i2v.train.losses import LossWeights
 from i2v.train.prompts import PromptSimConfig
 
-DATASET_TYPES = ("synthetic", "davis", "ytvos", "mose", "sav", "sa1b", "sa1b_pseudo")
+DATASET_TYPES = ("synthetic", "davis", "ytvos", "mose", "sav", "sa1b", "sa1b_pseudo", "folder", "coco")
 PRECISIONS = ("no", "bf16", "fp16")
 CACHE_DTYPES = ("float16", "bfloat16", "float32")
+#: Trackers accelerate can log to (``Accelerator(log_with=...)``).
+KNOWN_TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab", "trackio")
 
 
 @dataclass
@@ -46,10 +48,14 @@ class DataSpec:
     """One training dataset. Fields after ``seed`` apply to the types named in their comment.
 
     Attributes:
-        type: "synthetic", "davis", "ytvos", "mose", "sav", "sa1b" (one-frame videos) or
-            "sa1b_pseudo" (SA-1B images moved smoothly into pseudo-videos).
-        root: the dataset folder (not used by "synthetic").
-        split: split name ("train"; DAVIS "train"; SA-V "sav_train"; SA-1B: unused).
+        type: "synthetic", "davis", "ytvos", "mose", "sav", "sa1b" (one-frame videos),
+            "sa1b_pseudo" (SA-1B images moved smoothly into pseudo-videos), "folder" (one's
+            own videos: ``root/<video>/`` frames plus ``masks/``, see :mod:`i2v.data.folder`)
+            or "coco" (a YouTube-VIS / OVIS style JSON, see :mod:`i2v.data.coco_video`).
+        root: the dataset folder (not used by "synthetic"; "coco": the folder its
+            ``file_names`` are relative to, default the JSON's folder).
+        split: split name ("train"; DAVIS "train"; SA-V "sav_train"; SA-1B and coco: unused;
+            folder: the sub-folder ``root/<split>`` when it exists, else ``root`` itself).
         weight: sampling weight among the datasets.
         num_videos: synthetic: how many videos; others: use only the first this many (a fixed
             subset, e.g. 10k SA-1B images); None = all.
@@ -61,6 +67,7 @@ class DataSpec:
         annotation_dir, max_masks, min_area: sa1b / sa1b_pseudo: folder of the JSON files
             (default: root), masks kept per image (largest first), smallest mask area.
         frames_per_video, max_translate, max_scale, max_rotate: sa1b_pseudo: the motion.
+        annotations: coco: the JSON file.
     """
 
     type: str
@@ -81,11 +88,14 @@ class DataSpec:
     max_translate: float = 0.1
     max_scale: float = 0.2
     max_rotate: float = 15.0
+    annotations: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.type not in DATASET_TYPES:
             raise ValueError(f"data type must be one of {', '.join(DATASET_TYPES)}; got {self.type!r}.")
-        if self.type != "synthetic" and not self.root:
+        if self.type == "coco" and not self.annotations:
+            raise ValueError("a 'coco' dataset needs annotations: the path of its JSON file.")
+        if self.type not in ("synthetic", "coco") and not self.root:
             raise ValueError(f"a {self.type!r} dataset needs root: the folder it is stored in.")
         if self.weight < 0:
             raise ValueError(f"weight must be >= 0, got {self.weight}.")
@@ -267,7 +277,13 @@ class TrainConfig:
         log_every: write metrics every this many steps.
         max_nonfinite_in_row: stop after this many skipped steps in a row.
         seed: seeds the adapters' initialisation, clip sampling and simulated prompts.
-        output_dir: checkpoints, metrics.jsonl, TensorBoard logs.
+        output_dir: checkpoints, metrics.jsonl, training_curve.png, tracker logs.
+        trackers: experiment trackers the metrics also go to, through accelerate's
+            ``log_with`` ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml",
+            "dvclive"); each must be installed. Null: TensorBoard when it is installed;
+            ``[]``: none (``metrics.jsonl`` and the curve are always written).
+        tracker_project: project (wandb), experiment (mlflow) or run folder (TensorBoard,
+            under output_dir) the trackers log to.
         ddp_find_unused_parameters: DDP option, for adapters some steps do not use.
         dump_weight_hashes: write a hash of each process's adapter weights after each step
             (``weight_hashes/rank<k>.json``; for checking that processes stay in sync).
@@ -292,6 +308,8 @@ class TrainConfig:
     max_nonfinite_in_row: int = 10
     seed: int = 0
     output_dir: str = "runs/train"
+    trackers: Optional[List[str]] = None
+    tracker_project: str = "tensorboard"
     ddp_find_unused_parameters: bool = False
     dump_weight_hashes: bool = False
 
@@ -308,6 +326,10 @@ class TrainConfig:
             raise ValueError(f"num_workers must be >= 0 (0: load in the training process), got {self.num_workers}.")
         if self.epoch_length is not None and self.epoch_length < 1:
             raise ValueError(f"epoch_length must be >= 1, or null for the videos of all datasets; got {self.epoch_length}.")
+        if self.trackers is not None:
+            unknown = [t for t in self.trackers if t not in KNOWN_TRACKERS]
+            if unknown:
+                raise ValueError(f"trackers: unknown {unknown}; choose among {', '.join(KNOWN_TRACKERS)} (or [] for none).")
         check_model_sizes(self.model)
         if self.feature_cache.enabled:
             check_cacheable(self.model)

@@ -36,6 +36,8 @@ def dataset_key(spec: DataSpec) -> str:
     content = {k: v for k, v in asdict(spec).items() if k not in _NOT_CONTENT}
     if spec.root:
         content["root"] = str(Path(spec.root).expanduser().resolve())
+    if spec.annotations:
+        content["annotations"] = str(Path(spec.annotations).expanduser().resolve())
     digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{spec.type}-{spec.split}-{digest}"
 
@@ -94,12 +96,13 @@ def open_reader(spec: DataSpec, split: Optional[str] = None, num_videos: Optiona
     images = dict(annotation_dir=spec.annotation_dir, max_objects=spec.max_masks, min_area=spec.min_area)
     kwargs = {
         "davis": dict(year=spec.year, resolution=spec.resolution),
+        "coco": dict(annotations=spec.annotations),
         "sav": dict(annotation=spec.annotation, annotated_only=spec.annotated_only),
         "sa1b": images,
         "sa1b_pseudo": dict(images, num_frames=spec.frames_per_video, seed=spec.seed, max_translate=spec.max_translate,
                             max_scale=spec.max_scale, max_rotate=spec.max_rotate),
     }.get(spec.type, {})
-    return make_dataset(spec.type, str(spec.root), split, **kwargs)
+    return make_dataset(spec.type, str(spec.root) if spec.root else None, split, **kwargs)
 
 
 def open_videos(spec: DataSpec) -> KeyedVideos:
@@ -141,13 +144,16 @@ def clip_augment(cfg: TrainConfig) -> Optional[ClipAugment]:
                        brightness=aug.brightness, contrast=aug.contrast, saturation=aug.saturation, hue=aug.hue)
 
 
-def build_train_dataset(cfg: TrainConfig) -> Dataset:
-    """Clips drawn from the recipe's datasets by weight (one dataset: every video once per epoch)."""
+def build_train_dataset(cfg: TrainConfig, videos: Optional[VideoDataset] = None) -> Dataset:
+    """Clips drawn from the recipe's datasets by weight (one dataset: every video once per epoch),
+    or from ``videos`` (a dataset object given instead of ``cfg.data``)."""
     augment = clip_augment(cfg)
+    sources = [open_videos(spec) for spec in cfg.data] if videos is None else \
+        [KeyedVideos(videos, f"custom-{type(videos).__name__}")]
     clips = [
-        ClipDataset(open_videos(spec), cfg.clip.num_frames, tuple(cfg.clip.stride), cfg.clip.reverse_prob,  # type: ignore[arg-type]
+        ClipDataset(source, cfg.clip.num_frames, tuple(cfg.clip.stride), cfg.clip.reverse_prob,  # type: ignore[arg-type]
                     cfg.clip.max_objects, seed=cfg.seed, augment=augment)
-        for spec in cfg.data
+        for source in sources
     ]
     length = cfg.epoch_length or sum(len(c) for c in clips)
     if len(clips) == 1:

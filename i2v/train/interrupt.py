@@ -7,11 +7,14 @@ Ctrl-C stops at once (the message then names the last checkpoint already on disk
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Optional, Type
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -57,8 +60,7 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nCtrl-C: stopping after this step and saving a checkpoint (press it again to stop at once).",
-              flush=True)
+        logger.warning("Ctrl-C: stopping after this step and saving a checkpoint (press it again to stop at once).")
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import shutil
 import time
@@ -37,11 +38,13 @@ import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
+from accelerate.tracking import get_available_trackers
 from accelerate.utils import DistributedDataParallelKwargs, gather_object, is_tensorboard_available, set_seed
 from torch import nn
 from tqdm import tqdm
 
 from i2v.build import build_sam_i2v
+from i2v.data.base import VideoDataset
 from i2v.data.clips import TrainClip
 from i2v.errors import CheckpointError, ConfigError, I2VError
 from i2v.io.atomic import write_text_atomic
@@ -50,6 +53,7 @@ from i2v.pretrained import load_adapter_weights, trainable_state_dict
 from i2v.train import checkpointing as ckpt
 from i2v.train.clip_step import ClipLossOutput, clip_loss, prepare_clip
 from i2v.train.config import TrainConfig, train_config_to_dict
+from i2v.train.curve import CURVE_NAME, plot_training_curve, read_metrics
 from i2v.train.data import build_train_dataset, make_loader, open_reader
 from i2v.train.feature_cache import FeatureCache
 from i2v.train.interrupt import StopRequest, TrainingInterrupted, interrupted_message
@@ -58,6 +62,8 @@ from i2v.train.metrics_log import METRICS_NAME, MetricsLog
 from i2v.train.optim import WarmupCosine, param_groups
 from i2v.train.prompts import PromptSimConfig
 
+logger = logging.getLogger(__name__)
+
 
 class NonFiniteLossError(I2VError, RuntimeError):
     """Too many steps in a row had a non-finite loss or gradient."""
@@ -65,7 +71,19 @@ class NonFiniteLossError(I2VError, RuntimeError):
 
 @dataclass
 class TrainResult:
-    """How a run ended."""
+    """How a run ended.
+
+    Attributes:
+        step: optimizer steps done.
+        output_dir: the run's folder (checkpoints, ``metrics.jsonl``, ``training_curve.png``).
+        checkpoint: the last checkpoint written (``save_pretrained`` adapters inside), if any.
+        nonfinite_steps: steps skipped for a non-finite loss or gradient.
+        last_loss: the loss of the last step.
+        main_process: False on the other processes of a multi-process run.
+        metrics: the last logged training record's numbers (``loss``, its terms, ``lr``...)
+            and, when the run validated, ``val_j``, ``val_f``, ``val_jf`` of the last validation.
+        curve: the training-curve PNG, if one was drawn.
+    """
 
     step: int
     output_dir: Path
@@ -73,6 +91,8 @@ class TrainResult:
     nonfinite_steps: int
     last_loss: float
     main_process: bool = True
+    metrics: Optional[Dict[str, float]] = None
+    curve: Optional[Path] = None
 
 
 class ClipObjective(nn.Module):
@@ -90,8 +110,28 @@ class ClipObjective(nn.Module):
         return clip_loss(self.model, embeddings, gt, annotated, self.sim, self.weights, generator)
 
 
+def resolve_trackers(cfg: TrainConfig) -> List[str]:
+    """The trackers a run logs to: ``cfg.trackers``, or TensorBoard when that is null and it is
+    installed.
+
+    Raises:
+        ConfigError: a tracker the config names is not installed (before anything else starts).
+    """
+    if cfg.trackers is None:
+        return ["tensorboard"] if is_tensorboard_available() else []
+    available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
+    missing = [t for t in cfg.trackers if t not in available]
+    if missing:
+        raise ConfigError(
+            f"trackers {missing} are not installed (installed: {', '.join(sorted(available)) or 'none'}); "
+            f"pip install {' '.join(missing)}, or remove them from 'trackers' (trackers=[] logs only to metrics.jsonl)."
+        )
+    return list(dict.fromkeys(cfg.trackers))
+
+
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
-    """CPU when no CUDA device; TensorBoard when it is installed."""
+    """CPU when no CUDA device; the config's trackers (see :func:`resolve_trackers`)."""
+    trackers = resolve_trackers(cfg)
     # A second run in one process (tests, notebooks) may change precision or accumulation;
     # the process group (PartialState) is kept.
     AcceleratorState._reset_state()
@@ -100,7 +140,7 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
         mixed_precision=cfg.precision,
         gradient_accumulation_steps=cfg.optim.grad_accum * cfg.optim.batch_size,
         cpu=not torch.cuda.is_available(),
-        log_with="tensorboard" if is_tensorboard_available() else None,
+        log_with=trackers or None,
         project_dir=cfg.output_dir,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.ddp_find_unused_parameters)],
     )
@@ -124,9 +164,9 @@ def weights_sha256(model: nn.Module) -> str:
 
 
 def earlier_run(output_dir: Path) -> List[Path]:
-    """What a training run leaves in ``output_dir``: checkpoints, ``latest``, the metrics log
-    and the TensorBoard folder (those that exist)."""
-    names = [ckpt.LATEST_NAME, METRICS_NAME, "tensorboard"]
+    """What a training run leaves in ``output_dir``: checkpoints, ``latest``, the metrics log,
+    its curve and the TensorBoard folder (those that exist)."""
+    names = [ckpt.LATEST_NAME, METRICS_NAME, CURVE_NAME, "tensorboard"]
     return ckpt.list_checkpoints(output_dir) + [output_dir / n for n in names if (output_dir / n).exists()]
 
 
@@ -137,9 +177,19 @@ def _listing(damaged: Dict[Path, str]) -> str:
 class Trainer:
     """One training run of a :class:`TrainConfig` (see the module docstring)."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> None:
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False,
+                 dataset: Optional[VideoDataset] = None, val_dataset: Optional[VideoDataset] = None) -> None:
         started = time.time()  # temporaries older than this are from killed runs
         self.cfg, self.progress = cfg, progress
+        resolve_trackers(cfg)  # a missing tracker package fails before anything is built
+        self.val_dataset = val_dataset
+        if dataset is not None:
+            if cfg.feature_cache.enabled:
+                raise ConfigError("a dataset object cannot use the feature cache (its entries are keyed by the "
+                                  "config's datasets); set feature_cache.enabled=false.")
+            if cfg.val.every and val_dataset is None:
+                raise ConfigError("with a dataset object, validation needs one too: pass val_dataset=..., "
+                                  "or set val.every=0.")
         self.out = Path(cfg.output_dir)
         self.resume_from, self.damaged = ckpt.find_resumable(self.out) if resume else (None, {})
         if self.damaged and self.resume_from is None and not overwrite:
@@ -162,7 +212,7 @@ class Trainer:
         self.acc.wait_for_everyone()
         self.model = build_model(cfg, self.acc.device)
         self.cache = FeatureCache.for_run(cfg, self.model) if cfg.feature_cache.enabled else None
-        self.dataset = build_train_dataset(cfg)
+        self.dataset = build_train_dataset(cfg, dataset)
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=tuple(o.betas))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, WarmupCosine.from_config(o))
@@ -181,16 +231,16 @@ class Trainer:
             # --resume with no checkpoint starts from step 0: every line already logged is redone
             self.metrics = MetricsLog(self.out / METRICS_NAME, (self.step if resumed else -1) if resume else None)
         if self.acc.log_with:
-            self.acc.init_trackers("tensorboard")
+            self.acc.init_trackers(cfg.tracker_project)
         self.acc.wait_for_everyone()
 
     # -- resuming -------------------------------------------------------------------------
     def _resume(self) -> Optional[Path]:
         path = self.resume_from
         if self.damaged:
-            self.acc.print(f"note: skipping damaged checkpoint(s): {_listing(self.damaged)}.")
+            self._note("skipping damaged checkpoint(s): %s.", _listing(self.damaged))
         if path is None:
-            self.acc.print(f"--resume: no complete checkpoint in {self.out}; starting from step 0.")
+            self._note("--resume: no complete checkpoint in %s; starting from step 0.", self.out)
             return None
         state = ckpt.load_training_state(path)
         load_adapter_weights(self.model, path)
@@ -198,7 +248,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         schedule = WarmupCosine.from_config(self.cfg.optim)
         if any(vars(fn) != vars(schedule) for fn in self.scheduler.lr_lambdas):
-            self.acc.print(f"note: the schedule differs from the checkpoint's; following the config ({vars(schedule)}).")
+            self._note("the schedule differs from the checkpoint's; following the config (%s).", vars(schedule))
         self.scheduler.lr_lambdas = [schedule] * len(self.scheduler.lr_lambdas)
         if state.get("scaler") is not None and self.acc.scaler is not None:
             self.acc.scaler.load_state_dict(state["scaler"])
@@ -207,8 +257,12 @@ class Trainer:
         self.step, self.position = int(state["step"]), int(state["data_position"])
         self.nonfinite_total, self.nonfinite_in_row = int(state["nonfinite_total"]), int(state["nonfinite_in_row"])
         self.last_checkpoint = path
-        self.acc.print(f"resuming from {path} at step {self.step}")
+        self._note("resuming from %s at step %d", path, self.step)
         return path
+
+    def _note(self, message: str, *args: Any) -> None:
+        if self.acc.is_main_process:  # once per run, not once per process
+            logger.warning(message, *args)
 
     def _save(self) -> None:
         rngs = gather_object([ckpt.rng_state()])  # every process's RNG, so each resumes its own
@@ -284,7 +338,10 @@ class Trainer:
 
         v = self.cfg.val
         spec = self.cfg.data[0]
-        dataset = open_reader(spec, split=v.split, num_videos=v.num_videos)
+        if self.val_dataset is not None:
+            dataset = self.val_dataset
+        else:
+            dataset = open_reader(spec, split=v.split, num_videos=v.num_videos)
         indices = list(range(min(v.num_videos, len(dataset))))
         try:
             result = evaluate(I2VVideoPredictor(self.model), dataset, indices, protocol=v.protocol,
@@ -377,15 +434,41 @@ class Trainer:
             raise TrainingInterrupted(interrupted_message(self.step, self.last_checkpoint)) from None
         finally:
             bar.close()
-            if self.metrics is not None:
-                self.metrics.close()
-            self.acc.end_training()
+            curve = self._finish()
         if stop.requested and self.step < o.max_steps:
             raise TrainingInterrupted(interrupted_message(self.step, self.last_checkpoint))
-        return TrainResult(self.step, self.out, self.last_checkpoint, self.nonfinite_total, last_loss, self.main)
+        return TrainResult(self.step, self.out, self.last_checkpoint, self.nonfinite_total, last_loss, self.main,
+                           metrics=self.final_metrics(), curve=curve)
+
+    def _finish(self) -> Optional[Path]:
+        """Close the log and the trackers, and draw the curve (also after an error: the run
+        so far is worth a look)."""
+        curve = None
+        if self.metrics is not None:
+            self.metrics.close()
+            try:
+                curve = plot_training_curve(self.out / METRICS_NAME, self.out / CURVE_NAME)
+            except Exception as exc:  # a plot must not hide how training ended
+                logger.warning("could not draw the training curve: %s", exc)
+        self.acc.end_training()
+        return curve
+
+    def final_metrics(self) -> Dict[str, float]:
+        """The numbers of the last training record and of the last validation in the log."""
+        if not self.main or not (self.out / METRICS_NAME).is_file():
+            return {}
+        out: Dict[str, float] = {}
+        for row in read_metrics(self.out / METRICS_NAME):
+            numbers = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if row.get("type") == "train":
+                out.update(numbers)
+            elif row.get("type") == "val":
+                out.update({f"val_{k}": v for k, v in numbers.items() if k != "step"})
+        return out
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> TrainResult:
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False,
+          dataset: Optional[VideoDataset] = None, val_dataset: Optional[VideoDataset] = None) -> TrainResult:
     """Train the adapters of ``cfg.model`` on ``cfg.data``; see the module docstring.
 
     Args:
@@ -395,5 +478,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwri
         overwrite: without ``resume``, replace an earlier run in ``cfg.output_dir`` (its
             checkpoints, metrics log and TensorBoard folder) instead of refusing to start;
             with it, replace the run only when none of its checkpoints is intact.
+        dataset: train on these videos instead of ``cfg.data`` (already checked by
+            :func:`i2v.data.custom.as_video_dataset`).
+        val_dataset: validate on these videos (needed with ``dataset`` when ``val.every``).
     """
-    return Trainer(cfg, resume=resume, progress=progress, overwrite=overwrite).run()
+    return Trainer(cfg, resume=resume, progress=progress, overwrite=overwrite,
+                   dataset=dataset, val_dataset=val_dataset).run()
