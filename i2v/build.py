@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from i2v.video_predictor import I2VVideoPredictor
 
 PathLike = Union[str, Path]
+logger = logging.getLogger(__name__)
 
 # SAM checkpoints that ship with the package (official ones are too large and licensed apart).
 BUNDLED_SAM = {"tiny": "tiny_sam.safetensors"}
@@ -122,6 +124,8 @@ def build_sam_i2v(
         torch.manual_seed(seed)
         loaded = load_sam(None, sam_checkpoint)
         cfg = load_model_config(loaded.model_type)
+        logger.info("SAM checkpoint %s: %s; using the bundled %s config", sam_checkpoint, loaded.description,
+                    loaded.model_type)
     else:
         cfg = load_model_config(config)
     if motion is not None:

@@ -189,6 +189,7 @@ class LoadedSam:
     Attributes:
         format: the checkpoint format recognised (None for a random SAM).
         notes: what loading changed (prefixes stripped, SAM-HQ tensors dropped, ...).
+        description: one line saying what was found (format, type, notes).
     """
 
     sam: Sam
@@ -197,6 +198,7 @@ class LoadedSam:
     checkpoint: Optional[str]
     format: Optional[str] = None
     notes: List[str] = field(default_factory=list)
+    description: str = ""
 
 
 # Tensors a checkpoint may lack: MobileSAM's unused classification head.
@@ -248,8 +250,8 @@ def load_sam(
             f"Pass a {model_type} checkpoint, or config='{found_type}' (or no config: the type is "
             "inferred from the checkpoint)."
         )
-    logger.info("SAM checkpoint %s: %s, %s%s", checkpoint, weights.format, found,
-                "".join(f"; {n}" for n in weights.notes))
+    description = f"{weights.format}, {found}" + "".join(f"; {n}" for n in weights.notes)
+    logger.debug("SAM checkpoint %s: %s", checkpoint, description)
     if seed is not None:
         torch.manual_seed(seed)
     sam = build_sam_arch(SAM_ARCHS[found_type])
@@ -270,7 +272,8 @@ def load_sam(
             f"{str(checkpoint)!r} ({weights.format}) does not match the {found_type} architecture: "
             + "; ".join(problems)
         )
-    return LoadedSam(sam, found_type, files_sha256(weights.files), str(checkpoint), weights.format, weights.notes)
+    return LoadedSam(sam, found_type, files_sha256(weights.files), str(checkpoint), weights.format, weights.notes,
+                     description)
 
 
 SAM_BUILDERS: Dict[str, Callable[[], Sam]] = {

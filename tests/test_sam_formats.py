@@ -100,6 +100,14 @@ def test_hf_sam_folder_equals_transformers(hf_folder, image: np.ndarray, prompt)
     assert (ours - ref).abs().max().item() <= 1e-4
 
 
+def test_inferred_type_is_reported(hf_folder, caplog: pytest.LogCaptureFixture) -> None:
+    _, folder = hf_folder
+    with caplog.at_level("INFO", logger="i2v"):
+        build_sam_i2v(sam_checkpoint=folder, device="cpu")
+    assert "Hugging Face SamModel folder, a tiny SAM (embed dim 128, 4 blocks)" in caplog.text
+    assert "using the bundled tiny config" in caplog.text
+
+
 def test_hf_weights_file_alone_and_its_hash(hf_folder) -> None:
     _, folder = hf_folder
     weights = folder / "model.safetensors"
