@@ -27,7 +27,7 @@ from segment_anything.modeling import (
 )
 
 from i2v.errors import CheckpointError
-from i2v.sam_formats import file_sha256, files_sha256, read_sam_weights
+from i2v.sam_formats import file_sha256, files_sha256, read_sam_weights  # noqa: F401 (file_sha256 re-exported)
 from i2v.tiny_vit import TinyViT
 
 logger = logging.getLogger(__name__)
