@@ -44,8 +44,9 @@ def inject_lora(sam: nn.Module, cfg: LoraConfig) -> List[str]:
     if not names:
         raise ValueError(
             f"lora.targets {cfg.targets} match no linear layer of SAM; module names look like "
-            "'mask_decoder.transformer.layers.0.self_attn.q_proj' or "
-            "'image_encoder.blocks.0.attn.qkv'."
+            "'mask_decoder.transformer.layers.0.self_attn.q_proj' (every SAM type), "
+            "'image_encoder.blocks.0.attn.qkv' (ViT encoders) or 'image_encoder.layers.1.blocks.0.attn.qkv' "
+            "(vit_t's TinyViT)."
         )
     peft_cfg = PeftLoraConfig(
         r=cfg.r,

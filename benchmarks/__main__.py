@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 
 from benchmarks.plots import RESULTS, make_plots
 
-BENCHMARKS = ("cost", "propagation", "train_throughput", "accuracy")
+BENCHMARKS = ("cost", "propagation", "train_throughput", "accuracy", "encoders")
 
 
 def summary(results_dir: Path = RESULTS) -> str:
@@ -36,6 +36,9 @@ def summary(results_dir: Path = RESULTS) -> str:
         elif name == "propagation":
             rows.append((name, dev, f"RSS {m['long_run']['rss_ratio_last_vs_first']:.3f}x from the first to the last checkpoint; "
                                     f"8 objects {m['time_ratio_8_vs_1']:.2f}x the time of 1"))
+        elif name == "encoders":
+            times = {k: v["seconds_per_frame"] for k, v in m.items() if isinstance(v, dict)}
+            rows.append((name, dev, "s per propagated frame at 1024 px: " + ", ".join(f"{k} {t:.2f}" for k, t in times.items())))
         elif name == "train_throughput":
             rows.append((name, dev, f"cached features {m['speedup']:.1f}x faster than on the fly"))
         elif name == "accuracy":

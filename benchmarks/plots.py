@@ -52,6 +52,13 @@ def plot_train_throughput(result: Dict[str, Any], ax) -> None:
     ax.set(ylabel="steps / s", title=f"training throughput (x{result['metrics']['speedup']:.1f} with the cache)")
 
 
+def plot_encoders(result: Dict[str, Any], ax) -> None:
+    runs = {k: v for k, v in result["metrics"].items() if isinstance(v, dict)}
+    ax.bar([k.replace("/", "\n") for k in runs], [v["seconds_per_frame"] for v in runs.values()])
+    threads = result.get("config", {}).get("threads")
+    ax.set(ylabel="s / propagated frame", title=f"image encoders at 1024 px ({threads} CPU threads, random weights)")
+
+
 def plot_accuracy(result: Dict[str, Any], ax) -> None:
     if isinstance(ax, (list, tuple)):  # the J&F table beside its breakdown by phase
         ax, phase_ax = ax
@@ -111,6 +118,7 @@ PLOTTERS: Dict[str, Callable[[Dict[str, Any], Any], None]] = {
     "propagation": plot_propagation,
     "train_throughput": plot_train_throughput,
     "accuracy": plot_accuracy,
+    "encoders": plot_encoders,
 }
 
 

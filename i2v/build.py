@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from importlib import resources
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 from i2v.config import ModelConfig, load_model_config
 from i2v.errors import CheckpointError, ConfigError
 from i2v.model import SamI2V
+from i2v.preprocess import PREPROCESS_MODES
 from i2v.pretrained import config_from_pretrained, load_adapter_weights, resolve_adapter_dir
 from i2v.sam_builder import load_sam
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from i2v.video_predictor import I2VVideoPredictor
 
 PathLike = Union[str, Path]
+logger = logging.getLogger(__name__)
 
 # SAM checkpoints that ship with the package (official ones are too large and licensed apart).
 BUNDLED_SAM = {"tiny": "tiny_sam.safetensors"}
@@ -64,8 +67,22 @@ def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
     return torch.device("cpu")
 
 
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def check_dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
+    """``dtype`` (a torch dtype or its name: "float32", "bfloat16", "float16") as a torch dtype."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype.replace("torch.", ""), dtype)
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype {dtype!r} is not supported; pass torch.float32, torch.bfloat16 or torch.float16.")
+    return dtype  # type: ignore[return-value]
+
+
 def build_sam_i2v(
-    config: Union[str, PathLike, ModelConfig, None] = "tiny",
+    config: Union[str, PathLike, ModelConfig, None] = None,
     checkpoint: Optional[PathLike] = None,
     sam_checkpoint: Optional[PathLike] = None,
     device: Union[str, torch.device, None] = None,
@@ -73,61 +90,101 @@ def build_sam_i2v(
     allow_random_sam: bool = False,
     seed: int = 0,
     motion: Optional[bool] = None,
+    preprocess: Optional[str] = None,
+    dtype: Union[str, torch.dtype, None] = None,
 ) -> SamI2V:
     """Assemble a SamI2V.
 
     Args:
         config: bundled name, YAML path or ModelConfig. Ignored in favour of the saved config
-            when ``checkpoint`` is given.
+            when ``checkpoint`` is given. None: the bundled config of the SAM type inferred
+            from ``sam_checkpoint`` ("tiny" when no SAM checkpoint is given either).
         checkpoint: directory written by ``save_pretrained`` (or a training run's folder: its
             latest checkpoint); None = untrained adapters.
-        sam_checkpoint: official SAM checkpoint; None = the bundled one where one exists.
+        sam_checkpoint: a SAM checkpoint file or folder (official ``.pth``, Hugging Face
+            ``SamModel`` folder, MobileSAM, SAM-HQ, MedSAM, wrapped state dicts; see
+            :mod:`i2v.sam_formats`); None = the bundled one where one exists.
         device: "cpu", "cuda", "mps" or None for the best available.
         allow_random_sam: with no checkpoint at all, build a randomly initialised SAM (for
             tests and benchmarks) instead of raising.
         seed: seeds the adapters' (and a random SAM's) initialisation.
         motion: switch motion-aware mask selection (:mod:`i2v.motion`) on or off when
             tracking; None keeps the config's (or the saved adapter's) setting.
+        preprocess: "sam" or "medsam" (:mod:`i2v.preprocess`); None keeps the config's. Saved
+            adapters fix it: asking them for another is an error.
+        dtype: precision of SAM's image encoder (torch.float32, bfloat16 or float16); the
+            adapters, prompt encoder, decoder and memory stay in float32.
     """
+    dt = check_dtype(dtype)
     checkpoint = resolve_adapter_dir(checkpoint) if checkpoint is not None else None
-    cfg = config_from_pretrained(checkpoint) if checkpoint is not None else load_model_config(config)
+    loaded = None
+    if checkpoint is not None:
+        cfg = config_from_pretrained(checkpoint)
+    elif config is None and sam_checkpoint is not None:  # the bundled config of the checkpoint's type
+        torch.manual_seed(seed)
+        loaded = load_sam(None, sam_checkpoint)
+        cfg = load_model_config(loaded.model_type)
+        logger.info("SAM checkpoint %s: %s; using the bundled %s config", sam_checkpoint, loaded.description,
+                    loaded.model_type)
+    else:
+        cfg = load_model_config(config)
     if motion is not None:
         cfg = dataclasses.replace(cfg, motion=dataclasses.replace(cfg.motion, enabled=bool(motion)))
+    if preprocess is not None and preprocess != cfg.preprocess:
+        if preprocess not in PREPROCESS_MODES:
+            raise ConfigError(f"preprocess must be one of {', '.join(PREPROCESS_MODES)}, got {preprocess!r}.")
+        if checkpoint is not None:
+            raise ConfigError(
+                f"the adapters in {str(checkpoint)!r} were trained with preprocess={cfg.preprocess!r}; running "
+                f"them with preprocess={preprocess!r} would feed them inputs they never saw. Leave preprocess out.")
+        cfg = dataclasses.replace(cfg, preprocess=preprocess)
     if sam_checkpoint is None:
         sam_checkpoint = default_sam_checkpoint(cfg.sam)
     if sam_checkpoint is None and not allow_random_sam:
         raise CheckpointError(
             f"no SAM checkpoint given for {cfg.sam!r} and none is bundled. Pass "
-            f"sam_checkpoint='sam_{cfg.sam}_....pth' (the official segment-anything file)."
+            f"sam_checkpoint='sam_{cfg.sam}_....pth' (the official segment-anything file) or the "
+            "folder or file of any other supported SAM format."
         )
-    torch.manual_seed(seed)
-    loaded = load_sam(cfg.sam, sam_checkpoint)
+    if loaded is None:
+        torch.manual_seed(seed)
+        loaded = load_sam(cfg.sam, sam_checkpoint)
     model = SamI2V(loaded.sam, cfg, loaded.sha256)
     if checkpoint is not None:
         load_adapter_weights(model, checkpoint)
-    return model.to(resolve_device(device)).eval()
+    model = model.to(resolve_device(device)).eval()
+    if dt != torch.float32:
+        model.sam.image_encoder.to(dt)
+    return model
 
 
 def build_i2v_video_predictor(
-    config: Union[str, PathLike, ModelConfig, None] = "tiny",
+    config: Union[str, PathLike, ModelConfig, None] = None,
     checkpoint: Optional[PathLike] = None,
     sam_checkpoint: Optional[PathLike] = None,
     device: Union[str, torch.device, None] = None,
     *,
     allow_random_sam: bool = False,
     motion: Optional[bool] = None,
+    preprocess: Optional[str] = None,
+    dtype: Union[str, torch.dtype, None] = None,
     non_overlap_masks: bool = False,
     progress: bool = True,
 ) -> "I2VVideoPredictor":
     """A video predictor with SAM 2's API (see :class:`i2v.video_predictor.I2VVideoPredictor`).
 
     Args:
-        config: bundled name ("tiny", "vit_b", "vit_l", "vit_h") or a YAML path.
+        config: bundled name ("tiny", "vit_b", "vit_l", "vit_h", "vit_t") or a YAML path;
+            None = the bundled config of the type inferred from ``sam_checkpoint`` ("tiny"
+            without one).
         checkpoint: adapter weights (directory from save_pretrained); None = untrained.
-        sam_checkpoint: official SAM .pth; None = the bundled default where one exists.
+        sam_checkpoint: SAM checkpoint file or folder in any supported format (see
+            :func:`build_sam_i2v`); None = the bundled default where one exists.
         device: "cpu" / "cuda" / "mps"; None = best available.
         motion: motion-aware mask selection on (True) or off (False) when tracking; None keeps
             the config's setting (off in the bundled configs). See :mod:`i2v.motion`.
+        preprocess: "sam" or "medsam" (MedSAM's square [0, 1] input); None keeps the config's.
+        dtype: precision of SAM's image encoder: torch.float32 (default), bfloat16, float16.
         non_overlap_masks: resolve overlaps between objects in every output as SAM 2's
             ``non_overlap_masks=True`` does (per pixel, only the highest logit stays > 0).
         progress: progress bars while a frame folder is read and while propagating.
@@ -135,5 +192,5 @@ def build_i2v_video_predictor(
     from i2v.video_predictor import I2VVideoPredictor
 
     model = build_sam_i2v(config, checkpoint, sam_checkpoint, device, allow_random_sam=allow_random_sam,
-                          motion=motion)
+                          motion=motion, preprocess=preprocess, dtype=dtype)
     return I2VVideoPredictor(model, non_overlap_masks=non_overlap_masks, progress=progress)

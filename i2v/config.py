@@ -11,6 +11,7 @@ from i2v.adapters.config import LoraConfig, MemoryPromptConfig, MemoryReadoutCon
 from i2v.config_utils import from_dict, read_yaml
 from i2v.errors import ConfigError
 from i2v.memory_filter import MemoryFilterConfig
+from i2v.preprocess import PREPROCESS_MODES
 from i2v.sam_builder import SAM_ARCHS
 
 
@@ -83,11 +84,15 @@ class ModelConfig:
     """Everything needed to assemble an upgraded SAM.
 
     Attributes:
-        sam: base SAM architecture: "tiny", "vit_b", "vit_l" or "vit_h".
+        sam: base SAM architecture: "tiny", "vit_b", "vit_l", "vit_h" or "vit_t" (MobileSAM /
+            TinySAM's TinyViT encoder).
         upgrader, memory_readout, memory_prompt, lora: the adapters' configs.
         memory: memory bank size and selection.
         motion: motion-aware mask selection when tracking (off by default).
         absent_logit: mask logit written where the presence head says the object is absent.
+        preprocess: how frames become SAM's input: "sam" (SAM's resize-longest-side and
+            ImageNet mean/std) or "medsam" (MedSAM's S x S squash scaled to [0, 1]); see
+            :mod:`i2v.preprocess`. Part of the model's identity: saved with the adapters.
     """
 
     sam: str = "tiny"
@@ -98,13 +103,16 @@ class ModelConfig:
     memory: MemoryBankConfig = field(default_factory=MemoryBankConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     absent_logit: float = -1024.0
+    preprocess: str = "sam"
 
     def __post_init__(self) -> None:
         if self.sam not in SAM_ARCHS:
             raise ValueError(f"sam must be one of {sorted(SAM_ARCHS)}, got {self.sam!r}.")
+        if self.preprocess not in PREPROCESS_MODES:
+            raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS_MODES)}, got {self.preprocess!r}.")
 
 
-BUNDLED_CONFIGS = ("tiny", "vit_b", "vit_l", "vit_h")
+BUNDLED_CONFIGS = ("tiny", "vit_b", "vit_l", "vit_h", "vit_t")
 
 
 def bundled_config_path(name: str) -> Path:

@@ -23,7 +23,6 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 from segment_anything.modeling import Sam
-from segment_anything.utils.transforms import ResizeLongestSide
 from torch import nn
 
 from i2v.adapters.lora import inject_lora, lora_parameters
@@ -33,6 +32,7 @@ from i2v.adapters.temporal_upgrader import TemporalUpgrader
 from i2v.config import ModelConfig
 from i2v.errors import I2VError
 from i2v.memory_bank import MemoryEntry
+from i2v.preprocess import make_transform, normalise
 
 
 @dataclass
@@ -115,7 +115,7 @@ class SamI2V(nn.Module):
             self.lora_modules = inject_lora(self.sam, config.lora)
             for p in lora_parameters(self.sam).values():
                 p.requires_grad_(True)
-        self.transform = ResizeLongestSide(sam.image_encoder.img_size)
+        self.transform = make_transform(config.preprocess, sam.image_encoder.img_size)
 
     def train(self, mode: bool = True) -> "SamI2V":
         """Adapters follow ``mode``; the frozen SAM stays in eval mode."""
@@ -175,7 +175,8 @@ class SamI2V(nn.Module):
 
     # -- per-frame steps -----------------------------------------------------------------
     def preprocess(self, image: np.ndarray) -> Tuple[torch.Tensor, Tuple[int, int]]:
-        """SAM's own preprocessing of one RGB frame.
+        """The configured preprocessing of one RGB frame (SAM's own by default; see
+        :mod:`i2v.preprocess`).
 
         Args:
             image: (H, W, 3) uint8 RGB.
@@ -184,12 +185,21 @@ class SamI2V(nn.Module):
         """
         resized = self.transform.apply_image(image)
         x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
-        return self.sam.preprocess(x), (int(resized.shape[0]), int(resized.shape[1]))
+        return normalise(self.config.preprocess, self.sam, x), (int(resized.shape[0]), int(resized.shape[1]))
+
+    @property
+    def encoder_dtype(self) -> torch.dtype:
+        """Precision the image encoder runs in (float32 unless built with ``dtype=``)."""
+        return self.sam.image_encoder.neck[0].weight.dtype
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Frozen SAM image encoder: (B, 3, S, S) preprocessed → (B, C, h, w)."""
-        return self.sam.image_encoder(images)
+        """Frozen SAM image encoder: (B, 3, S, S) preprocessed → (B, C, h, w) float32.
+
+        The encoder runs in :attr:`encoder_dtype` (or under the caller's ``torch.autocast``);
+        its output is returned in float32, the precision everything after it runs in.
+        """
+        return self.sam.image_encoder(images.to(self.encoder_dtype)).float()
 
     def prepare_frame(self, raw: torch.Tensor, past: Optional[torch.Tensor] = None) -> FrameFeatures:
         """Upgrade one frame's embedding and derive what memory reading needs.

@@ -36,12 +36,14 @@ def trainable_state_dict(model: Any) -> Dict[str, torch.Tensor]:
 
 
 def _config_dict(config: ModelConfig) -> Dict[str, Any]:
-    """The config as saved. The motion-aware selection settings (an inference option added
+    """The config as saved. The motion-aware selection settings and the preprocessing (added
     after the format's first release) are written only when they differ from the defaults, so
-    adapters that do not use it stay readable by releases that predate it."""
+    adapters that do not use them stay readable by releases that predate them."""
     data = to_dict(config)
     if config.motion == MotionConfig():
         data.pop("motion")
+    if config.preprocess == "sam":  # likewise SAM's own preprocessing, the only one before
+        data.pop("preprocess")
     return data
 
 

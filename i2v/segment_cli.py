@@ -109,10 +109,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--mask", action=_Ordered, metavar="PNG", help="a mask image (non-zero = object)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--format", choices=FORMATS, default="png", help="palette PNGs, COCO RLE JSON, YouTube-VIS style COCO video JSON, or an overlay video")
-    p.add_argument("--config", default="tiny", help="bundled config name or YAML path")
+    p.add_argument("--config", default=None,
+                   help="bundled config name or YAML path (default: the bundled config of the SAM checkpoint's "
+                        "type, inferred from the file; tiny without --sam-checkpoint)")
     p.add_argument("--checkpoint", default=None, help="adapter directory from save_pretrained")
-    p.add_argument("--sam-checkpoint", default=None, help="official SAM checkpoint (.pth)")
+    p.add_argument("--sam-checkpoint", default=None,
+                   help="SAM checkpoint file or folder: official .pth, Hugging Face SamModel folder, MobileSAM, "
+                        "SAM-HQ, MedSAM, wrapped state dicts")
     p.add_argument("--device", default=None, help="cpu / cuda / mps (default: best available)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                   help="precision of SAM's image encoder (default float32)")
+    p.add_argument("--preprocess", choices=("sam", "medsam"), default=None,
+                   help="frame preprocessing: SAM's, or MedSAM's square [0, 1] input (default: the config's)")
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the overlay video")
     p.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None,
                    help="motion-aware mask selection when tracking: a box Kalman filter picks among SAM's "
@@ -184,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
 
     specs = group_prompts(args.sequence)
     predictor = build_i2v_video_predictor(args.config, args.checkpoint, args.sam_checkpoint, args.device,
-                                          motion=args.motion, progress=False)
+                                          motion=args.motion, preprocess=args.preprocess, dtype=args.dtype,
+                                          progress=False)
     state = predictor.init_state(args.video)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ from i2v.io.video_source import VideoLike, open_video
 from i2v.memory_bank import MemoryBank
 from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
 from i2v.motion import start_filter, track_objects_with_motion
+from i2v.precision import PrecisionGuard, float32_method
 from i2v.prompt_inputs import check_box, check_frame_count, check_frame_index, check_mask, check_obj_id, check_points
 from i2v.streaming import StreamSource
 from i2v.tracking_ops import PROMPTED_PRESENCE, mask_prompt_logits, mask_to_low_res, track_objects, use_multimask
@@ -65,6 +66,7 @@ class I2VVideoPredictor:
         self.model = model.eval()
         self.frame_cache_size = frame_cache_size
         self.feature_cache_size = feature_cache_size
+        self.precision = PrecisionGuard()  # a caller's torch.autocast reaches the image encoder only
         self.non_overlap_masks = bool(non_overlap_masks)
         self.progress = bool(progress)
 
@@ -135,6 +137,7 @@ class I2VVideoPredictor:
         return t
 
     @torch.inference_mode()
+    @float32_method
     def track(self, state: InferenceState, frame: Any) -> FrameResult:
         """Push the next frame of a stream and segment every object on it."""
         t = self._stream(state).push(frame)
@@ -150,6 +153,7 @@ class I2VVideoPredictor:
 
     # -- prompts -------------------------------------------------------------------------------
     @torch.inference_mode()
+    @float32_method
     def add_new_points_or_box(
         self,
         inference_state: InferenceState,
@@ -206,6 +210,7 @@ class I2VVideoPredictor:
     add_new_points = add_new_points_or_box  # SAM 2's older name
 
     @torch.inference_mode()
+    @float32_method
     def add_new_mask(self, inference_state: InferenceState, frame_idx: int, obj_id: int, mask: Any) -> FrameResult:
         """Give an object's mask on one frame (any size; resized to the video's)."""
         state = inference_state
@@ -221,6 +226,7 @@ class I2VVideoPredictor:
         self._store_prompted(state, track, t, frame, FrameOutput(low, 1.0, presence))
         return t, state.obj_ids, self._masks_on_frame(state, t)
 
+    @float32_method
     def clear_all_prompts_in_frame(
         self, inference_state: InferenceState, frame_idx: int, obj_id: int, need_output: bool = True
     ) -> Optional[FrameResult]:
@@ -233,6 +239,7 @@ class I2VVideoPredictor:
         with torch.inference_mode():
             return t, state.obj_ids, self._masks_on_frame(state, t)
 
+    @float32_method
     def remove_object(
         self, inference_state: InferenceState, obj_id: int, strict: bool = False, need_output: bool = True
     ) -> Tuple[List[int], List[Tuple[int, torch.Tensor]]]:
@@ -317,7 +324,7 @@ class I2VVideoPredictor:
                         if nxt not in pending:
                             pending[nxt] = pool.submit(state.read_frame, nxt)
                 image = pending.pop(t).result() if pool is not None else None
-                with torch.inference_mode():
+                with torch.inference_mode(), self.precision.float32(self.device):
                     masks = self._step(state, t, image)
                 bar.update(1)
                 yield t, state.obj_ids, masks
@@ -365,7 +372,8 @@ class I2VVideoPredictor:
         if cached is not None:
             return cached[0].to(self.device), cached[1]
         x, input_size = self.model.preprocess(state.read_frame(t) if image is None else image)
-        raw = self.model.encode_images(x)
+        with self.precision.encoder():
+            raw = self.model.encode_images(x)
         state.cache_features(t, raw.to(state.storage_device), input_size)
         state.input_size = input_size
         return raw, input_size

@@ -109,10 +109,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--num-videos", type=int, default=20, help="synthetic only: how many held-out videos")
     p.add_argument("--max-videos", type=int, default=None, help="evaluate only the first N videos")
     p.add_argument("--protocol", nargs="+", default=["mask"], choices=PROTOCOLS)
-    p.add_argument("--config", default="tiny")
+    p.add_argument("--config", default=None, help="default: inferred from --sam-checkpoint (tiny without one)")
     p.add_argument("--checkpoint", default=None, help="adapter directory from save_pretrained")
     p.add_argument("--sam-checkpoint", default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                   help="precision of SAM's image encoder (default float32)")
+    p.add_argument("--preprocess", choices=("sam", "medsam"), default=None,
+                   help="frame preprocessing: SAM's, or MedSAM's square [0, 1] input (default: the config's)")
     p.add_argument("--baselines", action="store_true", help="also per-frame SAM and the untrained upgrade")
     p.add_argument("--ablations", action="store_true", help="also upgrader off and each memory strategy")
     p.add_argument("--out", default="eval_out", help="directory for results.csv / results.json")
@@ -152,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
             "numbers its objects from 0 and is scored from per-object PNGs; its val/test ground "
             "truth is local, so evaluate SA-V without --save-masks."
         )
-    model = build_sam_i2v(args.config, args.checkpoint, args.sam_checkpoint, args.device, motion=args.motion)
+    model = build_sam_i2v(args.config, args.checkpoint, args.sam_checkpoint, args.device, motion=args.motion,
+                          preprocess=args.preprocess, dtype=args.dtype)
     indices = range(min(len(dataset), args.max_videos)) if args.max_videos else None
     trained = args.checkpoint is not None
     name = method_name(trained, model.config.motion.enabled)
@@ -171,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote the {name}'s masks of {videos} to {save_masks}/<video>/<frame>.png")
         print(submission_hint(args.dataset, save_masks))
         return 0
-    untrained = build_sam_i2v(model.config, None, args.sam_checkpoint, args.device) if args.checkpoint else model
+    untrained = (build_sam_i2v(model.config, None, args.sam_checkpoint, args.device, dtype=args.dtype)
+                 if args.checkpoint else model)
     results = run_methods(model, untrained, dataset, args.protocol, baselines=args.baselines,
                           ablations=args.ablations, trained=trained, indices=indices, save_masks=save_masks)
     print(format_table(results))

@@ -10,7 +10,8 @@ stores it once per frame:
         metadata       SAM hash, preprocessing, dataset key, video name (checked on read)
 
 The SAM hash is part of the path, so a cache built on another SAM checkpoint is never read;
-``<preprocessing>`` names SAM's input size, the clip resize and the storage dtype. Files are
+``<preprocessing>`` names SAM's input size, the clip resize, the storage dtype and, when not SAM's
+own float32, the preprocessing (MedSAM's) and the encoder's precision. Files are
 read lazily (``safe_open(...).get_slice`` memory-maps them, so a clip reads only its frames)
 and written atomically (a temporary file, fsync, rename), so a killed run never leaves a
 truncated file. Missing frames are computed and merged in on first use, or all at once with
@@ -74,22 +75,29 @@ class FeatureCache:
         image_size: SAM's input side S.
         resize: (H, W) frames are resized to before SAM's own preprocessing, or None.
         dtype: "float16", "bfloat16" or "float32".
+        preprocess: the model's preprocessing ("sam" or "medsam", :mod:`i2v.preprocess`).
+        encoder_dtype: precision the image encoder ran in ("float32" unless built with dtype=).
     """
 
     def __init__(self, root: Union[str, Path], sam_sha256: str, image_size: int,
-                 resize: Optional[Tuple[int, int]] = None, dtype: str = "float16") -> None:
+                 resize: Optional[Tuple[int, int]] = None, dtype: str = "float16",
+                 preprocess: str = "sam", encoder_dtype: str = "float32") -> None:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
         self.sam_sha256, self.dtype = sam_sha256, dtype
         size = f"{resize[0]}x{resize[1]}" if resize else "native"
-        self.preprocessing = f"s{image_size}-{size}-{dtype}"
+        # SAM's own preprocessing in float32 keeps the key it always had, so existing caches stay valid.
+        extra = "" if preprocess == "sam" else f"-{preprocess}"
+        extra += "" if encoder_dtype == "float32" else f"-enc_{encoder_dtype}"
+        self.preprocessing = f"s{image_size}-{size}-{dtype}{extra}"
         self.dir = Path(root) / f"sam-{_safe_name(sam_sha256)}" / self.preprocessing
 
     @classmethod
     def for_run(cls, cfg: TrainConfig, model: SamI2V) -> "FeatureCache":
         """The cache a training recipe uses with this model."""
         resize = tuple(cfg.clip.size) if cfg.clip.size else None
-        return cls(cfg.cache_dir, model.sam_sha256, model.image_size, resize, cfg.feature_cache.dtype)  # type: ignore[arg-type]
+        return cls(cfg.cache_dir, model.sam_sha256, model.image_size, resize, cfg.feature_cache.dtype,  # type: ignore[arg-type]
+                   model.config.preprocess, str(model.encoder_dtype).replace("torch.", ""))
 
     def remove_stale_temporaries(self, older_than: float) -> List[Path]:
         """Delete the temporary files that killed writers left in this cache (a video's file
