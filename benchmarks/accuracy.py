@@ -34,7 +34,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -44,6 +44,18 @@ from i2v.quickstart import DEFAULTS, MOTION_ROW
 # What the quickstart is asked to reach on held-out synthetic videos (J&F points over the
 # per-frame SAM baseline).
 GOAL_GAIN = 15.0
+
+
+def in_points(gain: Dict[str, Any]) -> Dict[str, Any]:
+    """A gain row of ``i2v.eval.report`` (fractions, like every sam-i2v eval output) in J&F
+    points, the unit of this benchmark's stored results and plots."""
+    return {**gain, **{k: None if gain[k] is None else 100 * gain[k] for k in ("gain", "low", "high")}}
+
+
+def points_text(row: Dict[str, Any]) -> str:
+    """``format_gain`` of a row in points."""
+    interval = "" if row["low"] is None else f", 95% interval {row['low']:+.1f} to {row['high']:+.1f}"
+    return f"{row['method']} vs {row['baseline']} ({row['protocol']}): {row['gain']:+.1f} J&F points{interval}"
 # The wider check's methods told the scripted events (see accuracy_breakdown.EventOracle).
 ORACLE_ROWS = ("per-frame SAM + event oracle", "trained upgrade + event oracle")
 UNTRAINED_MOTION_ROW = "untrained upgrade + motion"
@@ -83,8 +95,8 @@ def video_jf(args: argparse.Namespace) -> Dict[str, object]:
             "goal_gain": GOAL_GAIN, "goal_met": max(gain, gain_motion) >= GOAL_GAIN,
             "quickstart_seconds": seconds, "sam_sha256": report.get("sam_sha256"),
             "breakdown": {k: v for k, v in parts.items() if k != "sam_sha256"},
-            "quickstart_gain": next(g for g in report["gains"] if g["method"] == "trained upgrade"),
-            "quickstart_gain_motion": next(g for g in report["gains"] if g["method"] == MOTION_ROW),
+            "quickstart_gain": in_points(next(g for g in report["gains"] if g["method"] == "trained upgrade")),
+            "quickstart_gain_motion": in_points(next(g for g in report["gains"] if g["method"] == MOTION_ROW)),
             "wider_check": wider}
 
 
@@ -97,7 +109,7 @@ def wider_check(adapter: str, args: argparse.Namespace) -> Dict[str, object]:
     from benchmarks.memory_path import memory_only_j, presence_auc
     from i2v.eval.baselines import PerFrameSamPredictor
     from i2v.eval.cli import model_variant, run_methods
-    from i2v.eval.report import format_gain, gains_vs_baseline, paired_gain
+    from i2v.eval.report import gains_vs_baseline, paired_gain
     from i2v.eval.vos import evaluate
     from i2v.video_predictor import I2VVideoPredictor
 
@@ -113,19 +125,19 @@ def wider_check(adapter: str, args: argparse.Namespace) -> Dict[str, object]:
         results.append(evaluate(I2VVideoPredictor(untrained), dataset, None, "mask", UNTRAINED_MOTION_ROW))
     for name, predictor in ((ORACLE_ROWS[0], PerFrameSamPredictor(untrained)), (ORACLE_ROWS[1], I2VVideoPredictor(trained))):
         results.append(evaluate(EventOracle(predictor), dataset, None, "mask", name))
-    gains = gains_vs_baseline(results)
+    gains = [in_points(g) for g in gains_vs_baseline(results)]
     by_name = {r.method: r for r in results}
     # Motion-aware selection against the same adapter without it, paired on the same videos.
-    motion = {"method": MOTION_ROW, "baseline": "trained upgrade", "protocol": "mask",
-              **paired_gain(by_name["trained upgrade"], by_name[MOTION_ROW])}
+    motion = in_points({"method": MOTION_ROW, "baseline": "trained upgrade", "protocol": "mask",
+                        **paired_gain(by_name["trained upgrade"], by_name[MOTION_ROW])})
     # The training's share: the trained adapter against the untrained one, both with motion.
-    training = {"method": MOTION_ROW, "baseline": UNTRAINED_MOTION_ROW, "protocol": "mask",
-                **paired_gain(by_name[UNTRAINED_MOTION_ROW], by_name[MOTION_ROW])}
+    training = in_points({"method": MOTION_ROW, "baseline": UNTRAINED_MOTION_ROW, "protocol": "mask",
+                          **paired_gain(by_name[UNTRAINED_MOTION_ROW], by_name[MOTION_ROW])})
     # What the training added to the memory path: trained against untrained, both without motion.
-    learned = {"method": "trained upgrade", "baseline": "untrained upgrade", "protocol": "mask",
-               **paired_gain(by_name["untrained upgrade"], by_name["trained upgrade"])}
+    learned = in_points({"method": "trained upgrade", "baseline": "untrained upgrade", "protocol": "mask",
+                         **paired_gain(by_name["untrained upgrade"], by_name["trained upgrade"])})
     for row in gains + [motion, training, learned]:
-        print("  " + format_gain(row))
+        print("  " + points_text(row))
     indices = range(args.check_videos)
     memory = {"trained": memory_only_j(trained, dataset, indices), "untrained": memory_only_j(untrained, dataset, indices)}
     presence = {"trained": presence_auc(trained, dataset, indices), "untrained": presence_auc(untrained, dataset, indices)}
@@ -159,10 +171,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     metrics = {"image": image, "video": {k: v for k, v in video.items() if k != "sam_sha256"}}
     path = write_result("accuracy", config=vars(args), metrics=metrics, device=args.device,
                         sam_sha256=video["sam_sha256"])  # type: ignore[arg-type]
-    from i2v.eval.report import format_gain
-
-    print(format_gain(video["quickstart_gain_motion"]))
-    print(f"{format_gain(video['quickstart_gain'])} (goal +{GOAL_GAIN:.0f}); "
+    print(points_text(video["quickstart_gain_motion"]))
+    print(f"{points_text(video['quickstart_gain'])} (goal +{GOAL_GAIN:.0f}); "
           f"quickstart {video['quickstart_seconds']:.0f} s; wrote {path}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 
 from importlib import resources
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Optional, Union
 import torch
 
 from i2v.config import ModelConfig, load_model_config
-from i2v.errors import CheckpointError, ConfigError
+from i2v.errors import CheckpointError, ConfigError, StandInSamWarning
 from i2v.model import SamI2V
 from i2v.preprocess import PREPROCESS_MODES
 from i2v.pretrained import config_from_pretrained, load_adapter_weights, resolve_adapter_dir
@@ -35,6 +36,33 @@ def default_sam_checkpoint(model_type: str) -> Optional[Path]:
         return None
     path = Path(str(resources.files("i2v.checkpoints").joinpath(name)))
     return path if path.is_file() else None
+
+
+# The one line that replaces the stand-in, as each entry point spells it.
+REAL_SAM_PYTHON = ("build_i2v_video_predictor(\"vit_b\", sam_checkpoint=\"sam_vit_b_01ec64.pth\") "
+                   "(the official segment-anything file; vit_l / vit_h likewise)")
+REAL_SAM_CLI = ("--config vit_b --sam-checkpoint sam_vit_b_01ec64.pth "
+                "(the official segment-anything file; vit_l / vit_h likewise)")
+
+
+def uses_stand_in_sam(model: SamI2V) -> bool:
+    """Whether ``model`` holds the bundled tiny SAM (compared by the checkpoint's SHA-256)."""
+    from i2v.sam_builder import file_sha256
+
+    path = default_sam_checkpoint("tiny")
+    return path is not None and model.sam_sha256 == file_sha256(path)
+
+
+def warn_stand_in_sam(instead: str, stacklevel: int = 2) -> None:
+    """Warn (:class:`StandInSamWarning`) that the bundled tiny SAM is segmenting real data.
+
+    ``instead`` is the one line that passes a real SAM checkpoint (:data:`REAL_SAM_PYTHON`,
+    :data:`REAL_SAM_CLI`).
+    """
+    warnings.warn(
+        "no SAM checkpoint was given, so the bundled tiny SAM is used: a stand-in trained only on "
+        "synthetic shapes (J&F about 0.1 on real videos). Pass a real SAM checkpoint instead: "
+        f"{instead}.", StandInSamWarning, stacklevel=stacklevel + 1)
 
 
 def check_device(device: Union[str, torch.device]) -> torch.device:
@@ -188,9 +216,15 @@ def build_i2v_video_predictor(
         non_overlap_masks: resolve overlaps between objects in every output as SAM 2's
             ``non_overlap_masks=True`` does (per pixel, only the highest logit stays > 0).
         progress: progress bars while a frame folder is read and while propagating.
+
+    With ``sam_checkpoint`` None and the bundled tiny SAM picked as the default, a
+    :class:`~i2v.errors.StandInSamWarning` says that it is a synthetic-only stand-in; passing
+    ``sam_checkpoint=default_sam_checkpoint("tiny")`` uses it on purpose, without the warning.
     """
     from i2v.video_predictor import I2VVideoPredictor
 
     model = build_sam_i2v(config, checkpoint, sam_checkpoint, device, allow_random_sam=allow_random_sam,
                           motion=motion, preprocess=preprocess, dtype=dtype)
+    if sam_checkpoint is None and uses_stand_in_sam(model):
+        warn_stand_in_sam(REAL_SAM_PYTHON)
     return I2VVideoPredictor(model, non_overlap_masks=non_overlap_masks, progress=progress)

@@ -53,3 +53,11 @@ class StateError(I2VError, RuntimeError):
 
 class DatasetError(I2VError, ValueError):
     """A dataset folder or annotation file is missing, corrupt, or in an unexpected layout."""
+
+
+class StandInSamWarning(UserWarning):
+    """The bundled tiny SAM is in use where a real SAM checkpoint is expected.
+
+    The tiny SAM is trained on the bundled synthetic videos only (J&F about 0.1 on real
+    photos): it makes the quickstart and the tests run on a CPU, nothing more.
+    """

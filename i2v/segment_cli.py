@@ -1,4 +1,4 @@
-"""``sam-i2v segment``: prompt objects on a video and write their masks for every frame.
+r"""sam-i2v segment: prompt objects on a video and write their masks for every frame.
 
     sam-i2v segment video.mp4 --frame 0 --obj-id 1 --point 320,180 --point 400,200,0 \
                               --obj-id 2 --box 10,20,200,240 --out masks/ --format png
@@ -185,15 +185,19 @@ def frame_file_names(video: Path, num_frames: int) -> List[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from i2v.build import build_i2v_video_predictor
+    from i2v.build import REAL_SAM_CLI, build_sam_i2v, uses_stand_in_sam, warn_stand_in_sam
     from i2v.io.atomic import write_text_atomic
     from i2v.io.masks import encode_rle, masks_to_label_map, save_palette_png
     from i2v.io.overlay import overlay_masks, write_overlay_video
 
     specs = group_prompts(args.sequence)
-    predictor = build_i2v_video_predictor(args.config, args.checkpoint, args.sam_checkpoint, args.device,
-                                          motion=args.motion, preprocess=args.preprocess, dtype=args.dtype,
-                                          progress=False)
+    from i2v.video_predictor import I2VVideoPredictor
+
+    model = build_sam_i2v(args.config, args.checkpoint, args.sam_checkpoint, args.device, motion=args.motion,
+                          preprocess=args.preprocess, dtype=args.dtype)
+    if args.sam_checkpoint is None and uses_stand_in_sam(model):
+        warn_stand_in_sam(REAL_SAM_CLI)
+    predictor = I2VVideoPredictor(model, progress=False)
     state = predictor.init_state(args.video)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

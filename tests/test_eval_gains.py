@@ -38,28 +38,28 @@ def test_gain_is_the_difference_of_the_overall_jf() -> None:
     for r in (base, other):
         r.objects["j_mean"][2] = r.objects["f_mean"][2] = float("nan")
     g = paired_gain(base, other)
-    assert g["gain"] == pytest.approx(100 * (other.summary()["jf_mean"] - base.summary()["jf_mean"]))
+    assert g["gain"] == pytest.approx(other.summary()["jf_mean"] - base.summary()["jf_mean"])
     assert g["videos"] == len(counts)
     assert g["low"] < g["gain"] < g["high"]
 
 
 def test_interval_resamples_whole_videos() -> None:
-    # Two videos: gain +10 on the first (one object), -30 on the second (three objects). Any
+    # Two videos: gain +0.1 on the first (one object), -0.3 on the second (three objects). Any
     # resample of videos gives an object-weighted mean between the two, never outside.
     base = result("per-frame SAM", [[0.5], [0.6, 0.6, 0.6]])
     other = result("upgrade", [[0.6], [0.3, 0.3, 0.3]])
     g = paired_gain(base, other)
-    assert g["gain"] == pytest.approx(100 * (0.1 - 0.9) / 4)
-    assert -30.0 - 1e-9 <= g["low"] < g["high"] <= 10.0 + 1e-9
+    assert g["gain"] == pytest.approx((0.1 - 0.9) / 4)
+    assert -0.3 - 1e-9 <= g["low"] < g["high"] <= 0.1 + 1e-9
 
 
 def test_a_constant_gain_has_a_zero_width_interval_and_one_video_none() -> None:
     base = result("per-frame SAM", [[0.2, 0.4], [0.5], [0.1]])
     other = result("upgrade", [[0.3, 0.5], [0.6], [0.2]])
     g = paired_gain(base, other)
-    assert g["gain"] == pytest.approx(10.0) and g["low"] == g["high"] == g["gain"]
+    assert g["gain"] == pytest.approx(0.1) and g["low"] == g["high"] == g["gain"]
     single = paired_gain(result("per-frame SAM", [[0.2, 0.4]]), result("upgrade", [[0.5, 0.5]]))
-    assert single["gain"] == pytest.approx(20.0) and single["low"] is None and single["high"] is None
+    assert single["gain"] == pytest.approx(0.2) and single["low"] is None and single["high"] is None
     assert "no interval" in format_gain({"method": "upgrade", "baseline": "per-frame SAM", "protocol": "mask", **single})
 
 
@@ -90,9 +90,9 @@ def test_gains_pair_methods_within_a_protocol_and_reach_the_json(tmp_path: Path)
     ]
     rows = gains_vs_baseline(results)
     assert [(r["method"], r["protocol"]) for r in rows] == [("upgrade", "mask"), ("upgrade", "box")]
-    assert [round(r["gain"], 6) for r in rows] == [10.0, -10.0]
+    assert [round(r["gain"], 6) for r in rows] == [0.1, -0.1]
     assert gains_vs_baseline(results[1:2]) == []  # no baseline evaluated: nothing to compare with
     paths = write_reports(results, tmp_path, {})
     saved = json.loads(paths["json"].read_text())["gains"]
-    assert [round(r["gain"], 6) for r in saved] == [10.0, -10.0]
-    assert format_gain(rows[0]).startswith("upgrade vs per-frame SAM (mask): +10.0 J&F points, 95% interval")
+    assert [round(r["gain"], 6) for r in saved] == [0.1, -0.1]
+    assert format_gain(rows[0]).startswith("upgrade vs per-frame SAM (mask): J&F +0.100, 95% interval")

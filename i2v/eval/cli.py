@@ -1,23 +1,41 @@
-r"""``sam-i2v eval``: score the upgrade, its baselines and ablations on a VOS dataset.
+r"""sam-i2v eval: score the upgrade, its baselines and ablations on a VOS dataset, or score
+a folder of predicted masks.
 
-    sam-i2v eval --dataset davis --root DAVIS --split val --checkpoint runs/vit_b \
-                 --sam-checkpoint sam_vit_b_01ec64.pth --baselines --protocol mask click1
+Score the upgrade (DAVIS 2017 val; --baselines adds per-frame SAM and the untrained upgrade):
 
-``--save-masks DIR`` also writes the evaluated method's predictions (the trained or untrained
-upgrade, first protocol) as ``DIR/<video>/<frame stem>.png`` palette PNGs, the layout the DAVIS
-and YouTube-VOS servers take (pixel value = object id). Overlaps between objects are resolved
-before scoring, with SAM 2's rule (on each pixel the object with the highest logit), so the
-printed scores are the scores of the written PNGs. Splits without local ground truth (YouTube-VOS / MOSE ``valid``, DAVIS ``test-dev``: only
-each object's first mask ships) are scored by the challenge servers, so on them no J/F is
-printed: ``--save-masks`` is required and only the masks are written.
+    sam-i2v eval --dataset davis --root DAVIS --split val --config vit_b \
+        --checkpoint runs/vit_b --sam-checkpoint sam_vit_b_01ec64.pth \
+        --baselines --protocol mask click1
 
-    sam-i2v eval --dataset ytvos --root YouTubeVOS --split valid --checkpoint runs/vit_b \
-                 --sam-checkpoint sam_vit_b_01ec64.pth --save-masks submission/Annotations
+Score predictions made by anything (no model is built): DIR/<video>/<frame>.png palette PNGs,
+pixel value = object id, the layout the DAVIS and YouTube-VOS servers take:
 
-One's own videos: ``--dataset folder --root my_videos [--split val]`` (``my_videos/<video>/``
-frames or a video file plus ``masks/`` PNGs, see ``i2v.data.folder``), or ``--dataset coco
---annotations instances.json --root frames/`` (YouTube-VIS / OVIS style JSON). ``--checkpoint``
-also takes a training run's folder (its latest checkpoint).
+    sam-i2v eval --dataset davis --root DAVIS --split val --predictions DIR
+
+Write masks for a challenge server (splits without local ground truth: YouTube-VOS / MOSE
+valid, DAVIS test-dev; only the masks are written, no J/F is printed):
+
+    sam-i2v eval --dataset ytvos --root YouTubeVOS --split valid --config vit_b \
+        --checkpoint runs/vit_b --sam-checkpoint sam_vit_b_01ec64.pth \
+        --save-masks submission/Annotations
+
+Units and outputs: every score printed or written is a fraction in [0, 1], as in the DAVIS
+toolkit's CSVs (papers quote them x100). The printed header names the config, the adapter
+checkpoint, the SAM checkpoint's SHA-256 and the device. --out DIR receives results.csv (one
+row per method and protocol), results.json (the header, per-video and per-object scores,
+gains over per-frame SAM) and, for the evaluated method under the first protocol (or the
+scored predictions), the DAVIS toolkit's two CSVs: global_results-<split>.csv
+(J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay) and per-sequence_results-<split>.csv
+(Sequence,J-Mean,F-Mean, one row per object named <video>_<object id>).
+
+Overlaps between objects are resolved before scoring with SAM 2's rule (on each pixel the
+object with the highest logit), so the printed scores are the scores of the --save-masks
+PNGs: --predictions on that folder prints the same numbers.
+
+One's own videos: --dataset folder --root my_videos [--split val] (my_videos/<video>/ frames
+or a video file plus masks/ PNGs, see i2v.data.folder), or --dataset coco --annotations
+instances.json --root frames/ (YouTube-VIS / OVIS style JSON). --checkpoint also takes a
+training run's folder (its latest checkpoint).
 """
 
 from __future__ import annotations
@@ -108,18 +126,26 @@ def add_parser(subparsers) -> None:
     p.add_argument("--split", default=None, help="split name (default: the dataset's validation split)")
     p.add_argument("--num-videos", type=int, default=20, help="synthetic only: how many held-out videos")
     p.add_argument("--max-videos", type=int, default=None, help="evaluate only the first N videos")
-    p.add_argument("--protocol", nargs="+", default=["mask"], choices=PROTOCOLS)
-    p.add_argument("--config", default=None, help="default: inferred from --sam-checkpoint (tiny without one)")
+    p.add_argument("--predictions", metavar="DIR", default=None,
+                   help="score the masks in DIR/<video>/<frame>.png (palette PNGs, pixel value = object id) "
+                        "instead of running a model")
+    p.add_argument("--protocol", nargs="+", default=None, choices=PROTOCOLS,
+                   help="how each object is prompted on its first frame (default: mask)")
+    p.add_argument("--config", default=None, help="bundled config name or YAML path (default: inferred from "
+                                                  "--sam-checkpoint; tiny without one)")
     p.add_argument("--checkpoint", default=None, help="adapter directory from save_pretrained")
-    p.add_argument("--sam-checkpoint", default=None)
-    p.add_argument("--device", default=None)
+    p.add_argument("--sam-checkpoint", default=None,
+                   help="your SAM checkpoint (file or folder, any supported format); default: the bundled "
+                        "tiny SAM, a stand-in for synthetic data only")
+    p.add_argument("--device", default=None, help="cpu / cuda / mps (default: best available)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                    help="precision of SAM's image encoder (default float32)")
     p.add_argument("--preprocess", choices=("sam", "medsam"), default=None,
                    help="frame preprocessing: SAM's, or MedSAM's square [0, 1] input (default: the config's)")
     p.add_argument("--baselines", action="store_true", help="also per-frame SAM and the untrained upgrade")
     p.add_argument("--ablations", action="store_true", help="also upgrader off and each memory strategy")
-    p.add_argument("--out", default="eval_out", help="directory for results.csv / results.json")
+    p.add_argument("--out", default="eval_out", help="directory for results.csv, results.json and the DAVIS "
+                                                     "toolkit's global / per-sequence CSVs")
     p.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None,
                    help="motion-aware mask selection when tracking: a box Kalman filter picks among SAM's "
                         "candidate masks and looks for lost objects where their motion says (default: "
@@ -131,10 +157,54 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+MODEL_FLAGS = ("checkpoint", "sam_checkpoint", "baselines", "ablations", "save_masks", "motion", "protocol")
+
+
+def _score_predictions(args: argparse.Namespace, dataset, split: str, indices) -> int:
+    """``--predictions DIR``: score a folder of PNGs, no model."""
+    from i2v.eval.predictions import score_predictions, unscored_videos
+    from i2v.eval.report import format_header, format_table, write_davis_csvs, write_reports
+
+    given = [f"--{f.replace('_', '-')}" for f in MODEL_FLAGS
+             if getattr(args, f) not in (None, False)]
+    if given:
+        raise ConfigError(f"--predictions scores existing masks without a model, so {', '.join(given)} "
+                          "mean(s) nothing; leave them out, or leave out --predictions to run the model.")
+    if args.dataset == "sav":
+        raise ConfigError("--predictions reads DAVIS / YouTube-VOS label-map PNGs (object ids 1..255), but SA-V "
+                          "numbers its objects from 0 and is scored from per-object PNGs; score SA-V with "
+                          "SAM 2's sav_evaluator.")
+    pred_dir = Path(args.predictions)
+    header = {"dataset": f"{args.dataset} split {split!r}", "predictions": f"{pred_dir} (no model)"}
+    print(format_header(header))
+    result = score_predictions(pred_dir, dataset, indices)
+    extra = sorted(unscored_videos(pred_dir, dataset))
+    if extra:
+        print(f"note: {len(extra)} folder(s) of {pred_dir} name no video of this split and were not "
+              f"scored: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
+    print(format_table([result]))
+    out = Path(args.out)
+    paths = write_reports([result], out, {**header, "split": split})
+    davis = write_davis_csvs(result, out, split or "all")
+    print(f"wrote {paths['csv']}, {paths['json']}, {davis['global']} and {davis['per_sequence']}")
+    return 0
+
+
+def _model_header(args: argparse.Namespace, model, split: str) -> dict:
+    from i2v.build import uses_stand_in_sam
+
+    sam = model.sam_sha256 + (" (the bundled tiny SAM, a synthetic-only stand-in)" if uses_stand_in_sam(model) else "")
+    return {"dataset": f"{args.dataset} split {split!r}", "config": (args.config or model.config.sam) if args.checkpoint is None else
+            f"from {args.checkpoint}", "checkpoint": args.checkpoint or "none (untrained adapters)",
+            "sam_checkpoint": args.sam_checkpoint or "bundled default", "sam_sha256": sam,
+            "device": str(next(model.parameters()).device)}
+
+
 def run(args: argparse.Namespace) -> int:
-    from i2v.build import build_sam_i2v
+    from i2v.build import REAL_SAM_CLI, build_sam_i2v, uses_stand_in_sam, warn_stand_in_sam
     from i2v.data.registry import DEFAULT_SPLITS, make_dataset
-    from i2v.eval.report import format_gain, format_table, gains_vs_baseline, submission_hint, write_reports
+    from i2v.eval.report import (format_gain, format_header, format_table, gains_vs_baseline, submission_hint,
+                                 write_davis_csvs, write_reports)
 
     kwargs = {"num_videos": args.num_videos} if args.dataset == "synthetic" else {}
     if args.dataset == "coco":
@@ -144,6 +214,15 @@ def run(args: argparse.Namespace) -> int:
     dataset = make_dataset(args.dataset, args.root, args.split, **kwargs)
     split = args.split if args.split is not None else DEFAULT_SPLITS[args.dataset]
     full_gt = bool(getattr(dataset, "has_full_ground_truth", True))
+    indices = range(min(len(dataset), args.max_videos)) if args.max_videos else None
+    if args.predictions is not None:
+        if not full_gt:
+            raise ConfigError(
+                f"the {args.dataset} split {split!r} has no local ground truth beyond each object's first "
+                f"mask, so --predictions cannot be scored here: upload them to the challenge server. "
+                f"{submission_hint(args.dataset, args.predictions)}")
+        return _score_predictions(args, dataset, split, indices)
+    protocols = args.protocol or ["mask"]
     if not full_gt and not args.save_masks:
         raise ConfigError(
             f"the {args.dataset} split {split!r} has no local ground truth beyond each object's first "
@@ -158,7 +237,10 @@ def run(args: argparse.Namespace) -> int:
         )
     model = build_sam_i2v(args.config, args.checkpoint, args.sam_checkpoint, args.device, motion=args.motion,
                           preprocess=args.preprocess, dtype=args.dtype)
-    indices = range(min(len(dataset), args.max_videos)) if args.max_videos else None
+    if args.dataset != "synthetic" and args.sam_checkpoint is None and uses_stand_in_sam(model):
+        warn_stand_in_sam(REAL_SAM_CLI)
+    header = _model_header(args, model, split)
+    print(format_header(header))
     trained = args.checkpoint is not None
     name = method_name(trained, model.config.motion.enabled)
     save_masks = Path(args.save_masks) if args.save_masks else None
@@ -166,11 +248,11 @@ def run(args: argparse.Namespace) -> int:
         from i2v.video_predictor import I2VVideoPredictor
 
         skipped = [flag for flag, on in (("--baselines", args.baselines), ("--ablations", args.ablations),
-                                         ("protocols after the first", len(args.protocol) > 1)) if on]
+                                         ("protocols after the first", len(protocols) > 1)) if on]
         if skipped:
             print(f"note: split {split!r} is scored by the challenge server; only the {name} "
-                  f"under protocol {args.protocol[0]!r} is written ({', '.join(skipped)} ignored).")
-        folders = export_masks(I2VVideoPredictor(model), dataset, save_masks, indices, args.protocol[0], name)
+                  f"under protocol {protocols[0]!r} is written ({', '.join(skipped)} ignored).")
+        folders = export_masks(I2VVideoPredictor(model), dataset, save_masks, indices, protocols[0], name)
         print(f"no scores for {args.dataset} split {split!r}: its ground truth is on the challenge server.")
         videos = f"{len(folders)} video{'' if len(folders) == 1 else 's'}"
         print(f"wrote the {name}'s masks of {videos} to {save_masks}/<video>/<frame>.png")
@@ -178,13 +260,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     untrained = (build_sam_i2v(model.config, None, args.sam_checkpoint, args.device, dtype=args.dtype)
                  if args.checkpoint else model)
-    results = run_methods(model, untrained, dataset, args.protocol, baselines=args.baselines,
+    results = run_methods(model, untrained, dataset, protocols, baselines=args.baselines,
                           ablations=args.ablations, trained=trained, indices=indices, save_masks=save_masks)
     print(format_table(results))
     for row in gains_vs_baseline(results):
         print(format_gain(row))
-    paths = write_reports(results, Path(args.out), {"dataset": args.dataset, "split": args.split, "sam_sha256": model.sam_sha256})
-    print(f"wrote {paths['csv']} and {paths['json']}")
+    out = Path(args.out)
+    paths = write_reports(results, out, {**header, "split": args.split, "sam_sha256": model.sam_sha256})
+    evaluated = next(r for r in results if r.method == name and r.protocol == protocols[0])
+    davis = write_davis_csvs(evaluated, out, split or "all")
+    print(f"wrote {paths['csv']}, {paths['json']}, and the {name}'s ({protocols[0]}) "
+          f"{davis['global'].name} and {davis['per_sequence'].name}")
     if save_masks is not None:
-        print(f"wrote the {name}'s masks ({args.protocol[0]}) to {save_masks}/<video>/<frame>.png")
+        print(f"wrote the {name}'s masks ({protocols[0]}) to {save_masks}/<video>/<frame>.png")
     return 0

@@ -1,7 +1,7 @@
 """Tables, CSV and JSON for evaluation results, and how to submit masks to a challenge server.
 
 :func:`paired_gain` says how far one method's J&F is from another's on the same videos, with
-a bootstrap interval over videos: on a dozen videos a few points either way can be chance, and
+a bootstrap interval over videos: on a dozen videos a few hundredths either way can be chance, and
 a table of means alone does not show it.
 
 :func:`submission_hint` is the one sentence ``sam-i2v eval --save-masks`` prints after writing
@@ -37,13 +37,57 @@ def summary_rows(results: Sequence[VOSResult]) -> List[Dict[str, Any]]:
 
 
 def format_table(results: Sequence[VOSResult]) -> str:
-    """A fixed-width table, figures in percent as DAVIS reports them."""
+    """A fixed-width table, figures as fractions in [0, 1] (the unit of every output, see
+    :data:`UNIT`) to three decimals, as the DAVIS toolkit writes them."""
     rows = summary_rows(results)
     width = max([len("method")] + [len(r["method"]) for r in rows]) + 2
     lines = [f"{'method':<{width}}{'protocol':<10}" + "".join(f"{c:>10}" for c in COLUMNS[2:])]
     for r in rows:
-        lines.append(f"{r['method']:<{width}}{r['protocol']:<10}" + "".join(f"{100 * r[c]:>10.1f}" for c in COLUMNS[2:]))
+        lines.append(f"{r['method']:<{width}}{r['protocol']:<10}" + "".join(f"{r[c]:>10.3f}" for c in COLUMNS[2:]))
     return "\n".join(lines)
+
+
+# Every score sam-i2v eval prints or writes (tables, CSV, JSON, gains) is in this unit.
+UNIT = "fraction"
+UNIT_NOTE = "scores are fractions in [0, 1] (the DAVIS toolkit's unit; papers quote them x100 as percent)"
+
+
+def format_header(fields: Dict[str, Any]) -> str:
+    """The lines printed above the table: what produced the scores, and their unit."""
+    lines = [f"{k}: {v}" for k, v in fields.items() if v is not None]
+    return "\n".join(lines + [UNIT_NOTE])
+
+
+# The DAVIS 2017 toolkit's CSV columns (evaluation_method.py), in the same order.
+DAVIS_GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
+DAVIS_SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
+
+
+def write_davis_csvs(result: VOSResult, out_dir: Path, split: str) -> Dict[str, Path]:
+    """Write the DAVIS toolkit's two CSVs for one result, in its format (fractions, 3 decimals).
+
+    ``global_results-<split>.csv``: one row, ``J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,
+    F-Decay``, means over all objects of all videos. ``per-sequence_results-<split>.csv``:
+    ``Sequence,J-Mean,F-Mean`` with one row per object named ``<video>_<object id>``. Both
+    are written atomically.
+    """
+    s = result.summary()
+    glob = [s["jf_mean"], s["j_mean"], s["j_recall"], s["j_decay"], s["f_mean"], s["f_recall"], s["f_decay"]]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(DAVIS_GLOBAL_COLUMNS)
+    writer.writerow([f"{v:.3f}" for v in glob])
+    paths = {"global": out_dir / f"global_results-{split}.csv",
+             "per_sequence": out_dir / f"per-sequence_results-{split}.csv"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(paths["global"], buf.getvalue())
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(DAVIS_SEQUENCE_COLUMNS)
+    for row in result.object_rows():
+        writer.writerow([row["name"], f"{row['j_mean']:.3f}", f"{row['f_mean']:.3f}"])
+    write_text_atomic(paths["per_sequence"], buf.getvalue())
+    return paths
 
 
 # The method every other is compared with when it was evaluated.
@@ -76,7 +120,7 @@ def _per_video_gain(base: VOSResult, other: VOSResult) -> tuple:
 
 def paired_gain(base: VOSResult, other: VOSResult, confidence: float = 0.95, resamples: int = 9999,
                 seed: int = 0) -> Dict[str, Any]:
-    """J&F of ``other`` minus ``base``'s, in points, with a paired bootstrap interval.
+    """J&F of ``other`` minus ``base``'s (a fraction, like every score), with a paired bootstrap interval.
 
     The gain is the difference of the two methods' overall J&F (means over all objects). The
     interval resamples whole videos (objects of one video are not independent) and recomputes
@@ -94,7 +138,7 @@ def paired_gain(base: VOSResult, other: VOSResult, confidence: float = 0.95, res
                            "videos": int(len(sums))}
     if not len(sums):
         return out
-    out["gain"] = 100.0 * float(sums.sum() / counts.sum())
+    out["gain"] = float(sums.sum() / counts.sum())
     if len(sums) < 2:
         return out
     per_video = sums / counts
@@ -107,8 +151,8 @@ def paired_gain(base: VOSResult, other: VOSResult, confidence: float = 0.95, res
 
     res = bootstrap((sums, counts), mean_gain, n_resamples=resamples, paired=True, vectorized=True,
                     confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
-    out["low"] = 100.0 * float(res.confidence_interval.low)
-    out["high"] = 100.0 * float(res.confidence_interval.high)
+    out["low"] = float(res.confidence_interval.low)
+    out["high"] = float(res.confidence_interval.high)
     return out
 
 
@@ -124,16 +168,17 @@ def gains_vs_baseline(results: Sequence[VOSResult], baseline: str = BASELINE) ->
 
 
 def format_gain(row: Dict[str, Any]) -> str:
-    """One line: ``<method> vs <baseline> (<protocol>): +2.7 J&F points, 95% interval ...``."""
-    text = f"{row['method']} vs {row['baseline']} ({row['protocol']}): {row['gain']:+.1f} J&F points"
+    """One line: ``<method> vs <baseline> (<protocol>): J&F +0.027, 95% interval ...``."""
+    text = f"{row['method']} vs {row['baseline']} ({row['protocol']}): J&F {row['gain']:+.3f}"
     if row["low"] is None:
         return text + " (one video: no interval)"
     pct = round(100 * row["confidence"])
-    return text + f", {pct}% interval {row['low']:+.1f} to {row['high']:+.1f} over {row['videos']} videos"
+    return text + f", {pct}% interval {row['low']:+.3f} to {row['high']:+.3f} over {row['videos']} videos"
 
 
 def write_reports(results: Sequence[VOSResult], out_dir: Path, extra: Dict[str, Any]) -> Dict[str, Path]:
-    """Write ``results.csv`` (summary) and ``results.json`` (summary + per-video rows)."""
+    """Write ``results.csv`` (summary) and ``results.json`` (``extra``, the unit, and per method:
+    summary, per-video and per-object rows; gains). Scores are fractions (:data:`UNIT`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(COLUMNS))
@@ -141,7 +186,7 @@ def write_reports(results: Sequence[VOSResult], out_dir: Path, extra: Dict[str, 
     writer.writerows(summary_rows(results))
     paths = {"csv": out_dir / "results.csv", "json": out_dir / "results.json"}
     write_text_atomic(paths["csv"], buf.getvalue())
-    payload = {**extra, "results": [r.to_dict() for r in results], "gains": gains_vs_baseline(results)}
+    payload = {**extra, "unit": UNIT, "results": [r.to_dict() for r in results], "gains": gains_vs_baseline(results)}
     write_text_atomic(paths["json"], json.dumps(payload, indent=2, default=float) + "\n")
     return paths
 

@@ -129,6 +129,22 @@ class VOSResult:
     rows: List[VideoRow] = field(default_factory=list)
     objects: Dict[str, List[float]] = field(default_factory=lambda: {k: [] for k in ("j_mean", "j_recall", "j_decay", "f_mean", "f_recall", "f_decay")})
     scoring: str = "davis"  # frame-scoring rule of the scores (see i2v.eval.metrics)
+    # "<video>_<object id>" per entry of ``objects``, as the DAVIS toolkit names its rows
+    object_names: List[str] = field(default_factory=list)
+
+    def add_video(self, name: str, obj_ids: Sequence[int], scores: Any, seconds: float) -> None:
+        """Append one video's :class:`~i2v.eval.metrics.SequenceScores` (objects ``obj_ids``)."""
+        for key in self.objects:
+            self.objects[key].extend(getattr(scores, key).tolist())
+        self.object_names.extend(f"{name}_{int(i)}" for i in obj_ids)
+        means = {k: float(np.nanmean(getattr(scores, k))) for k in self.objects}
+        self.rows.append(VideoRow(name, len(obj_ids), **means, jf_mean=(means["j_mean"] + means["f_mean"]) / 2,
+                                  seconds=seconds))
+
+    def object_rows(self) -> List[Dict[str, Any]]:
+        """Per object: ``{"name", "j_mean", "f_mean", ...}``, in scoring order."""
+        return [{"name": n, **{k: float(v[i]) for k, v in self.objects.items()}}
+                for i, n in enumerate(self.object_names)]
 
     def summary(self) -> Dict[str, float]:
         """DAVIS-style overall figures: means over all objects of all videos."""
@@ -137,7 +153,8 @@ class VOSResult:
         return out
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"method": self.method, "protocol": self.protocol, "scoring": self.scoring, "summary": self.summary(), "videos": [asdict(r) for r in self.rows]}
+        return {"method": self.method, "protocol": self.protocol, "scoring": self.scoring, "summary": self.summary(),
+                "videos": [asdict(r) for r in self.rows], "objects": self.object_rows()}
 
 
 def segment_video(predictor: Any, dataset: VideoDataset, index: int, protocol: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -281,11 +298,7 @@ def evaluate(
         preds, gts = segment_video(predictor, dataset, i, protocol)
         annotated = np.array([dataset.is_annotated(i, t) for t in range(len(gts))])
         scores = evaluate_sequence(preds, gts, annotated, scoring=scoring)
-        for key in result.objects:
-            result.objects[key].extend(getattr(scores, key).tolist())
-        means = {k: float(np.nanmean(getattr(scores, k))) for k in result.objects}
-        result.rows.append(VideoRow(dataset.video_name(i), len(dataset.obj_ids(i)), **means,
-                                    jf_mean=(means["j_mean"] + means["f_mean"]) / 2, seconds=time.perf_counter() - start))
+        result.add_video(dataset.video_name(i), dataset.obj_ids(i), scores, time.perf_counter() - start)
         if save_masks is not None:  # after timing: writing files is not the method's cost
             write_prediction_pngs(save_masks, dataset, i, preds)
     return result
