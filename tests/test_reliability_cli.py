@@ -105,6 +105,15 @@ def _train_argv(out: Path, sam_file: Path, *flags: str) -> List[str]:
             "checkpoint_every=2", "feature_cache.enabled=false"]
 
 
+@pytest.fixture
+def default_sigint():
+    """Ctrl-C as a fresh interpreter has it: the trainer only takes SIGINT over from Python's
+    default handler (an earlier test in the same process may have left another installed)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_at(monkeypatch: pytest.MonkeyPatch, step: int, how: str) -> None:
     """Press Ctrl-C while step ``step`` (1-based) runs: a real SIGINT, or a bare KeyboardInterrupt."""
     real_step = Trainer.train_step
@@ -121,7 +130,8 @@ def _interrupt_at(monkeypatch: pytest.MonkeyPatch, step: int, how: str) -> None:
 
 
 def test_ctrl_c_in_train_saves_the_step_and_resume_ends_where_a_straight_run_ends(
-        tmp_path: Path, tiny_sam_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+        tmp_path: Path, tiny_sam_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+        default_sigint: None) -> None:
     straight = tmp_path / "straight"
     assert main(_train_argv(straight, tiny_sam_file)) == 0
     out = tmp_path / "run"
