@@ -303,6 +303,7 @@ def test_registry_options_are_dataset_errors(tmp_path: Path, kind: str, options:
     (f"model.memory_encoder.key_dim={HUGE}", "unknown key 'memory_encoder'"),
     (f"model.memory_readout.refine_dim={HUGE}", r"refine_dim must be in \[0, 1024\]"),
     (f"model.upgrader.dim={HUGE}", f"model.upgrader.dim is {HUGE}; at most 8192"),
+    (f"clip.num_frames={HUGE}", f"clip.num_frames is {HUGE}; at most 1024"),
 ])
 def test_absurd_model_sizes_are_config_errors_before_any_allocation(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
