@@ -19,6 +19,14 @@ Challenge splits (DAVIS ``test-dev`` / ``test-challenge``, YouTube-VOS and MOSE 
 predictions for the challenge server instead of scoring against them. ``frame_stem`` gives
 each frame's file stem, the name a server expects for its predicted PNG.
 
+Binary annotations: a video whose object-defining PNGs (DAVIS: the first frame's; YouTube-VOS
+without meta.json: all of them) hold only 0 and 255 is read as 0/255 masks of one object,
+id 1, with no void, as :mod:`i2v.data.folder` reads them; a later PNG of such a video holding
+other ids is an error. Checked on reading, each with an error naming the file: a frame whose
+size differs from the video's first frame, an annotation whose size differs from the frames,
+an annotation PNG with no JPEG frame of the same stem, and a video whose objects come out empty
+(a first-frame annotation with no object would otherwise score NaN).
+
 :class:`PaletteVOSDataset` holds all the reading logic; the public classes only locate files.
 The file-format helpers here (:func:`load_rgb`, :func:`load_label_png`, :func:`load_json`,
 :func:`decode_rle`, :class:`FrameFolder`) are shared by the SA-V and SA-1B readers.
@@ -136,21 +144,32 @@ class FrameFolder:
             raise DatasetError(f"Frame folder {folder} holds no {'/'.join(suffixes)} files.")
         #: File stems ("00000", ...) in frame order; annotations are matched by stem.
         self.stems = [p.stem for p in self.paths]
+        self._size: Optional[Tuple[int, int]] = None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def read(self, t: int) -> np.ndarray:
-        """Frame ``t`` as (H, W, 3) uint8 RGB."""
-        return load_rgb(self.paths[t])
+        """Frame ``t`` as (H, W, 3) uint8 RGB; DatasetError if its size differs from frame 0's."""
+        rgb = load_rgb(self.paths[t])
+        h, w = self.size()
+        if rgb.shape[:2] != (h, w):
+            raise DatasetError(
+                f"Frame {self.paths[t]} is {rgb.shape[1]}x{rgb.shape[0]} but the video's first frame "
+                f"{self.paths[0].name} is {w}x{h}; every frame of a video must have one size. "
+                f"Re-extract or resize this video's frames to {w}x{h}."
+            )
+        return rgb
 
     def size(self) -> Tuple[int, int]:
         """(H, W) of the video, from the first frame's header."""
-        try:
-            with Image.open(self.paths[0]) as im:
-                return im.height, im.width
-        except OSError as exc:  # FileNotFoundError included
-            raise DatasetError(f"Frame {self.paths[0]} is not a readable image: {exc}") from exc
+        if self._size is None:
+            try:
+                with Image.open(self.paths[0]) as im:
+                    self._size = (im.height, im.width)
+            except OSError as exc:  # FileNotFoundError included
+                raise DatasetError(f"Frame {self.paths[0]} is not a readable image: {exc}") from exc
+        return self._size
 
 
 class PaletteVOSDataset(VideoDataset):
@@ -166,6 +185,9 @@ class PaletteVOSDataset(VideoDataset):
         ids_from: ``"first_frame"`` (DAVIS: labels of the first frame's PNG) or
             ``"all_frames"`` (union of the labels of all the video's PNGs).
         merge_objects: treat every non-void label as one object with id 1 (DAVIS 2016).
+
+    A video whose object-defining PNGs hold only 0 and 255 is read as binary masks of one
+    object (id 1, no void); see the module docstring.
     """
 
     def __init__(
@@ -178,7 +200,7 @@ class PaletteVOSDataset(VideoDataset):
         merge_objects: bool = False,
     ) -> None:
         if ids_from not in ("first_frame", "all_frames"):
-            raise ValueError(f"ids_from must be 'first_frame' or 'all_frames', got {ids_from!r}")
+            raise DatasetError(f"ids_from must be 'first_frame' or 'all_frames', got {ids_from!r}")
         self.image_dir = require_dir(Path(image_dir), "the frame folder")
         self.annotation_dir = require_dir(Path(annotation_dir), "the annotation folder")
         self.videos = list(videos)
@@ -189,6 +211,7 @@ class PaletteVOSDataset(VideoDataset):
         self._frames: Dict[int, FrameFolder] = {}
         self._annotated: Dict[int, Dict[str, Path]] = {}
         self._ids: Dict[int, List[int]] = {}
+        self._binary: Dict[int, bool] = {}  # 0/255 masks of one object (255 = object 1)
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -209,10 +232,20 @@ class PaletteVOSDataset(VideoDataset):
                 self.annotation_dir / self.videos[index],
                 f"the annotation folder of video {self.videos[index]!r}",
             )
-            self._annotated[index] = {p.stem: p for p in folder.glob("*.png")}
+            pngs = {p.stem: p for p in folder.glob("*.png")}
+            frames = self.frame_folder(index)
+            orphans = sorted(set(pngs) - set(frames.stems))
+            if orphans:
+                raise DatasetError(
+                    f"Annotation {pngs[orphans[0]]} has no frame {orphans[0]}.jpg in {frames.folder}"
+                    f"{f' (nor do {len(orphans) - 1} more)' if len(orphans) > 1 else ''}; a frame "
+                    f"is missing. Restore the video's JPEG frames (or remove the annotation)."
+                )
+            self._annotated[index] = pngs
         return self._annotated[index]
 
     def num_frames(self, index: int) -> int:
+        self._annotation_paths(index)  # an annotation without its frame means a lost frame
         return len(self.frame_folder(index))
 
     def obj_ids(self, index: int) -> List[int]:
@@ -222,9 +255,8 @@ class PaletteVOSDataset(VideoDataset):
 
     def _find_obj_ids(self, index: int) -> List[int]:
         name = self.videos[index]
-        if self.merge_objects:
-            return [1]
-        if name in self.declared_ids:
+        self._binary[index] = False
+        if name in self.declared_ids and not self.merge_objects:
             return self.declared_ids[name]
         pngs = self._annotation_paths(index)
         if self.ids_from == "first_frame":
@@ -241,7 +273,20 @@ class PaletteVOSDataset(VideoDataset):
         labels: set = set()
         for p in sources:
             labels.update(np.unique(load_label_png(p)).tolist())
-        return sorted(int(k) for k in labels - {0, VOID_LABEL})
+        if labels == {0, VOID_LABEL}:  # 0/255 binary masks, not a frame that is all void
+            self._binary[index] = True
+            return [1]
+        ids = sorted(int(k) for k in labels - {0, VOID_LABEL})
+        if not ids:
+            where = (f"its first-frame annotation {sources[0]}" if self.ids_from == "first_frame"
+                     else f"none of its {len(sources)} annotations in {self.annotation_dir / name}")
+            raise DatasetError(
+                f"Video {name!r} has no object: {where} holds only background"
+                f"{' and void' if VOID_LABEL in labels else ''}, so there is nothing to track "
+                f"(its scores would be NaN). Draw the objects on it, or remove {name!r} from the "
+                f"split."
+            )
+        return [1] if self.merge_objects else ids
 
     def frame(self, index: int, t: int) -> np.ndarray:
         return self.frame_folder(index).read(t)
@@ -263,8 +308,19 @@ class PaletteVOSDataset(VideoDataset):
         if lab.shape != (h, w):
             raise DatasetError(
                 f"Annotation {path} is {lab.shape[1]}x{lab.shape[0]} but the video's frames "
-                f"are {w}x{h}; expected matching sizes."
+                f"are {w}x{h}; an annotation must have its frame's size. Restore the original "
+                f"annotation (or frames) of this video."
             )
+        self.obj_ids(index)  # decides whether the video's masks are binary
+        if self._binary[index]:
+            other = np.setdiff1d(lab, (0, VOID_LABEL))
+            if other.size:
+                raise DatasetError(
+                    f"Annotation {path} holds ids {other[:5].tolist()} but the video's other "
+                    f"annotations are 0/255 masks (255 = the one object). Save every mask of a "
+                    f"video the same way: all 0/255 for one object, or ids 1, 2, ..."
+                )
+            lab = np.where(lab == VOID_LABEL, 1, 0).astype(np.uint8)
         return lab
 
     def masks(self, index: int, t: int) -> np.ndarray:
@@ -302,7 +358,7 @@ class DavisDataset(PaletteVOSDataset):
         self, root: PathLike, split: str = "val", year: int = 2017, resolution: str = "480p"
     ) -> None:
         if year not in (2016, 2017):
-            raise ValueError(f"DAVIS year must be 2016 or 2017, got {year!r}")
+            raise DatasetError(f"DAVIS year must be 2016 or 2017, got {year!r}")
         root = Path(root)
         split_file = root / "ImageSets" / str(year) / f"{split}.txt"
         try:
@@ -320,6 +376,22 @@ class DavisDataset(PaletteVOSDataset):
             merge_objects=year == 2016,
         )
         self.has_full_ground_truth = split not in SERVER_SCORED_SPLITS["davis"]
+
+    def frame_folder(self, index: int) -> FrameFolder:
+        """The frame files of sequence ``index``, numbered 00000, 00001, ... without gaps."""
+        new = index not in self._frames
+        folder = super().frame_folder(index)
+        if new and all(stem.isdigit() for stem in folder.stems):
+            numbers = [int(stem) for stem in folder.stems]
+            gaps = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+            if gaps:
+                width = len(folder.stems[0])
+                raise DatasetError(
+                    f"DAVIS sequence {self.videos[index]!r}: frame {gaps[0]:0{width}d}.jpg"
+                    f"{f' (and {len(gaps) - 1} more)' if len(gaps) > 1 else ''} is missing from "
+                    f"{folder.folder}; DAVIS numbers every frame. Restore the sequence's frames."
+                )
+        return folder
 
 
 class YouTubeVOSDataset(PaletteVOSDataset):

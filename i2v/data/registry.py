@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Dict, Optional
 
 from i2v.data.base import VideoDataset
@@ -99,4 +100,11 @@ def make_dataset(kind: str, root: Optional[str] = None, split: Optional[str] = N
     given as ``annotations=``, with ``root`` the folder of its frames)."""
     if kind not in DATASETS:
         raise DatasetError(f"unknown dataset {kind!r}; choose one of {', '.join(DATASETS)}.")
-    return DATASETS[kind](root, split if split is not None else DEFAULT_SPLITS[kind], **kwargs)
+    try:
+        return DATASETS[kind](root, split if split is not None else DEFAULT_SPLITS[kind], **kwargs)
+    except TypeError as exc:  # a misspelt option; anything else is a bug and keeps its traceback
+        match = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if match is None:
+            raise
+        raise DatasetError(f"dataset {kind!r} has no option {match.group(1)!r}; check its spelling against "
+                           f"the reader's documentation (i2v.data.registry.DATASETS[{kind!r}]).") from None

@@ -25,7 +25,8 @@ from torchvision.transforms import InterpolationMode
 
 from i2v.data.base import VideoClip, VideoDataset
 from i2v.data.davis import decode_rle, load_json, load_rgb, require_dir
-from i2v.errors import DatasetError
+from i2v.data.sav import MAX_SIDE
+from i2v.errors import DatasetError, FrameIndexError
 
 PathLike = Union[str, Path]
 
@@ -56,9 +57,9 @@ class SA1BDataset(VideoDataset):
         min_area: float = 1.0,
     ) -> None:
         if selection not in ("area", "random"):
-            raise ValueError(f"selection must be 'area' or 'random', got {selection!r}")
+            raise DatasetError(f"selection must be 'area' or 'random', got {selection!r}")
         if max_objects is not None and max_objects < 1:
-            raise ValueError(f"max_objects must be >= 1 or None, got {max_objects}")
+            raise DatasetError(f"max_objects must be >= 1 or None, got {max_objects}")
         self.root = require_dir(Path(root), "the SA-1B image folder")
         self.annotation_dir = require_dir(
             Path(annotation_dir) if annotation_dir is not None else self.root,
@@ -94,12 +95,22 @@ class SA1BDataset(VideoDataset):
                 (int(a.get("id", k)), float(a["area"]), a["segmentation"])
                 for k, a in enumerate(data["annotations"])
             ]
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise DatasetError(
                 f"SA-1B annotation {path} lacks or mangles a field ({exc!r}); expected "
                 f'{{"image": {{"height", "width", ...}}, "annotations": [{{"id", "area", '
                 f'"segmentation": {{"size", "counts"}}}}, ...]}}.'
             ) from exc
+        if not (1 <= size[0] <= MAX_SIDE and 1 <= size[1] <= MAX_SIDE):
+            raise DatasetError(f"SA-1B annotation {path}: image height x width is {size[0]}x{size[1]}, "
+                               f"expected sides in 1..{MAX_SIDE}; the file is corrupt. Re-extract it.")
+        seen: Dict[int, int] = {}
+        for ann_id, _, _ in anns:
+            seen[ann_id] = seen.get(ann_id, 0) + 1
+        repeated = sorted(i for i, n in seen.items() if n > 1)
+        if repeated:
+            raise DatasetError(f"SA-1B annotation {path}: annotation id(s) {repeated[:5]} occur more than once; "
+                               "each mask needs its own id. Re-extract the file or renumber its annotations.")
         anns = [a for a in anns if a[1] >= self.min_area]
         if self.max_objects is not None and len(anns) > self.max_objects:
             if self.selection == "area":
@@ -142,7 +153,7 @@ class SA1BDataset(VideoDataset):
 
 def _check_frame(t: int, n: int) -> None:
     if not 0 <= t < n:
-        raise IndexError(f"frame {t} out of range for a {n}-frame video")
+        raise FrameIndexError(f"frame {t} out of range for a {n}-frame video")
 
 
 class SA1BPseudoVideo(VideoDataset):
@@ -174,7 +185,7 @@ class SA1BPseudoVideo(VideoDataset):
         max_rotate: float = 15.0,
     ) -> None:
         if num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+            raise DatasetError(f"num_frames must be >= 1, got {num_frames}")
         self.dataset, self.frames_per_video, self.seed = dataset, num_frames, seed
         self.bounds = np.array([max_translate, max_translate, max_scale, max_rotate], dtype=float)
         self._source: Optional[Tuple[int, torch.Tensor, torch.Tensor]] = None

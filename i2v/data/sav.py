@@ -20,6 +20,12 @@ facebookresearch/sam2):
 In both, frame ``t`` of the reader is the ``t``-th available frame, and whether it is annotated
 follows from its 24 fps number (the JPEG stem, or its position in the mp4). Object ids are
 SA-V's own 0-based masklet ids (val/test: the object folder names).
+
+A video is checked when it is first opened, with an error naming its file: the masklet JSON's
+fields (sizes in 1..65535, one RLE or null per masklet on every annotated frame, unique ids, no
+more annotated frames than the video has), and the frames: a JPEG missing for an annotated
+frame (or, where all 24 fps frames were extracted, any missing number) is an error rather than
+a frame silently dropped, as is a frame whose size differs from the video's.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from i2v.errors import DatasetError
 
 PathLike = Union[str, Path]
 _JSON_CACHE_SIZE = 4  # a masklet JSON is a few MB; keep only the videos being sampled now
+MAX_SIDE = 65535  # the largest JPEG side; a bigger size in a JSON is corrupt
 
 
 def decode_mp4_frames(path: Path, wanted: Sequence[int]) -> Dict[int, np.ndarray]:
@@ -97,17 +104,62 @@ class _JsonVideo(_Video):
             n_obj = int(ann.get("masklet_num", len(self.masklet[0]) if self.masklet else 0))
             self.obj_ids = [int(i) for i in ann.get("masklet_id", range(n_obj))]
             n_frames = int(ann["video_frame_count"])
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
             raise DatasetError(
                 f"SA-V annotation {ann_path} lacks or mangles a field ({exc!r}); expected "
-                f"video_height, video_width, video_frame_count, masklet, masklet_id."
+                f"video_height, video_width, video_frame_count, masklet, masklet_id. Re-download or "
+                f"re-extract the file."
             ) from exc
+        self._check(n_frames)
         self.mp4 = mp4
         self.folder = FrameFolder(jpeg_dir) if jpeg_dir is not None else None
         if self.folder is not None:
             self.numbers = [_frame_number(p) for p in self.folder.paths]
+            self._check_jpegs(n_frames)
         else:
             self.numbers = list(range(n_frames))
+
+    def _bad(self, what: str) -> DatasetError:
+        return DatasetError(f"SA-V annotation {self.ann_path}: {what}; the file is corrupt or not "
+                            f"an SA-V masklet JSON. Re-download or re-extract it.")
+
+    def _check(self, n_frames: int) -> None:
+        """Sizes, masklet shape and ids, before anything is allocated or decoded."""
+        h, w = self.size
+        if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+            raise self._bad(f"video_height x video_width is {h}x{w}, expected sides in 1..{MAX_SIDE}")
+        if n_frames < 1:
+            raise self._bad(f"video_frame_count is {n_frames}, expected at least 1")
+        if not isinstance(self.masklet, list) or not self.masklet:
+            raise self._bad("'masklet' is empty or not a list (one entry per annotated frame)")
+        n_obj = len(self.obj_ids)
+        for k, rles in enumerate(self.masklet):
+            if not isinstance(rles, list) or len(rles) != n_obj:
+                got = f"{len(rles)} entries" if isinstance(rles, list) else f"a {type(rles).__name__}"
+                raise self._bad(f"annotated frame {k * self.every} (masklet[{k}]) holds {got}, expected a "
+                                f"list of {n_obj} RLEs or nulls, one per masklet id")
+        if len(set(self.obj_ids)) != n_obj:
+            raise self._bad(f"masklet_id {self.obj_ids[:10]} repeats an id")
+        last = (len(self.masklet) - 1) * self.every
+        if last >= n_frames:
+            raise self._bad(f"'masklet' has {len(self.masklet)} annotated frames, the last at frame {last}, "
+                            f"but video_frame_count is {n_frames}")
+
+    def _check_jpegs(self, n_frames: int) -> None:
+        """Every annotated frame needs its JPEG; a folder of all 24 fps frames needs every one."""
+        assert self.folder is not None
+        have = set(self.numbers)
+        every_frame = any(n % self.every for n in have)
+        want = range(n_frames) if every_frame else range(0, len(self.masklet) * self.every, self.every)
+        missing = [n for n in want if n not in have]
+        if missing:
+            names = ", ".join(f"{n:05d}.jpg" for n in missing[:3])
+            raise DatasetError(
+                f"SA-V video {self.name!r}: {len(missing)} frame(s) ({names}"
+                f"{', ...' if len(missing) > 3 else ''}) are missing from {self.folder.folder}, which "
+                f"{self.ann_path} annotates. Re-run the frame extraction for this video (or delete the "
+                f"folder to read {self.mp4.name})."
+            )
 
     def frames(self, positions: Sequence[int]) -> List[np.ndarray]:
         if self.folder is not None:
@@ -155,6 +207,14 @@ class _PngVideo(_Video):
         self.numbers = [_frame_number(p) for p in self.folder.paths]
         self.size = self.folder.size()
         require_dir(ann_dir, f"the per-object annotation folder of SA-V video {name!r}")
+        # val/test hold every 24 fps frame: a gap is a lost JPEG, not a frame to skip.
+        gaps = sorted(set(range(self.numbers[-1] + 1)) - set(self.numbers))
+        if gaps:
+            raise DatasetError(
+                f"SA-V video {name!r}: frame(s) {', '.join(f'{n:05d}.jpg' for n in gaps[:3])}"
+                f"{', ...' if len(gaps) > 3 else ''} are missing from {jpeg_dir}, which holds every "
+                f"24 fps frame up to {self.numbers[-1]:05d}.jpg. Restore them (re-extract the video)."
+            )
         obj_dirs = sorted((p for p in ann_dir.iterdir() if p.is_dir()), key=lambda p: p.name)
         try:
             self.obj_ids = [int(p.name) for p in obj_dirs]
@@ -164,6 +224,13 @@ class _PngVideo(_Video):
             ) from exc
         self.pngs = [{_frame_number(p): p for p in d.glob("*.png")} for d in obj_dirs]
         self.annotated_numbers = set().union(*self.pngs) if self.pngs else set()
+        orphans = sorted(self.annotated_numbers - set(self.numbers))
+        if orphans:
+            path = next(d[orphans[0]] for d in self.pngs if orphans[0] in d)
+            raise DatasetError(
+                f"SA-V mask {path} annotates frame {orphans[0]} but {jpeg_dir} has no "
+                f"{orphans[0]:05d}.jpg; restore the video's frames."
+            )
 
     def frames(self, positions: Sequence[int]) -> List[np.ndarray]:
         return [self.folder.read(p) for p in positions]
@@ -178,8 +245,9 @@ class _PngVideo(_Video):
                 m = load_label_png(pngs[number])
                 if m.shape != self.size:
                     raise DatasetError(
-                        f"SA-V mask {pngs[number]} is {m.shape}, expected the frame size "
-                        f"{self.size}."
+                        f"SA-V mask {pngs[number]} is {m.shape[1]}x{m.shape[0]} but the video's "
+                        f"frames are {self.size[1]}x{self.size[0]}; restore the original mask (or "
+                        f"frames) so that their sizes match."
                     )
                 out[k] = m > 0
         return out
@@ -217,7 +285,9 @@ class SAVDataset(VideoDataset):
         annotation_every: int = 4,
     ) -> None:
         if annotation not in ("manual", "auto"):
-            raise ValueError(f"annotation must be 'manual' or 'auto', got {annotation!r}")
+            raise DatasetError(f"annotation must be 'manual' or 'auto', got {annotation!r}")
+        if isinstance(annotation_every, bool) or not isinstance(annotation_every, int) or annotation_every < 1:
+            raise DatasetError(f"annotation_every must be an integer >= 1 (4 in SA-V), got {annotation_every!r}")
         self.split_dir = require_dir(Path(root) / split, f"the SA-V split folder {split!r}")
         self.annotation = annotation
         self.annotated_only = annotated_only

@@ -27,6 +27,7 @@ from i2v.errors import ConfigError
 from i2v.train.config_checks import (
     DAVIS_RESOLUTIONS,
     DAVIS_YEARS,
+    MAX_CLIP_FRAMES,
     MAX_SIDE,
     SAV_ANNOTATIONS,
     check_cacheable,
@@ -165,6 +166,9 @@ class ClipConfig:
     def __post_init__(self) -> None:
         if self.num_frames < 1 or self.max_objects < 1 or not 1 <= self.stride[0] <= self.stride[1]:
             raise ValueError("clip needs num_frames >= 1, max_objects >= 1 and 1 <= stride[0] <= stride[1].")
+        if self.num_frames > MAX_CLIP_FRAMES:
+            raise ValueError(f"clip.num_frames is {self.num_frames}; at most {MAX_CLIP_FRAMES} frames fit one "
+                             "training clip (8 is usual).")
         in_range("clip.reverse_prob", self.reverse_prob, 0.0, 1.0)
         if self.size is not None and (len(self.size) != 2 or not all(1 <= side <= MAX_SIDE for side in self.size)):
             raise ValueError(f"clip.size must be null or [height, width], each in 1..{MAX_SIDE}; got {list(self.size)}.")

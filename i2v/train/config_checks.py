@@ -19,6 +19,7 @@ DAVIS_YEARS = (2016, 2017)
 DAVIS_RESOLUTIONS = ("480p", "Full-Resolution")
 SAV_ANNOTATIONS = ("manual", "auto")
 MAX_SIDE = 8192  # largest clip side, in pixels
+MAX_CLIP_FRAMES = 1024  # longest training clip; far beyond what fits in GPU memory
 # Upper bounds of the adapters' sizes: far above any useful value, far below an allocator error.
 MODEL_SIZE_LIMITS = {
     "upgrader.dim": 8192, "upgrader.heads": 256, "upgrader.window": 64, "upgrader.pool": 256,
