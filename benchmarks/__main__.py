@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 
 from benchmarks.plots import RESULTS, make_plots
 
-BENCHMARKS = ("cost", "propagation", "train_throughput", "accuracy", "encoders")
+BENCHMARKS = ("cost", "propagation", "train_throughput", "accuracy", "encoders", "training_share")
 
 
 def summary(results_dir: Path = RESULTS) -> str:
@@ -39,6 +39,10 @@ def summary(results_dir: Path = RESULTS) -> str:
         elif name == "encoders":
             times = {k: v["seconds_per_frame"] for k, v in m.items() if isinstance(v, dict)}
             rows.append((name, dev, "s per propagated frame at 1024 px: " + ", ".join(f"{k} {t:.2f}" for k, t in times.items())))
+        elif name == "training_share":
+            gains = {k: v["trained vs untrained"]["gain"] for k, v in m.items()}
+            rows.append((name, dev, "trained vs untrained (J&F points, development split): "
+                                    + ", ".join(f"{k} {g:+.1f}" for k, g in gains.items())))
         elif name == "train_throughput":
             rows.append((name, dev, f"cached features {m['speedup']:.1f}x faster than on the fly"))
         elif name == "accuracy":

@@ -59,6 +59,17 @@ def plot_encoders(result: Dict[str, Any], ax) -> None:
     ax.set(ylabel="s / propagated frame", title=f"image encoders at 1024 px ({threads} CPU threads, random weights)")
 
 
+def plot_training_share(result: Dict[str, Any], ax) -> None:
+    gains = {k: v["trained vs untrained"] for k, v in result["metrics"].items()}
+    names = list(gains)
+    mid = [gains[n]["gain"] for n in names]
+    err = [[m - gains[n]["low"] for n, m in zip(names, mid)], [gains[n]["high"] - m for n, m in zip(names, mid)]]
+    ax.bar(names, mid, yerr=err, capsize=4)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.set(ylabel="J&F points, trained - untrained (95 % interval)", title="what training adds (development split)")
+
+
 def plot_accuracy(result: Dict[str, Any], ax) -> None:
     if isinstance(ax, (list, tuple)):  # the J&F table beside its breakdown by phase
         ax, phase_ax = ax
@@ -119,6 +130,7 @@ PLOTTERS: Dict[str, Callable[[Dict[str, Any], Any], None]] = {
     "train_throughput": plot_train_throughput,
     "accuracy": plot_accuracy,
     "encoders": plot_encoders,
+    "training_share": plot_training_share,
 }
 
 

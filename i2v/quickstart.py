@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _train_config(args: argparse.Namespace, out: Path):
+def _train_config(args: argparse.Namespace, out: Path, extra: Sequence[str] = ()):
+    """The quickstart's training recipe; ``extra`` overrides come last (benchmarks' variants)."""
     from i2v.train.config import load_train_config
 
     recipe = Path(str(resources.files("i2v.configs").joinpath("train_tiny_synthetic.yaml")))
@@ -52,6 +54,7 @@ def _train_config(args: argparse.Namespace, out: Path):
         f"checkpoint_every={args.steps}",
         f"output_dir={out / 'train'}",
         f"seed={args.seed}",
+        *extra,
     ]
     return load_train_config(recipe, overrides)
 
