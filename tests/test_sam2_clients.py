@@ -137,6 +137,12 @@ def test_notebook_flow_with_a_refinement_click_far_beyond_the_memory_bank(predic
     assert not torch.equal(expected, decode_click(predictor, inference_state, ann_frame_idx, (x, y), label, None))
     # ... so it changes the mask where it was given, not the rest.
     assert iou(new, old) > 0.6, iou(new, old)
+    changed = np.argwhere(new != old)
+    dist = np.hypot(changed[:, 0] - y, changed[:, 1] - x) if len(changed) else np.zeros(0)
+    # Few pixels change, all near the click (the failure this guards against rewrote the whole
+    # frame: IoU 0.03 with the mask it was meant to refine).
+    assert 0 < len(changed) <= old.sum() / 4, (len(changed), int(old.sum()))
+    assert dist.max() <= np.hypot(*old.shape) / 4, dist.max()
 
     # Step 4: propagate again. The correction is a prompt now: it is kept, and the masks after
     # it do not grow.
