@@ -76,7 +76,7 @@ def measure(model: SamI2V, raw: torch.Tensor, num_objects: int, runs: int, atten
     beforehand: what is measured never depends on the pixels, and the encoder runs once.
     """
     frames = model.config.memory.filter.capacity + 2  # every object's memory is full by the last frame
-    predictor = I2VVideoPredictor(model, feature_cache_size=frames)
+    predictor = I2VVideoPredictor(model, feature_cache_size=frames, progress=False)
     state = predictor.init_state(_video(model, frames))
     for t in range(frames):
         state.cache_features(t, raw, (model.image_size, model.image_size))

@@ -41,7 +41,7 @@ def _video(frames: int, seed: int = 0) -> np.ndarray:
 def run_encoder(sam_type: str, dtype: str, video: np.ndarray, device: str) -> Dict[str, object]:
     """Propagate one object through ``video``; seconds per propagated frame and the masks."""
     model = build_sam_i2v(sam_type, device=device, allow_random_sam=True, dtype=dtype)
-    predictor = I2VVideoPredictor(model)
+    predictor = I2VVideoPredictor(model, progress=False)
     state = predictor.init_state(list(video))
     predictor.add_new_points_or_box(state, 0, 1, box=[300, 350, 600, 650])
     times: List[float] = []

@@ -42,7 +42,7 @@ def _track(model, dataset, index: int):
     """Prompt each object with its mask where it first shows (as ``i2v.eval.vos.segment_video``
     does) and propagate; yields (t, obj_id, n, mask (H, W) bool, presence logit or None) for
     every object from its prompted frame on (None on that frame)."""
-    predictor = I2VVideoPredictor(model)
+    predictor = I2VVideoPredictor(model, progress=False)
     ids = list(dataset.obj_ids(index))
     num = dataset.num_frames(index)
     state = predictor.init_state(DatasetVideo(dataset, index))

@@ -105,7 +105,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     # The bundled tiny SAM on its own synthetic videos, on purpose (no stand-in warning).
-    predictor = build_i2v_video_predictor("tiny", sam_checkpoint=default_sam_checkpoint("tiny"), device=args.device)
+    predictor = build_i2v_video_predictor("tiny", sam_checkpoint=default_sam_checkpoint("tiny"), device=args.device,
+                                          progress=False)
     cfg = SyntheticConfig(num_frames=max(args.frames, args.object_frames + 1), min_objects=8, max_objects=8)
     dataset = SyntheticVideoDataset("test", num_videos=1, config=cfg)
     checkpoints = [c for c in (100, 1_000, 10_000) if c < args.frames] + [args.frames]
