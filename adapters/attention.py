@@ -30,7 +30,9 @@ class CrossAttention(nn.Module):
             nn.init.zeros_(self.proj.weight)
             nn.init.zeros_(self.proj.bias)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, key_padding: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, key_padding: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """
         Args:
             x: (B, Lq, query_dim) queries.

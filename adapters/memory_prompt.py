@@ -76,7 +76,9 @@ def peak_region(prob: torch.Tensor, threshold: float) -> torch.Tensor:
     return F.max_pool2d(region, 3, stride=1, padding=1)
 
 
-def competing_click(prob: torch.Tensor, region: torch.Tensor, threshold: float, image_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def competing_click(
+    prob: torch.Tensor, region: torch.Tensor, threshold: float, image_size: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """A negative click at each map's strongest response outside its peak's region.
 
     Args:

@@ -118,9 +118,9 @@ def propagate_masks(
             e = torch.exp(lg - peak[..., None])
             parts.append((peak, torch.bmm(e, values), e.sum(dim=-1), reads))  # (F, p), (F, p, N), (F, p), (N, F)
         # Each object's shift: the largest frame maximum among the frames it reads.
-        shift = torch.stack([
-            peak[None].masked_fill(~reads[..., None], float("-inf")).amax(dim=1) for peak, _, _, reads in parts
-        ]).amax(dim=0)  # (N, p)
+        shift = torch.stack(
+            [peak[None].masked_fill(~reads[..., None], float("-inf")).amax(dim=1) for peak, _, _, reads in parts]
+        ).amax(dim=0)  # (N, p)
         num = den = 0.0
         for peak, weighted, mass, reads in parts:
             scale = torch.exp(peak[None] - shift[:, None]).masked_fill(~reads[..., None], 0.0)  # (N, F, p)
@@ -166,8 +166,10 @@ class ReadoutRefiner(nn.Module):
         super().__init__()
         self.frame_proj = nn.Conv2d(key_dim, dim, kernel_size=1)
         self.body = nn.Sequential(
-            nn.Conv2d(dim + 3, dim, kernel_size=3, padding=1), nn.GELU(),
-            nn.Conv2d(dim, dim, kernel_size=3, padding=1), nn.GELU(),
+            nn.Conv2d(dim + 3, dim, kernel_size=3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(dim, dim, kernel_size=3, padding=1),
+            nn.GELU(),
         )
         self.out = nn.Conv2d(dim, 1, kernel_size=1)
         nn.init.zeros_(self.out.weight)
@@ -245,7 +247,9 @@ class MemoryReadout(nn.Module):
         locality = self.log_locality.exp() if self.cfg.locality > 0 else self.log_locality.new_zeros(())
         query = query.float()
         memory = ReadoutMemory(memory.keys.float(), memory.values.float(), memory.selected, memory.short_term)
-        prob = propagate_masks(query, memory, self.log_temperature.exp(), locality, self.positions.to(query.device), self.cfg.chunk)
+        prob = propagate_masks(
+            query, memory, self.log_temperature.exp(), locality, self.positions.to(query.device), self.cfg.chunk
+        )
         g = self.grid
         prob = rearrange(prob, "n (h w) -> n 1 h w", h=g, w=g)
         if self.refiner is not None:

@@ -31,28 +31,55 @@ def summary(results_dir: Path = RESULTS) -> str:
         m, dev = r["metrics"], r.get("machine", {}).get("device", "?")
         if name == "cost":
             r = m["ratios"]
-            rows.append((name, dev, f"params {100 * r['params']:.2f}% of SAM; tracking {100 * r['first_object_vs_encoder']:.2f}% "
-                                    f"of the encoder (1 object), {100 * r['per_object_vs_encoder']:.2f}% per further object"))
+            rows.append(
+                (
+                    name,
+                    dev,
+                    f"params {100 * r['params']:.2f}% of SAM; tracking {100 * r['first_object_vs_encoder']:.2f}% "
+                    f"of the encoder (1 object), {100 * r['per_object_vs_encoder']:.2f}% per further object",
+                )
+            )
         elif name == "propagation":
-            rows.append((name, dev, f"RSS {m['long_run']['rss_ratio_last_vs_first']:.3f}x from the first to the last checkpoint; "
-                                    f"8 objects {m['time_ratio_8_vs_1']:.2f}x the time of 1"))
+            rows.append(
+                (
+                    name,
+                    dev,
+                    f"RSS {m['long_run']['rss_ratio_last_vs_first']:.3f}x from the first to the last checkpoint; "
+                    f"8 objects {m['time_ratio_8_vs_1']:.2f}x the time of 1",
+                )
+            )
         elif name == "encoders":
             times = {k: v["seconds_per_frame"] for k, v in m.items() if isinstance(v, dict)}
-            rows.append((name, dev, "s per propagated frame at 1024 px: " + ", ".join(f"{k} {t:.2f}" for k, t in times.items())))
+            rows.append(
+                (name, dev, "s per propagated frame at 1024 px: " + ", ".join(f"{k} {t:.2f}" for k, t in times.items()))
+            )
         elif name == "training_share":
             gains = {k: v["trained vs untrained"]["gain"] for k, v in m.items()}
-            rows.append((name, dev, "trained vs untrained (J&F points, development split): "
-                                    + ", ".join(f"{k} {g:+.1f}" for k, g in gains.items())))
+            rows.append(
+                (
+                    name,
+                    dev,
+                    "trained vs untrained (J&F points, development split): "
+                    + ", ".join(f"{k} {g:+.1f}" for k, g in gains.items()),
+                )
+            )
         elif name == "train_throughput":
             rows.append((name, dev, f"cached features {m['speedup']:.1f}x faster than on the fly"))
         elif name == "accuracy":
             jf = {k: v["jf_mean"] for k, v in m["video"]["methods"].items()}
-            rows.append((name, dev, f"tiny SAM image mIoU {m['image']['click1_miou']:.3f} (1 click), {m['image']['box_miou']:.3f} (box); "
-                                    f"J&F per-frame SAM {jf['per-frame SAM']:.1f}, untrained {jf['untrained upgrade']:.1f}, "
-                                    f"trained {jf['trained upgrade']:.1f} ({m['video']['gain_jf_vs_per_frame_sam']:+.1f}, goal "
-                                    f"+{m['video']['goal_gain']:.0f})" + _motion(jf)
-                                    + f"; quickstart {m['video']['quickstart_seconds']:.0f} s"
-                                    + _wider(m['video'].get('wider_check'))))
+            rows.append(
+                (
+                    name,
+                    dev,
+                    f"tiny SAM image mIoU {m['image']['click1_miou']:.3f} (1 click), {m['image']['box_miou']:.3f} (box); "
+                    f"J&F per-frame SAM {jf['per-frame SAM']:.1f}, untrained {jf['untrained upgrade']:.1f}, "
+                    f"trained {jf['trained upgrade']:.1f} ({m['video']['gain_jf_vs_per_frame_sam']:+.1f}, goal "
+                    f"+{m['video']['goal_gain']:.0f})"
+                    + _motion(jf)
+                    + f"; quickstart {m['video']['quickstart_seconds']:.0f} s"
+                    + _wider(m["video"].get("wider_check")),
+                )
+            )
     width = max([len(r[0]) for r in rows] + [9])
     return "\n".join(f"{n:<{width}}  {d:<5}  {t}" for n, d, t in rows)
 

@@ -56,6 +56,8 @@ def points_text(row: Dict[str, Any]) -> str:
     """``format_gain`` of a row in points."""
     interval = "" if row["low"] is None else f", 95% interval {row['low']:+.1f} to {row['high']:+.1f}"
     return f"{row['method']} vs {row['baseline']} ({row['protocol']}): {row['gain']:+.1f} J&F points{interval}"
+
+
 # The wider check's methods told the scripted events (see accuracy_breakdown.EventOracle).
 ORACLE_ROWS = ("per-frame SAM + event oracle", "trained upgrade + event oracle")
 UNTRAINED_MOTION_ROW = "untrained upgrade + motion"
@@ -79,8 +81,15 @@ def video_jf(args: argparse.Namespace) -> Dict[str, object]:
     from i2v.quickstart import run
 
     with tempfile.TemporaryDirectory() as tmp:
-        qs = argparse.Namespace(out=str(Path(tmp) / "quickstart"), steps=args.steps, videos=args.videos,
-                                val_videos=args.val_videos, frames=args.frames, device=args.device, seed=args.seed)
+        qs = argparse.Namespace(
+            out=str(Path(tmp) / "quickstart"),
+            steps=args.steps,
+            videos=args.videos,
+            val_videos=args.val_videos,
+            frames=args.frames,
+            device=args.device,
+            seed=args.seed,
+        )
         start = time.perf_counter()
         run(qs)
         seconds = time.perf_counter() - start
@@ -88,25 +97,33 @@ def video_jf(args: argparse.Namespace) -> Dict[str, object]:
         print("where the J comes from")
         parts = breakdown(str(Path(qs.out) / "adapter"), args.val_videos, args.frames, args.device)
         wider = wider_check(str(Path(qs.out) / "adapter"), args) if args.check_videos else None
-    methods = {r["method"]: {k: 100 * r["summary"][k] for k in ("j_mean", "f_mean", "jf_mean")} for r in report["results"]}
+    methods = {
+        r["method"]: {k: 100 * r["summary"][k] for k in ("j_mean", "f_mean", "jf_mean")} for r in report["results"]
+    }
     gain = methods["trained upgrade"]["jf_mean"] - methods["per-frame SAM"]["jf_mean"]
     gain_motion = methods[MOTION_ROW]["jf_mean"] - methods["per-frame SAM"]["jf_mean"]
-    return {"methods": methods, "gain_jf_vs_per_frame_sam": gain, "gain_jf_motion_vs_per_frame_sam": gain_motion,
-            "goal_gain": GOAL_GAIN, "goal_met": max(gain, gain_motion) >= GOAL_GAIN,
-            "quickstart_seconds": seconds, "sam_sha256": report.get("sam_sha256"),
-            "breakdown": {k: v for k, v in parts.items() if k != "sam_sha256"},
-            "quickstart_gain": in_points(next(g for g in report["gains"] if g["method"] == "trained upgrade")),
-            "quickstart_gain_motion": in_points(next(g for g in report["gains"] if g["method"] == MOTION_ROW)),
-            "wider_check": wider}
+    return {
+        "methods": methods,
+        "gain_jf_vs_per_frame_sam": gain,
+        "gain_jf_motion_vs_per_frame_sam": gain_motion,
+        "goal_gain": GOAL_GAIN,
+        "goal_met": max(gain, gain_motion) >= GOAL_GAIN,
+        "quickstart_seconds": seconds,
+        "sam_sha256": report.get("sam_sha256"),
+        "breakdown": {k: v for k, v in parts.items() if k != "sam_sha256"},
+        "quickstart_gain": in_points(next(g for g in report["gains"] if g["method"] == "trained upgrade")),
+        "quickstart_gain_motion": in_points(next(g for g in report["gains"] if g["method"] == MOTION_ROW)),
+        "wider_check": wider,
+    }
 
 
 def wider_check(adapter: str, args: argparse.Namespace) -> Dict[str, object]:
     """The trained ``adapter`` vs per-frame SAM on the first ``args.check_videos`` held-out videos."""
+    from benchmarks.accuracy_breakdown import EventOracle, phase_scores
+    from benchmarks.memory_path import memory_only_j, presence_auc
     from i2v.build import build_sam_i2v
     from i2v.data.registry import make_dataset
     from i2v.data.synthetic import SyntheticConfig
-    from benchmarks.accuracy_breakdown import EventOracle, phase_scores
-    from benchmarks.memory_path import memory_only_j, presence_auc
     from i2v.eval.baselines import PerFrameSamPredictor
     from i2v.eval.cli import model_variant, run_methods
     from i2v.eval.report import gains_vs_baseline, paired_gain
@@ -116,39 +133,79 @@ def wider_check(adapter: str, args: argparse.Namespace) -> Dict[str, object]:
     print(f"the same adapter on {args.check_videos} held-out videos")
     trained = build_sam_i2v(checkpoint=adapter, device=args.device)
     untrained = build_sam_i2v(trained.config, device=args.device)
-    dataset = make_dataset("synthetic", split="val", num_videos=args.check_videos,
-                           config=SyntheticConfig(num_frames=args.frames))
+    dataset = make_dataset(
+        "synthetic", split="val", num_videos=args.check_videos, config=SyntheticConfig(num_frames=args.frames)
+    )
     results = run_methods(trained, untrained, dataset, ["mask"], baselines=True, ablations=False, trained=True)
     with model_variant(trained, motion=True):
         results.append(evaluate(I2VVideoPredictor(trained), dataset, None, "mask", MOTION_ROW))
     with model_variant(untrained, motion=True):  # how much of that is the training
         results.append(evaluate(I2VVideoPredictor(untrained), dataset, None, "mask", UNTRAINED_MOTION_ROW))
-    for name, predictor in ((ORACLE_ROWS[0], PerFrameSamPredictor(untrained)), (ORACLE_ROWS[1], I2VVideoPredictor(trained))):
+    for name, predictor in (
+        (ORACLE_ROWS[0], PerFrameSamPredictor(untrained)),
+        (ORACLE_ROWS[1], I2VVideoPredictor(trained)),
+    ):
         results.append(evaluate(EventOracle(predictor), dataset, None, "mask", name))
     gains = [in_points(g) for g in gains_vs_baseline(results)]
     by_name = {r.method: r for r in results}
     # Motion-aware selection against the same adapter without it, paired on the same videos.
-    motion = in_points({"method": MOTION_ROW, "baseline": "trained upgrade", "protocol": "mask",
-                        **paired_gain(by_name["trained upgrade"], by_name[MOTION_ROW])})
+    motion = in_points(
+        {
+            "method": MOTION_ROW,
+            "baseline": "trained upgrade",
+            "protocol": "mask",
+            **paired_gain(by_name["trained upgrade"], by_name[MOTION_ROW]),
+        }
+    )
     # The training's share: the trained adapter against the untrained one, both with motion.
-    training = in_points({"method": MOTION_ROW, "baseline": UNTRAINED_MOTION_ROW, "protocol": "mask",
-                          **paired_gain(by_name[UNTRAINED_MOTION_ROW], by_name[MOTION_ROW])})
+    training = in_points(
+        {
+            "method": MOTION_ROW,
+            "baseline": UNTRAINED_MOTION_ROW,
+            "protocol": "mask",
+            **paired_gain(by_name[UNTRAINED_MOTION_ROW], by_name[MOTION_ROW]),
+        }
+    )
     # What the training added to the memory path: trained against untrained, both without motion.
-    learned = in_points({"method": "trained upgrade", "baseline": "untrained upgrade", "protocol": "mask",
-                         **paired_gain(by_name["untrained upgrade"], by_name["trained upgrade"])})
+    learned = in_points(
+        {
+            "method": "trained upgrade",
+            "baseline": "untrained upgrade",
+            "protocol": "mask",
+            **paired_gain(by_name["untrained upgrade"], by_name["trained upgrade"]),
+        }
+    )
     for row in gains + [motion, training, learned]:
         print("  " + points_text(row))
     indices = range(args.check_videos)
-    memory = {"trained": memory_only_j(trained, dataset, indices), "untrained": memory_only_j(untrained, dataset, indices)}
-    presence = {"trained": presence_auc(trained, dataset, indices), "untrained": presence_auc(untrained, dataset, indices)}
-    print(f"  memory-only tracking J on visible frames: trained {memory['trained']['j_visible']:.3f}, "
-          f"untrained {memory['untrained']['j_visible']:.3f}; presence ROC AUC (visible vs hidden): "
-          f"trained {presence['trained']['auc']:.3f}, untrained {presence['untrained']['auc']:.3f}")
-    phases = {"trained upgrade": phase_scores(I2VVideoPredictor(trained), dataset, indices),
-              "per-frame SAM": phase_scores(PerFrameSamPredictor(untrained), dataset, indices)}
-    return {"videos": args.check_videos, "jf": {r.method: 100 * r.summary()["jf_mean"] for r in results}, "gains": gains,
-            "motion_vs_trained": motion, "trained_vs_untrained_with_motion": training, "trained_vs_untrained": learned,
-            "memory_only": memory, "presence": presence, "phases": phases}
+    memory = {
+        "trained": memory_only_j(trained, dataset, indices),
+        "untrained": memory_only_j(untrained, dataset, indices),
+    }
+    presence = {
+        "trained": presence_auc(trained, dataset, indices),
+        "untrained": presence_auc(untrained, dataset, indices),
+    }
+    print(
+        f"  memory-only tracking J on visible frames: trained {memory['trained']['j_visible']:.3f}, "
+        f"untrained {memory['untrained']['j_visible']:.3f}; presence ROC AUC (visible vs hidden): "
+        f"trained {presence['trained']['auc']:.3f}, untrained {presence['untrained']['auc']:.3f}"
+    )
+    phases = {
+        "trained upgrade": phase_scores(I2VVideoPredictor(trained), dataset, indices),
+        "per-frame SAM": phase_scores(PerFrameSamPredictor(untrained), dataset, indices),
+    }
+    return {
+        "videos": args.check_videos,
+        "jf": {r.method: 100 * r.summary()["jf_mean"] for r in results},
+        "gains": gains,
+        "motion_vs_trained": motion,
+        "trained_vs_untrained_with_motion": training,
+        "trained_vs_untrained": learned,
+        "memory_only": memory,
+        "presence": presence,
+        "phases": phases,
+    }
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -157,8 +214,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--videos", type=int, default=DEFAULTS["videos"])
     parser.add_argument("--val-videos", type=int, default=DEFAULTS["val_videos"])
     parser.add_argument("--frames", type=int, default=DEFAULTS["frames"])
-    parser.add_argument("--check-videos", type=int, default=48,
-                        help="held-out videos for the wider check of the trained adapter (0: skip it)")
+    parser.add_argument(
+        "--check-videos",
+        type=int,
+        default=48,
+        help="held-out videos for the wider check of the trained adapter (0: skip it)",
+    )
     parser.add_argument("--image-instances", type=int, default=240, help="held-out objects for the image mIoU")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -169,11 +230,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     print("video J&F: sam-i2v quickstart")
     video = video_jf(args)
     metrics = {"image": image, "video": {k: v for k, v in video.items() if k != "sam_sha256"}}
-    path = write_result("accuracy", config=vars(args), metrics=metrics, device=args.device,
-                        sam_sha256=video["sam_sha256"])  # type: ignore[arg-type]
+    path = write_result(
+        "accuracy", config=vars(args), metrics=metrics, device=args.device, sam_sha256=video["sam_sha256"]
+    )  # type: ignore[arg-type]
     print(points_text(video["quickstart_gain_motion"]))
-    print(f"{points_text(video['quickstart_gain'])} (goal +{GOAL_GAIN:.0f}); "
-          f"quickstart {video['quickstart_seconds']:.0f} s; wrote {path}")
+    print(
+        f"{points_text(video['quickstart_gain'])} (goal +{GOAL_GAIN:.0f}); "
+        f"quickstart {video['quickstart_seconds']:.0f} s; wrote {path}"
+    )
 
 
 if __name__ == "__main__":

@@ -164,15 +164,25 @@ def one_step_ceiling(model, dataset, indices: Sequence[int], min_area: int = 20)
                 for n, obj_id in enumerate(ids):
                     if phases[obj_id][t] != "clean" or prev_gt[n].sum() < min_area or gt[n].sum() < min_area:
                         continue
-                    low = mask_prompt_logits(mask_to_low_res(torch.as_tensor(prev_gt[n], device=model.device)[None], input_size, s, model.low_res_size))
+                    low = mask_prompt_logits(
+                        mask_to_low_res(
+                            torch.as_tensor(prev_gt[n], device=model.device)[None], input_size, s, model.low_res_size
+                        )
+                    )
                     prompts = {
-                        "prev_mask_and_box": ObjectPrompts(boxes=box(prev_gt[n], scale).to(model.device), mask_inputs=low),
+                        "prev_mask_and_box": ObjectPrompts(
+                            boxes=box(prev_gt[n], scale).to(model.device), mask_inputs=low
+                        ),
                         "prev_box": ObjectPrompts(boxes=box(prev_gt[n], scale).to(model.device)),
                         "own_box": ObjectPrompts(boxes=box(gt[n], scale).to(model.device)),
                     }
                     for name, p in prompts.items():
                         scores[name].append(j_of(model.decode(frame, p, 1).low_res_logits, gt[n]))
-                    own = mask_prompt_logits(mask_to_low_res(torch.as_tensor(gt[n], device=model.device)[None], input_size, s, model.low_res_size))
+                    own = mask_prompt_logits(
+                        mask_to_low_res(
+                            torch.as_tensor(gt[n], device=model.device)[None], input_size, s, model.low_res_size
+                        )
+                    )
                     scores["low_res_round_trip"].append(j_of(own, gt[n]))
                 prev_gt = gt
     out: Dict[str, Optional[float]] = {k: _mean(v) for k, v in scores.items()}
@@ -180,7 +190,9 @@ def one_step_ceiling(model, dataset, indices: Sequence[int], min_area: int = 20)
     return out
 
 
-def breakdown(checkpoint: Optional[str], val_videos: int, frames: int, device: str, verbose: bool = True) -> Dict[str, object]:
+def breakdown(
+    checkpoint: Optional[str], val_videos: int, frames: int, device: str, verbose: bool = True
+) -> Dict[str, object]:
     """Phase J of per-frame SAM and of the upgrade (``checkpoint``, or untrained), and the
     one-step ceiling, on the first ``val_videos`` held-out synthetic videos."""
     from i2v.build import build_sam_i2v
@@ -195,16 +207,21 @@ def breakdown(checkpoint: Optional[str], val_videos: int, frames: int, device: s
     indices = range(len(dataset))
     upgrade = "trained upgrade" if checkpoint else "untrained upgrade"
     methods = {}
-    for name, predictor, motion in (("per-frame SAM", PerFrameSamPredictor(model), None),
-                                    (upgrade, I2VVideoPredictor(model), False),
-                                    (f"{upgrade} + motion", I2VVideoPredictor(model), True)):
+    for name, predictor, motion in (
+        ("per-frame SAM", PerFrameSamPredictor(model), None),
+        (upgrade, I2VVideoPredictor(model), False),
+        (f"{upgrade} + motion", I2VVideoPredictor(model), True),
+    ):
         with model_variant(model, motion=motion):
             methods[name] = phase_scores(predictor, dataset, indices)
         if verbose:
             print(f"  {name:26s} " + "  ".join(f"{p} {_fmt(s['j'])} ({s['pairs']})" for p, s in methods[name].items()))
     ceiling = one_step_ceiling(model, dataset, indices)
     if verbose:
-        print("  one-step ceiling on clean pairs: " + ", ".join(f"{k} {_fmt(v)}" for k, v in ceiling.items() if k != "pairs"))
+        print(
+            "  one-step ceiling on clean pairs: "
+            + ", ".join(f"{k} {_fmt(v)}" for k, v in ceiling.items() if k != "pairs")
+        )
     return {"phases": methods, "one_step_ceiling": ceiling, "sam_sha256": model.sam_sha256}
 
 
@@ -212,16 +229,26 @@ def main(argv: Optional[List[str]] = None) -> None:
     from i2v.quickstart import DEFAULTS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=None, help="adapter directory (save_pretrained); default: untrained adapters")
+    parser.add_argument(
+        "--checkpoint", default=None, help="adapter directory (save_pretrained); default: untrained adapters"
+    )
     parser.add_argument("--val-videos", type=int, default=DEFAULTS["val_videos"])
     parser.add_argument("--frames", type=int, default=DEFAULTS["frames"])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default=None, help="result JSON path (default benchmarks/results/accuracy_breakdown.json)")
+    parser.add_argument(
+        "--out", default=None, help="result JSON path (default benchmarks/results/accuracy_breakdown.json)"
+    )
     args = parser.parse_args(argv)
     result = breakdown(args.checkpoint, args.val_videos, args.frames, args.device)
     sam_sha256 = result.pop("sam_sha256")
-    path = write_result("accuracy_breakdown", config=vars(args), metrics=result, device=args.device,
-                        sam_sha256=sam_sha256, path=args.out)  # type: ignore[arg-type]
+    path = write_result(
+        "accuracy_breakdown",
+        config=vars(args),
+        metrics=result,
+        device=args.device,
+        sam_sha256=sam_sha256,
+        path=args.out,
+    )  # type: ignore[arg-type]
     print(f"wrote {path}")
 
 

@@ -103,12 +103,22 @@ def measure(model: SamI2V, raw: torch.Tensor, num_objects: int, runs: int, atten
 
 def count_parameters(model: SamI2V) -> Dict[str, object]:
     sam_total = sum(p.numel() for p in model.sam.parameters())
-    by_module = {name: sum(p.numel() for p in getattr(model, name).parameters() if p.requires_grad) for name in ADAPTERS}
+    by_module = {
+        name: sum(p.numel() for p in getattr(model, name).parameters() if p.requires_grad) for name in ADAPTERS
+    }
     trainable = sum(p.numel() for p in model.trainable_parameters())
-    lora_model = build_sam_i2v(dataclasses.replace(model.config, lora=LoraConfig(enabled=True)), device="cpu", allow_random_sam=True)
+    lora_model = build_sam_i2v(
+        dataclasses.replace(model.config, lora=LoraConfig(enabled=True)), device="cpu", allow_random_sam=True
+    )
     lora_trainable = sum(p.numel() for p in lora_model.trainable_parameters())
-    return {"sam_total": sam_total, "trainable_lora_off": trainable, "trainable_lora_off_by_module": by_module,
-            "ratio_lora_off": trainable / sam_total, "trainable_lora_on": lora_trainable, "ratio_lora_on": lora_trainable / sam_total}
+    return {
+        "sam_total": sam_total,
+        "trainable_lora_off": trainable,
+        "trainable_lora_off_by_module": by_module,
+        "ratio_lora_off": trainable / sam_total,
+        "trainable_lora_on": lora_trainable,
+        "ratio_lora_on": lora_trainable / sam_total,
+    }
 
 
 def run(config: str, device: str, objects: Sequence[int], runs: int) -> Dict[str, object]:
@@ -124,8 +134,16 @@ def run(config: str, device: str, objects: Sequence[int], runs: int) -> Dict[str
         encoder_seconds = time.perf_counter() - start
     per_n: Dict[str, Dict[str, Dict[str, float]]] = {}
     for n in objects:
-        per_n[str(n)] = {name: measure(worst_case(build_sam_i2v(config, device=device, allow_random_sam=True), motion), raw, n, runs,
-                                       attention_counted) for name, motion in (("default", False), ("motion", True))}
+        per_n[str(n)] = {
+            name: measure(
+                worst_case(build_sam_i2v(config, device=device, allow_random_sam=True), motion),
+                raw,
+                n,
+                runs,
+                attention_counted,
+            )
+            for name, motion in (("default", False), ("motion", True))
+        }
     one, most = per_n["1"], per_n[str(max(objects))]
     extra = max(objects) - 1
     per_object = {k: (most[k]["flops"] - one[k]["flops"]) / extra if extra else 0.0 for k in one}
@@ -160,14 +178,49 @@ def report(m: Dict[str, object]) -> str:
     ok = {True: "ok", False: "OVER"}
     g = lambda f: f"{f / 1e9:.2f} G"  # noqa: E731
     pct = lambda x: f"{100 * x:.2f} %"  # noqa: E731
-    lines = [format_table(["budget", "measured", "limit", ""], [
-        ["trainable params (LoRA off) / SAM", f"{p['trainable_lora_off']:,} / {p['sam_total']:,} = {pct(r['params'])}", "5 %", ok[b["params"]]],
-        ["tracking, first object / encoder", f"{g(m['first_object_flops'])} = {pct(r['first_object_vs_encoder'])}", "5 %", ok[b["first_object"]]],
-        ["tracking, each further object / encoder", f"{g(m['per_object_flops']['default'])} = {pct(r['per_object_vs_encoder'])}", "1 %", ok[b["per_object"]]],
-        ["  the same, motion-aware selection on", f"{g(m['per_object_flops']['motion'])} = {pct(r['per_object_motion_vs_encoder'])}", "", ""],
-    ]), "", f"image encoder: {g(enc)} per frame, {m['encoder_seconds']:.2f} s"]
-    rows = [[n, g(v["default"]["flops"]), f"{v['default']['seconds']:.3f}", g(v["motion"]["flops"]), f"{v['motion']['seconds']:.3f}"]
-            for n, v in m["objects"].items()]
+    lines = [
+        format_table(
+            ["budget", "measured", "limit", ""],
+            [
+                [
+                    "trainable params (LoRA off) / SAM",
+                    f"{p['trainable_lora_off']:,} / {p['sam_total']:,} = {pct(r['params'])}",
+                    "5 %",
+                    ok[b["params"]],
+                ],
+                [
+                    "tracking, first object / encoder",
+                    f"{g(m['first_object_flops'])} = {pct(r['first_object_vs_encoder'])}",
+                    "5 %",
+                    ok[b["first_object"]],
+                ],
+                [
+                    "tracking, each further object / encoder",
+                    f"{g(m['per_object_flops']['default'])} = {pct(r['per_object_vs_encoder'])}",
+                    "1 %",
+                    ok[b["per_object"]],
+                ],
+                [
+                    "  the same, motion-aware selection on",
+                    f"{g(m['per_object_flops']['motion'])} = {pct(r['per_object_motion_vs_encoder'])}",
+                    "",
+                    "",
+                ],
+            ],
+        ),
+        "",
+        f"image encoder: {g(enc)} per frame, {m['encoder_seconds']:.2f} s",
+    ]
+    rows = [
+        [
+            n,
+            g(v["default"]["flops"]),
+            f"{v['default']['seconds']:.3f}",
+            g(v["motion"]["flops"]),
+            f"{v['motion']['seconds']:.3f}",
+        ]
+        for n, v in m["objects"].items()
+    ]
     lines.append(format_table(["objects", "tracking FLOPs", "tracking s", "with motion", "motion s"], rows))
     return "\n".join(lines)
 
@@ -188,8 +241,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     metrics = run(args.config, args.device, objects, max(1, args.runs))
     print(report(metrics))
     model = build_sam_i2v(args.config, device="cpu", allow_random_sam=True)
-    path = write_result("cost", {"args": vars(args), "model": model.config, "image_size": model.image_size,
-                                 "sam_weights": "random (seed 0)"}, metrics, args.device, sam_sha256=model.sam_sha256, path=args.output)
+    path = write_result(
+        "cost",
+        {"args": vars(args), "model": model.config, "image_size": model.image_size, "sam_weights": "random (seed 0)"},
+        metrics,
+        args.device,
+        sam_sha256=model.sam_sha256,
+        path=args.output,
+    )
     print(f"wrote {path}")
 
 

@@ -34,7 +34,7 @@ def _video(frames: int, seed: int = 0) -> np.ndarray:
     video = (rng.random((frames, SIZE, SIZE, 3)) * 80).astype(np.uint8)
     for t in range(frames):
         x = 300 + 20 * t
-        video[t, 350:650, x:x + 300] += 150
+        video[t, 350:650, x : x + 300] += 150
     return video
 
 
@@ -55,8 +55,13 @@ def run_encoder(sam_type: str, dtype: str, video: np.ndarray, device: str) -> Di
             times.append(now - start)
         masks.append((m[0, 0] > 0).cpu())
         start = time.perf_counter()
-    return {"seconds_per_frame": statistics.median(times), "frame_seconds": times, "masks": masks,
-            "sam_sha256": model.sam_sha256, "model": model}
+    return {
+        "seconds_per_frame": statistics.median(times),
+        "frame_seconds": times,
+        "masks": masks,
+        "sam_sha256": model.sam_sha256,
+        "model": model,
+    }
 
 
 def encoder_flops(model, device: str) -> float:
@@ -89,7 +94,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         base: Optional[Dict[str, object]] = None
         for dtype in args.dtypes:
             r = run_encoder(sam_type, dtype, video, args.device)
-            entry: Dict[str, object] = {"seconds_per_frame": r["seconds_per_frame"], "frame_seconds": r["frame_seconds"]}
+            entry: Dict[str, object] = {
+                "seconds_per_frame": r["seconds_per_frame"],
+                "frame_seconds": r["frame_seconds"],
+            }
             if base is None:
                 base = r
                 entry["encoder_gflops"] = encoder_flops(r["model"], args.device) / 1e9
@@ -98,12 +106,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 entry["mask_iou_vs_first_dtype"] = [_iou(a, b) for a, b in zip(base["masks"], r["masks"])]
             results[f"{sam_type}/{dtype}"] = entry
             iou = entry.get("mask_iou_vs_first_dtype")
-            rows.append((sam_type, dtype, f"{r['seconds_per_frame']:.2f}",
-                         f"{entry['encoder_gflops']:.0f}" if "encoder_gflops" in entry else "",
-                         f"{entry['encoder_params_m']:.1f}" if "encoder_params_m" in entry else "",
-                         "" if iou is None else f"{min(iou):.3f}"))
-    print(format_table(["SAM", "dtype", "s / propagated frame", "encoder GFLOPs", "encoder M params",
-                        "min mask IoU vs first dtype"], rows))
+            rows.append(
+                (
+                    sam_type,
+                    dtype,
+                    f"{r['seconds_per_frame']:.2f}",
+                    f"{entry['encoder_gflops']:.0f}" if "encoder_gflops" in entry else "",
+                    f"{entry['encoder_params_m']:.1f}" if "encoder_params_m" in entry else "",
+                    "" if iou is None else f"{min(iou):.3f}",
+                )
+            )
+    print(
+        format_table(
+            [
+                "SAM",
+                "dtype",
+                "s / propagated frame",
+                "encoder GFLOPs",
+                "encoder M params",
+                "min mask IoU vs first dtype",
+            ],
+            rows,
+        )
+    )
     if "vit_b/float32" in results and "vit_t/float32" in results:
         ratio = results["vit_b/float32"]["seconds_per_frame"] / results["vit_t/float32"]["seconds_per_frame"]
         results["vit_b_vs_vit_t_time"] = ratio

@@ -82,8 +82,11 @@ def memory_only_j(model, dataset, indices: Sequence[int]) -> Dict[str, Optional[
                     every.append(j)
                     if t <= 7:
                         early.append(j)
-    return {"j_visible": float(np.mean(every)) if every else None,
-            "j_visible_frames_1_7": float(np.mean(early)) if early else None, "pairs": len(every)}
+    return {
+        "j_visible": float(np.mean(every)) if every else None,
+        "j_visible_frames_1_7": float(np.mean(early)) if early else None,
+        "pairs": len(every),
+    }
 
 
 def presence_auc(model, dataset, indices: Sequence[int]) -> Dict[str, Optional[float]]:
@@ -113,8 +116,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--split", default="val")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    model = build_sam_i2v(checkpoint=args.checkpoint, device=args.device) if args.checkpoint else build_sam_i2v("tiny", device=args.device)
-    dataset = make_dataset("synthetic", split=args.split, num_videos=args.videos, config=SyntheticConfig(num_frames=args.frames))
+    model = (
+        build_sam_i2v(checkpoint=args.checkpoint, device=args.device)
+        if args.checkpoint
+        else build_sam_i2v("tiny", device=args.device)
+    )
+    dataset = make_dataset(
+        "synthetic", split=args.split, num_videos=args.videos, config=SyntheticConfig(num_frames=args.frames)
+    )
     indices = range(args.videos)
     metrics = {"memory_only": memory_only_j(model, dataset, indices), "presence": presence_auc(model, dataset, indices)}
     print(metrics)

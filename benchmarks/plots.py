@@ -79,18 +79,35 @@ def plot_accuracy(result: Dict[str, Any], ax) -> None:
     keys = (("j_mean", "J"), ("f_mean", "F"), ("jf_mean", "J&F"))
     width = 0.8 / len(keys)
     for i, (key, label) in enumerate(keys):
-        ax.bar([m + (i - 1) * width for m in range(len(methods))], [video["methods"][m][key] for m in methods], width, label=label)
+        ax.bar(
+            [m + (i - 1) * width for m in range(len(methods))],
+            [video["methods"][m][key] for m in methods],
+            width,
+            label=label,
+        )
     goal = video["methods"]["per-frame SAM"]["jf_mean"] + video["goal_gain"]
     ax.axhline(goal, color="k", linestyle="--", label=f"goal: per-frame SAM + {video['goal_gain']:.0f} J&F")
     ax.set_xticks(range(len(methods)), [m.replace(" + ", "\n+ ") for m in methods])
     ax.set(ylabel="score (%)", ylim=(0, 100), title="held-out synthetic videos, first-frame mask (sam-i2v quickstart)")
     lines = [_gain_text(video.get(k), "quickstart videos") for k in ("quickstart_gain", "quickstart_gain_motion")]
     check = video.get("wider_check") or {}
-    lines += [_gain_text(g, f"{check['videos']} videos") for g in check.get("gains", []) if g["method"].startswith("trained upgrade")]
+    lines += [
+        _gain_text(g, f"{check['videos']} videos")
+        for g in check.get("gains", [])
+        if g["method"].startswith("trained upgrade")
+    ]
     text = "\n".join(t for t in lines if t)
     if text:  # under the bars, where no legend or label is
-        ax.text(0.5, 0.03, text, transform=ax.transAxes, ha="center", va="bottom", fontsize=6.5,
-                bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})
+        ax.text(
+            0.5,
+            0.03,
+            text,
+            transform=ax.transAxes,
+            ha="center",
+            va="bottom",
+            fontsize=6.5,
+            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"},
+        )
     ax.legend(fontsize=7, loc="upper right")
 
 

@@ -65,8 +65,10 @@ def long_run(predictor, dataset: SyntheticVideoDataset, checkpoints: List[int]) 
         last = now
         if done in checkpoints:
             rss[done] = peak_rss_mb()
-            print(f"  {done:>6} frames: peak RSS {rss[done]:.1f} MB, "
-                  f"median {1000 * statistics.median(seg_times[segment]):.1f} ms/frame")
+            print(
+                f"  {done:>6} frames: peak RSS {rss[done]:.1f} MB, "
+                f"median {1000 * statistics.median(seg_times[segment]):.1f} ms/frame"
+            )
     return {
         "peak_rss_mb": {str(k): v for k, v in rss.items()},
         "median_ms_per_frame": {str(k): 1000 * statistics.median(v) for k, v in seg_times.items() if v},
@@ -74,7 +76,9 @@ def long_run(predictor, dataset: SyntheticVideoDataset, checkpoints: List[int]) 
     }
 
 
-def objects_run(predictor, dataset: SyntheticVideoDataset, counts: List[int], frames: int, repeats: int = 3) -> Dict[str, float]:
+def objects_run(
+    predictor, dataset: SyntheticVideoDataset, counts: List[int], frames: int, repeats: int = 3
+) -> Dict[str, float]:
     """Median ms/frame per object count. The counts are run in turn, ``repeats`` rounds, so a
     slow spell of the machine hits all of them alike; each count reports its median frame."""
     times: Dict[int, List[float]] = {n: [] for n in counts}
@@ -105,8 +109,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     # The bundled tiny SAM on its own synthetic videos, on purpose (no stand-in warning).
-    predictor = build_i2v_video_predictor("tiny", sam_checkpoint=default_sam_checkpoint("tiny"), device=args.device,
-                                          progress=False)
+    predictor = build_i2v_video_predictor(
+        "tiny", sam_checkpoint=default_sam_checkpoint("tiny"), device=args.device, progress=False
+    )
     cfg = SyntheticConfig(num_frames=max(args.frames, args.object_frames + 1), min_objects=8, max_objects=8)
     dataset = SyntheticVideoDataset("test", num_videos=1, config=cfg)
     checkpoints = [c for c in (100, 1_000, 10_000) if c < args.frames] + [args.frames]
@@ -120,8 +125,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         "time_ratio_8_vs_1": objects["8"] / objects["1"],
     }
     path = write_result("propagation", config={"model": "tiny", **vars(args)}, metrics=figures, device=args.device)
-    print(f"RSS ratio {long['rss_ratio_last_vs_first']:.3f} (budget <= 1.1); "
-          f"time 8 vs 1 objects {figures['time_ratio_8_vs_1']:.2f}x (budget <= 2); wrote {path}")
+    print(
+        f"RSS ratio {long['rss_ratio_last_vs_first']:.3f} (budget <= 1.1); "
+        f"time 8 vs 1 objects {figures['time_ratio_8_vs_1']:.2f}x (budget <= 2); wrote {path}"
+    )
 
 
 if __name__ == "__main__":

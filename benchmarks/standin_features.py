@@ -98,7 +98,9 @@ def readout(feat: torch.Tensor, gt0: torch.Tensor, tau: float, recent: int) -> t
     return torch.stack(preds)
 
 
-def feature_metrics(videos: Sequence[Video], feats: Sequence[torch.Tensor], tau: float, recent: int) -> Dict[str, float]:
+def feature_metrics(
+    videos: Sequence[Video], feats: Sequence[torch.Tensor], tau: float, recent: int
+) -> Dict[str, float]:
     """Prototype localisation and read-out J over every object present on frame 0."""
     hits, touches, js, short = [], [], [], []
     for video, feat in zip(videos, feats):
@@ -133,7 +135,7 @@ def measure(checkpoint: Path, args: argparse.Namespace) -> Dict[str, object]:
     model = build_sam_i2v("tiny", sam_checkpoint=checkpoint, device="cpu").eval()
     t0 = time.perf_counter()
     videos = load_videos(model, args.split, args.videos, args.frames)
-    feats = [torch.cat([model.encode_images(v.images[k:k + 8]) for k in range(0, len(v.images), 8)]) for v in videos]
+    feats = [torch.cat([model.encode_images(v.images[k : k + 8]) for k in range(0, len(v.images), 8)]) for v in videos]
     out: Dict[str, object] = {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
     out["embedding"] = feature_metrics(videos, feats, args.tau, args.recent)
     if args.rgb:
@@ -152,9 +154,15 @@ def parse_checkpoint(spec: str) -> Tuple[str, Path]:
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, object]]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", action="append", default=None,
-                   help="[NAME=]PATH of a tiny SAM .safetensors (repeatable); default: the bundled one")
-    p.add_argument("--split", default="test", choices=("test", "train"), help="never 'val': it is kept for the video evaluation")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=None,
+        help="[NAME=]PATH of a tiny SAM .safetensors (repeatable); default: the bundled one",
+    )
+    p.add_argument(
+        "--split", default="test", choices=("test", "train"), help="never 'val': it is kept for the video evaluation"
+    )
     p.add_argument("--videos", type=int, default=24)
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--tau", type=float, default=0.02)
@@ -163,7 +171,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, object]]:
     p.add_argument("--min-area", type=int, default=20)
     p.add_argument("--no-rgb", dest="rgb", action="store_false", help="skip the 16x16 mean-RGB yardstick")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/standin_features.json)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="result JSON (default benchmarks/results/standin_features.json)"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     specs = args.checkpoint or [f"bundled={default_sam_checkpoint('tiny')}"]
@@ -178,13 +188,27 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, object]]:
             if feat in r:
                 m = r[feat]
                 img = r.get("image", {}) if feat == "embedding" else {}
-                rows.append((f"{name} {feat}", f"{m['proto_loc']:.3f}", f"{m['proto_loc_touch']:.3f}",
-                             f"{m['readout_j']:.3f}", f"{m['readout_j_short']:.3f}",
-                             f"{img['click1_miou']:.3f}" if img else "", f"{img['box_miou']:.3f}" if img else ""))
+                rows.append(
+                    (
+                        f"{name} {feat}",
+                        f"{m['proto_loc']:.3f}",
+                        f"{m['proto_loc_touch']:.3f}",
+                        f"{m['readout_j']:.3f}",
+                        f"{m['readout_j_short']:.3f}",
+                        f"{img['click1_miou']:.3f}" if img else "",
+                        f"{img['box_miou']:.3f}" if img else "",
+                    )
+                )
     print(format_table(("features", "proto loc", "proto touch", "read-out J", "J 1-7", "1 click", "box"), rows))
     first = next(iter(results.values()))
-    path = write_result("standin_features", config={**vars(args), "checkpoint": specs}, metrics=results,
-                        device="cpu", sam_sha256=str(first["sha256"]), path=args.out)
+    path = write_result(
+        "standin_features",
+        config={**vars(args), "checkpoint": specs},
+        metrics=results,
+        device="cpu",
+        sam_sha256=str(first["sha256"]),
+        path=args.out,
+    )
     print(f"wrote {path}")
     return results
 

@@ -32,17 +32,29 @@ MODES = ("cached", "on_the_fly")
 def recipe(args: argparse.Namespace, mode: str, out: Path) -> Dict[str, Any]:
     """The training recipe of one mode (identical but for the cache switch)."""
     return {
-        "model": args.config, "allow_random_sam": True, "output_dir": str(out / mode),
+        "model": args.config,
+        "allow_random_sam": True,
+        "output_dir": str(out / mode),
         # one video exactly one clip long: every step trains on the same frames, so the
         # cached mode's warm-up fills everything its timed steps read
-        "data": [{"type": "synthetic", "num_videos": 1,
-                  "synthetic": {"num_frames": args.frames, "min_objects": args.objects, "max_objects": args.objects}}],
-        "clip": {"num_frames": args.frames, "max_objects": args.objects, "reverse_prob": 0.5,
-                 "augment": {"enabled": False}},
+        "data": [
+            {
+                "type": "synthetic",
+                "num_videos": 1,
+                "synthetic": {"num_frames": args.frames, "min_objects": args.objects, "max_objects": args.objects},
+            }
+        ],
+        "clip": {
+            "num_frames": args.frames,
+            "max_objects": args.objects,
+            "reverse_prob": 0.5,
+            "augment": {"enabled": False},
+        },
         "optim": {"batch_size": 1, "warmup_steps": 0, "max_steps": 10**6},
         "precision": args.precision,
         "feature_cache": {"enabled": mode == "cached", "dtype": "float16"},
-        "checkpoint_every": 10**6, "val": {"every": 0},
+        "checkpoint_every": 10**6,
+        "val": {"every": 0},
     }
 
 
@@ -129,28 +141,56 @@ def main(argv: List[str] = None) -> int:  # type: ignore[assignment]
     results: Dict[str, Dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as work:
         for mode in MODES:
-            cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--mode", mode, "--workdir", work,
-                   "--config", args.config, "--frames", str(args.frames), "--objects", str(args.objects),
-                   "--steps", str(args.steps), "--warmup", str(args.warmup), "--precision", args.precision]
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent)
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.train_throughput",
+                "--mode",
+                mode,
+                "--workdir",
+                work,
+                "--config",
+                args.config,
+                "--frames",
+                str(args.frames),
+                "--objects",
+                str(args.objects),
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+                "--precision",
+                args.precision,
+            ]
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent
+            )
             if done.returncode != 0:
                 sys.stderr.write(done.stdout + done.stderr)
                 return done.returncode
             line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-            results[mode] = json.loads(line[len("RESULT "):])
+            results[mode] = json.loads(line[len("RESULT ") :])
     cached, fly = results["cached"], results["on_the_fly"]
     speedup = fly["seconds_per_step"] / cached["seconds_per_step"]
     mem = "peak_cuda_mib" if cached["peak_cuda_mib"] is not None else "peak_rss_mib"
     rows = [[m, f"{r['seconds_per_step']:.3f}", f"{1 / r['seconds_per_step']:.3f}", r[mem]] for m, r in results.items()]
     print(format_table(["mode", "s/step", "steps/s", mem], rows))
-    print(f"speedup with the cache: {speedup:.1f}x (goal >= 5x); trainable parameters: "
-          f"{cached['trainable_parameters']:,} ({100 * cached['trainable_parameters'] / cached['sam_parameters']:.2f} % of SAM)")
+    print(
+        f"speedup with the cache: {speedup:.1f}x (goal >= 5x); trainable parameters: "
+        f"{cached['trainable_parameters']:,} ({100 * cached['trainable_parameters'] / cached['sam_parameters']:.2f} % of SAM)"
+    )
     config = {k: v for k, v in vars(args).items() if k not in ("mode", "workdir")}
-    metrics = {"speedup": speedup, "goal_speedup": 5.0, "meets_goal": speedup >= 5.0,
-               "trainable_parameters": cached["trainable_parameters"], "sam_parameters": cached["sam_parameters"],
-               "modes": results}
-    path = write_result("train_throughput", config=config, metrics=metrics, device=cached["device"],
-                        sam_sha256=cached["sam_sha256"])
+    metrics = {
+        "speedup": speedup,
+        "goal_speedup": 5.0,
+        "meets_goal": speedup >= 5.0,
+        "trainable_parameters": cached["trainable_parameters"],
+        "sam_parameters": cached["sam_parameters"],
+        "modes": results,
+    }
+    path = write_result(
+        "train_throughput", config=config, metrics=metrics, device=cached["device"], sam_sha256=cached["sam_sha256"]
+    )
     print(f"wrote {path}")
     return 0
 

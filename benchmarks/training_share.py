@@ -43,8 +43,9 @@ def train_variant(overrides: List[str], steps: int, out: Path) -> Path:
     from i2v.quickstart import DEFAULTS, _train_config
     from i2v.train.trainer import train
 
-    qs = argparse.Namespace(steps=steps, videos=DEFAULTS["videos"], val_videos=DEFAULTS["val_videos"],
-                            frames=DEFAULTS["frames"], seed=0)
+    qs = argparse.Namespace(
+        steps=steps, videos=DEFAULTS["videos"], val_videos=DEFAULTS["val_videos"], frames=DEFAULTS["frames"], seed=0
+    )
     cfg = _train_config(qs, out, extra=[*overrides, "val.every=0"])
     return Path(train(cfg, overwrite=True).checkpoint)
 
@@ -58,9 +59,13 @@ def score(models: Dict[str, torch.nn.Module], videos: int) -> Dict[str, object]:
     from i2v.quickstart import DEFAULTS
     from i2v.video_predictor import I2VVideoPredictor
 
-    dataset = make_dataset("synthetic", split="test", num_videos=videos, config=SyntheticConfig(num_frames=DEFAULTS["frames"]))
-    results = {name: evaluate(I2VVideoPredictor(m, progress=False), dataset, None, "mask", name, progress=False)
-               for name, m in models.items()}
+    dataset = make_dataset(
+        "synthetic", split="test", num_videos=videos, config=SyntheticConfig(num_frames=DEFAULTS["frames"])
+    )
+    results = {
+        name: evaluate(I2VVideoPredictor(m, progress=False), dataset, None, "mask", name, progress=False)
+        for name, m in models.items()
+    }
     out: Dict[str, object] = {name: 100 * r.summary()["jf_mean"] for name, r in results.items()}
     for name, r in results.items():
         if name != "untrained":
@@ -82,8 +87,12 @@ def run_variant(name: str, args: argparse.Namespace, swap: bool) -> Dict[str, ob
             readout_only.presence_head.load_state_dict(untrained.presence_head.state_dict())
             presence_only = build_sam_i2v(trained.config, device=args.device)
             presence_only.presence_head.load_state_dict(trained.presence_head.state_dict())
-            models.update({"trained read-out, untrained presence": readout_only,
-                           "untrained read-out, trained presence": presence_only})
+            models.update(
+                {
+                    "trained read-out, untrained presence": readout_only,
+                    "untrained read-out, trained presence": presence_only,
+                }
+            )
         result = score(models, args.videos)
         result["presence_bias_after_training"] = float(trained.presence_head.mlp[-1].bias.detach())
     gain = result["trained vs untrained"]

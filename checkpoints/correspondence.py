@@ -64,9 +64,7 @@ def render_instances(ds: SyntheticVideoDataset, index: int, t: int) -> Tuple[np.
     return image, masks, instances.astype(np.int64)
 
 
-def sample_pair(
-    ds: SyntheticVideoDataset, rng: np.random.Generator, min_area: int, max_gap: int
-) -> FramePair:
+def sample_pair(ds: SyntheticVideoDataset, rng: np.random.Generator, min_area: int, max_gap: int) -> FramePair:
     """Frames ``t`` and ``t + k`` (either order, ``k`` uniform in 1..``max_gap``) of a random
     video, each with at least one annotated object of ``min_area`` visible pixels (the
     promptable loss needs a target on both)."""
@@ -110,9 +108,7 @@ def cell_labels(
     return (cells / cells.sum(1, keepdim=True)).flatten(2)[0].T
 
 
-def label_propagation(
-    query: torch.Tensor, keys: torch.Tensor, key_labels: torch.Tensor, tau: float
-) -> torch.Tensor:
+def label_propagation(query: torch.Tensor, keys: torch.Tensor, key_labels: torch.Tensor, tau: float) -> torch.Tensor:
     """Each query token's labels read from the keys with ``softmax(cos / tau)``.
 
     Args:

@@ -99,9 +99,7 @@ def _keep_objects(masks: np.ndarray, min_area: int) -> np.ndarray:
     return masks[masks.reshape(len(masks), -1).sum(1) >= min_area]
 
 
-def sample_train_example(
-    ds: SyntheticVideoDataset, rng: np.random.Generator, min_area: int
-) -> Example:
+def sample_train_example(ds: SyntheticVideoDataset, rng: np.random.Generator, min_area: int) -> Example:
     """A random frame of a random train video with at least one target of ``min_area``."""
     while True:
         index = int(rng.integers(len(ds)))
@@ -206,9 +204,7 @@ def uniform_points(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def error_clicks(
-    pred: np.ndarray, gt: np.ndarray, rng: np.random.Generator
-) -> Tuple[np.ndarray, np.ndarray]:
+def error_clicks(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     """SAM's corrective click: uniform in the error region of each prediction; positive in a
     false negative, negative in a false positive; "not a point" (-1) where there is no error.
 
@@ -386,11 +382,16 @@ def pair_loss(
     grid, img_size = embeddings.shape[-1], sam.image_encoder.img_size
     total = embeddings.new_zeros(())
     for i, pair in enumerate(pairs):
-        labels = [cell_labels(inst, pair.num_classes, preps[2 * i + j].input_size, img_size, grid)
-                  for j, inst in enumerate(pair.instances)]
+        labels = [
+            cell_labels(inst, pair.num_classes, preps[2 * i + j].input_size, img_size, grid)
+            for j, inst in enumerate(pair.instances)
+        ]
         emb_a, emb_b = embeddings[2 * i], embeddings[2 * i + 1]
-        total = total + correspondence_loss(emb_a, emb_b, labels[0], labels[1], tau) \
+        total = (
+            total
+            + correspondence_loss(emb_a, emb_b, labels[0], labels[1], tau)
             + correspondence_loss(emb_b, emb_a, labels[1], labels[0], tau)
+        )
     return total / (2 * len(pairs))
 
 
@@ -438,8 +439,9 @@ def evaluate(sam: Sam, examples: Sequence[Example], max_instances: Optional[int]
 
         pts = np.stack([farthest_interior_point(m)[0] for m in gt])[:, None]
         lbl = np.ones((len(gt), 1))
-        logits, iou_pred = decode(sam, emb, prep.coords(pts), torch.as_tensor(lbl, dtype=torch.float32),
-                                  None, None, True)
+        logits, iou_pred = decode(
+            sam, emb, prep.coords(pts), torch.as_tensor(lbl, dtype=torch.float32), None, None, True
+        )
         all_iou = iou_orig(logits)
         pick = iou_pred.argmax(1)
         ious["click1"] += all_iou[torch.arange(len(gt)), pick].tolist()
@@ -450,8 +452,9 @@ def evaluate(sam: Sam, examples: Sequence[Example], max_instances: Optional[int]
             new = [eval_click(pred[i], gt[i]) for i in range(len(gt))]
             pts = np.concatenate([pts, np.stack([c for c, _ in new])[:, None]], 1)
             lbl = np.concatenate([lbl, np.array([[l] for _, l in new])], 1)
-            mask_input, _ = decode(sam, emb, prep.coords(pts), torch.as_tensor(lbl, dtype=torch.float32),
-                                   None, mask_input, False)
+            mask_input, _ = decode(
+                sam, emb, prep.coords(pts), torch.as_tensor(lbl, dtype=torch.float32), None, mask_input, False
+            )
         ious["click3"] += iou_orig(mask_input)[:, 0].tolist()
         logits, _ = decode(sam, emb, None, None, prep.boxes(tight_boxes(gt)), None, False)
         ious["box"] += iou_orig(logits)[:, 0].tolist()
@@ -509,21 +512,38 @@ def command_line() -> str:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--minutes", type=float, default=25.0, help="training time budget (the cosine schedule spans it)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="fixed number of steps instead of a time budget (the schedule spans them; fully reproducible)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="fixed number of steps instead of a time budget (the schedule spans them; fully reproducible)",
+    )
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="output directory")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init", type=Path, default=None,
-                   help="start from this tiny SAM checkpoint (strict keys) instead of random weights")
-    p.add_argument("--corr-weight", type=float, default=0.0,
-                   help="weight of the cross-frame correspondence loss on the image embedding; > 0 makes "
-                        "each batch batch-size/2 frame pairs (t, t+k) of one video each")
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this tiny SAM checkpoint (strict keys) instead of random weights",
+    )
+    p.add_argument(
+        "--corr-weight",
+        type=float,
+        default=0.0,
+        help="weight of the cross-frame correspondence loss on the image embedding; > 0 makes "
+        "each batch batch-size/2 frame pairs (t, t+k) of one video each",
+    )
     p.add_argument("--corr-tau", type=float, default=0.05, help="softmax temperature of the correspondence read-out")
     p.add_argument("--max-gap", type=int, default=8, help="largest frame gap k of a correspondence pair")
-    p.add_argument("--freeze-encoder", action="store_true",
-                   help="train the prompt encoder and mask decoder only (adapt them to a fixed embedding)")
+    p.add_argument(
+        "--freeze-encoder",
+        action="store_true",
+        help="train the prompt encoder and mask decoder only (adapt them to a fixed embedding)",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="images per step")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
@@ -534,9 +554,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--eval-instances", type=int, default=240, help="held-out object instances in the final eval")
     p.add_argument("--periodic-eval-instances", type=int, default=48)
     p.add_argument("--eval-every-min", type=float, default=5.0, help="minutes between periodic held-out evals")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads. 1 by default: on a shared 2-core machine 2 threads ran 10-20x "
-                        "slower per step than 1 (OpenMP threads stall whenever the other core is busy)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads. 1 by default: on a shared 2-core machine 2 threads ran 10-20x "
+        "slower per step than 1 (OpenMP threads stall whenever the other core is busy)",
+    )
     return p.parse_args(argv)
 
 
@@ -564,9 +588,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     opt = torch.optim.AdamW(param_groups(sam, args.weight_decay), lr=args.lr, betas=(0.9, 0.999))
 
     budget_s = args.minutes * 60.0
-    print(f"tiny SAM: {n_params / 1e6:.2f} M parameters; batch {args.batch_size}; "
-          + (f"{args.steps} steps" if args.steps else f"{args.minutes:g} min budget")
-          + f"; held-out set {sum(len(e.masks) for e in held_out)} instances in {len(held_out)} test images", flush=True)
+    print(
+        f"tiny SAM: {n_params / 1e6:.2f} M parameters; batch {args.batch_size}; "
+        + (f"{args.steps} steps" if args.steps else f"{args.minutes:g} min budget")
+        + f"; held-out set {sum(len(e.masks) for e in held_out)} instances in {len(held_out)} test images",
+        flush=True,
+    )
 
     history: List[Dict] = []
     losses: List[Dict] = []
@@ -603,18 +630,28 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                 loss = loss + args.corr_weight * corr
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_([p for p in sam.parameters() if p.requires_grad],
-                                                             args.grad_clip))
+            grad_norm = float(
+                torch.nn.utils.clip_grad_norm_([p for p in sam.parameters() if p.requires_grad], args.grad_clip)
+            )
             opt.step()
             step += 1
             stats = {"loss": float(loss.detach()), **stats}
             for k, v in stats.items():
                 ema[k] = v if k not in ema else 0.9 * ema[k] + 0.1 * v
             if step % 10 == 0 or step == 1:
-                losses.append({"step": step, "t_min": round((time.perf_counter() - start) / 60, 2), "lr": lr,
-                               "grad_norm": round(grad_norm, 3), **{k: round(v, 4) for k, v in ema.items()}})
-                tqdm.write(f"step {step} t={losses[-1]['t_min']:.1f}min lr={lr:.2e} |g|={grad_norm:.2f} "
-                           + " ".join(f"{k}={v:.3f}" for k, v in ema.items()))
+                losses.append(
+                    {
+                        "step": step,
+                        "t_min": round((time.perf_counter() - start) / 60, 2),
+                        "lr": lr,
+                        "grad_norm": round(grad_norm, 3),
+                        **{k: round(v, 4) for k, v in ema.items()},
+                    }
+                )
+                tqdm.write(
+                    f"step {step} t={losses[-1]['t_min']:.1f}min lr={lr:.2e} |g|={grad_norm:.2f} "
+                    + " ".join(f"{k}={v:.3f}" for k, v in ema.items())
+                )
             bar.update(1)
             bar.set_postfix(loss=f"{ema['loss']:.3f}", iou=f"{ema['iou_first']:.2f}", lr=f"{lr:.1e}", refresh=False)
             now = time.perf_counter()

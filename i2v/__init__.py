@@ -9,6 +9,8 @@
 The library logs through :mod:`logging` (loggers under ``"i2v"``); it never prints.
 """
 
+# i2v.train is the training package, callable as i2v.train(config) (see i2v.train.api.train).
+from i2v import train
 from i2v.build import build_i2v_video_predictor, build_sam_i2v
 from i2v.config import ModelConfig, load_model_config
 from i2v.errors import (
@@ -26,12 +28,9 @@ from i2v.errors import (
 from i2v.inference_state import InferenceState
 from i2v.model import SamI2V
 from i2v.pretrained import save_pretrained
+from i2v.train.api import TrainConfig, load_train_config
 from i2v.version import __version__
 from i2v.video_predictor import I2VVideoPredictor
-
-# i2v.train is the training package, callable as i2v.train(config) (see i2v.train.api.train).
-from i2v import train
-from i2v.train.api import TrainConfig, load_train_config
 
 __all__ = [
     "build_i2v_video_predictor",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
@@ -39,10 +38,13 @@ def default_sam_checkpoint(model_type: str) -> Optional[Path]:
 
 
 # The one line that replaces the stand-in, as each entry point spells it.
-REAL_SAM_PYTHON = ("build_i2v_video_predictor(\"vit_b\", sam_checkpoint=\"sam_vit_b_01ec64.pth\") "
-                   "(the official segment-anything file; vit_l / vit_h likewise)")
-REAL_SAM_CLI = ("--config vit_b --sam-checkpoint sam_vit_b_01ec64.pth "
-                "(the official segment-anything file; vit_l / vit_h likewise)")
+REAL_SAM_PYTHON = (
+    'build_i2v_video_predictor("vit_b", sam_checkpoint="sam_vit_b_01ec64.pth") '
+    "(the official segment-anything file; vit_l / vit_h likewise)"
+)
+REAL_SAM_CLI = (
+    "--config vit_b --sam-checkpoint sam_vit_b_01ec64.pth (the official segment-anything file; vit_l / vit_h likewise)"
+)
 
 
 def uses_stand_in_sam(model: SamI2V) -> bool:
@@ -62,7 +64,10 @@ def warn_stand_in_sam(instead: str, stacklevel: int = 2) -> None:
     warnings.warn(
         "no SAM checkpoint was given, so the bundled tiny SAM is used: a stand-in trained only on "
         "synthetic shapes (J&F about 0.1 on real videos). Pass a real SAM checkpoint instead: "
-        f"{instead}.", StandInSamWarning, stacklevel=stacklevel + 1)
+        f"{instead}.",
+        StandInSamWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def check_device(device: Union[str, torch.device]) -> torch.device:
@@ -72,11 +77,15 @@ def check_device(device: Union[str, torch.device]) -> torch.device:
     except (RuntimeError, TypeError, ValueError):
         raise ConfigError(f"device {str(device)!r} is not a PyTorch device; pass cpu, cuda, cuda:N or mps.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {str(device)!r} was asked for, but PyTorch sees no CUDA GPU on this machine; "
-                          "pass cpu (or leave the device out to use the best available).")
+        raise ConfigError(
+            f"device {str(device)!r} was asked for, but PyTorch sees no CUDA GPU on this machine; "
+            "pass cpu (or leave the device out to use the best available)."
+        )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"device {str(device)!r} was asked for, but this machine has {torch.cuda.device_count()} "
-                          f"CUDA GPU(s): cuda:0 to cuda:{torch.cuda.device_count() - 1}.")
+        raise ConfigError(
+            f"device {str(device)!r} was asked for, but this machine has {torch.cuda.device_count()} "
+            f"CUDA GPU(s): cuda:0 to cuda:{torch.cuda.device_count() - 1}."
+        )
     mps = getattr(torch.backends, "mps", None)
     if dev.type == "mps" and not (mps is not None and mps.is_available()):
         raise ConfigError(f"device {str(device)!r} was asked for, but MPS (Apple GPU) is not available here; pass cpu.")
@@ -152,8 +161,9 @@ def build_sam_i2v(
         torch.manual_seed(seed)
         loaded = load_sam(None, sam_checkpoint)
         cfg = load_model_config(loaded.model_type)
-        logger.info("SAM checkpoint %s: %s; using the bundled %s config", sam_checkpoint, loaded.description,
-                    loaded.model_type)
+        logger.info(
+            "SAM checkpoint %s: %s; using the bundled %s config", sam_checkpoint, loaded.description, loaded.model_type
+        )
     else:
         cfg = load_model_config(config)
     if motion is not None:
@@ -164,7 +174,8 @@ def build_sam_i2v(
         if checkpoint is not None:
             raise ConfigError(
                 f"the adapters in {str(checkpoint)!r} were trained with preprocess={cfg.preprocess!r}; running "
-                f"them with preprocess={preprocess!r} would feed them inputs they never saw. Leave preprocess out.")
+                f"them with preprocess={preprocess!r} would feed them inputs they never saw. Leave preprocess out."
+            )
         cfg = dataclasses.replace(cfg, preprocess=preprocess)
     if sam_checkpoint is None:
         sam_checkpoint = default_sam_checkpoint(cfg.sam)
@@ -223,8 +234,16 @@ def build_i2v_video_predictor(
     """
     from i2v.video_predictor import I2VVideoPredictor
 
-    model = build_sam_i2v(config, checkpoint, sam_checkpoint, device, allow_random_sam=allow_random_sam,
-                          motion=motion, preprocess=preprocess, dtype=dtype)
+    model = build_sam_i2v(
+        config,
+        checkpoint,
+        sam_checkpoint,
+        device,
+        allow_random_sam=allow_random_sam,
+        motion=motion,
+        preprocess=preprocess,
+        dtype=dtype,
+    )
     if sam_checkpoint is None and uses_stand_in_sam(model):
         warn_stand_in_sam(REAL_SAM_PYTHON)
     return I2VVideoPredictor(model, non_overlap_masks=non_overlap_masks, progress=progress)

@@ -36,10 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_parser(subparsers)
     # -v / -q work before or after the sub-command (sam-i2v -v train ..., sam-i2v train -q ...)
     for p, default in [(parser, 0)] + [(sub, argparse.SUPPRESS) for sub in subparsers.choices.values()]:
-        p.add_argument("-v", "--verbose", action="count", default=default,
-                       help="more log messages (-v: debug details)")
-        p.add_argument("-q", "--quiet", action="count", default=default,
-                       help="fewer log messages (-q: warnings and errors only, -qq: errors only)")
+        p.add_argument("-v", "--verbose", action="count", default=default, help="more log messages (-v: debug details)")
+        p.add_argument(
+            "-q",
+            "--quiet",
+            action="count",
+            default=default,
+            help="fewer log messages (-q: warnings and errors only, -qq: errors only)",
+        )
     return parser
 
 

@@ -31,8 +31,7 @@ class MemoryBankConfig:
     def __post_init__(self) -> None:
         if self.bank_size < self.filter.capacity:
             raise ValueError(
-                f"memory.bank_size ({self.bank_size}) must be at least memory.filter.capacity "
-                f"({self.filter.capacity})."
+                f"memory.bank_size ({self.bank_size}) must be at least memory.filter.capacity ({self.filter.capacity})."
             )
 
 

@@ -118,8 +118,10 @@ def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str,
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: the value is not a YAML scalar or list "
-                              f"({_yaml_problem(exc)}); quote it or fix its syntax.") from None
+            raise ConfigError(
+                f"override {item!r}: the value is not a YAML scalar or list "
+                f"({_yaml_problem(exc)}); quote it or fix its syntax."
+            ) from None
         node = out
         parts = dotted.split(".")
         for part in parts[:-1]:

@@ -203,8 +203,15 @@ class InferenceState:
     (``state["video_height"]``, ``"obj_ids" in state``, ``state.keys()``, ``state.get(key)``).
     """
 
-    SAM2_KEYS = ("num_frames", "video_height", "video_width", "obj_ids", "device",
-                 "offload_video_to_cpu", "offload_state_to_cpu")
+    SAM2_KEYS = (
+        "num_frames",
+        "video_height",
+        "video_width",
+        "obj_ids",
+        "device",
+        "offload_video_to_cpu",
+        "offload_state_to_cpu",
+    )
 
     def __init__(
         self,

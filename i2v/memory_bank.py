@@ -14,7 +14,6 @@ import torch
 from i2v.adapters.memory_readout import ReadoutMemory, stack_memory
 from i2v.memory_filter import MemoryFilterConfig, compute_scores, entries_to_evict, select_memory
 
-
 # Entries a full bank drops beyond the one it must (amortises eviction over frames).
 EVICTION_SLACK = 3
 
@@ -42,8 +41,13 @@ class MemoryEntry:
 
     def to(self, device: torch.device | str) -> "MemoryEntry":
         return MemoryEntry(
-            self.frame_idx, self.keys.to(device), self.values.to(device),
-            self.descriptor, self.iou, self.presence, self.prompted,  # scored on the CPU
+            self.frame_idx,
+            self.keys.to(device),
+            self.values.to(device),
+            self.descriptor,
+            self.iou,
+            self.presence,
+            self.prompted,  # scored on the CPU
         )
 
 
@@ -128,6 +132,8 @@ def gather_memory(
         keys=keys,
         values=[[e.values for e in entries] for entries in per_object],
         reads=[[column[e.frame_idx] for e in entries] for entries in per_object],
-        short_term=[[not e.prompted and abs(e.frame_idx - frame_idx) <= short_term for e in entries] for entries in per_object],
+        short_term=[
+            [not e.prompted and abs(e.frame_idx - frame_idx) <= short_term for e in entries] for entries in per_object
+        ],
         device=device,
     )

@@ -152,7 +152,10 @@ class SamI2V(nn.Module):
         before inference changes neither what is saved nor what is loaded.
         """
         out: Dict[str, nn.Parameter] = {}
-        modules: List[Tuple[str, nn.Module]] = [("memory_readout", self.memory_readout), ("presence_head", self.presence_head)]
+        modules: List[Tuple[str, nn.Module]] = [
+            ("memory_readout", self.memory_readout),
+            ("presence_head", self.presence_head),
+        ]
         if self.config.upgrader.enabled:
             modules.append(("upgrader", self.upgrader))
         for prefix, module in modules:

@@ -49,8 +49,19 @@ from i2v.memory_bank import MemoryEntry
 from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
 from i2v.tracking_ops import PROMPTED_PRESENCE, TrackedObjects, plan_prompts
 
-__all__ = ["BoxKalman", "Candidate", "MotionConfig", "box_area", "box_iou", "choose_candidate", "clip_box", "mask_box",
-           "search_boxes", "start_filter", "track_objects_with_motion"]
+__all__ = [
+    "BoxKalman",
+    "Candidate",
+    "MotionConfig",
+    "box_area",
+    "box_iou",
+    "choose_candidate",
+    "clip_box",
+    "mask_box",
+    "search_boxes",
+    "start_filter",
+    "track_objects_with_motion",
+]
 
 
 def mask_box(logits: torch.Tensor) -> Optional[np.ndarray]:
@@ -317,12 +328,26 @@ def track_objects_with_motion(
             kf.predict()
             max_area = cfg.max_growth * box_area(kf.reference_box())
             if prompts is not None and plan.sources[i] == "memory":
-                chosen = choose_candidate(_candidates(model, frame, prompts, stats), kf.reference_box(),
-                                          0.0, 0.0, max_area, None, cfg.reacquire_score)
+                chosen = choose_candidate(
+                    _candidates(model, frame, prompts, stats),
+                    kf.reference_box(),
+                    0.0,
+                    0.0,
+                    max_area,
+                    None,
+                    cfg.reacquire_score,
+                )
             for box, region in search_boxes(kf, extent, cfg) if chosen is None else []:  # type: ignore[arg-type]
                 prompt = torch.tensor(box[None] * scale, dtype=torch.float32, device=model.device)
-                chosen = choose_candidate(_candidates(model, frame, ObjectPrompts(boxes=prompt), stats), box,
-                                          cfg.weight, 0.0, max_area, region, cfg.reacquire_score)
+                chosen = choose_candidate(
+                    _candidates(model, frame, ObjectPrompts(boxes=prompt), stats),
+                    box,
+                    cfg.weight,
+                    0.0,
+                    max_area,
+                    region,
+                    cfg.reacquire_score,
+                )
                 if chosen is not None:
                     break
         if chosen is None:

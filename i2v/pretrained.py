@@ -93,15 +93,18 @@ def read_adapter_config(directory: PathLike) -> Dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{str(path)!r} is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict):
-        raise CheckpointError(f"{str(path)!r} holds {type(meta).__name__}, not a JSON object; was it "
-                              "written by save_pretrained?")
+        raise CheckpointError(
+            f"{str(path)!r} holds {type(meta).__name__}, not a JSON object; was it written by save_pretrained?"
+        )
     check_format_version(meta.get("format_version"), path)
     for key in ("sam_model_type", "sam_sha256", "config"):
         if key not in meta:
             raise CheckpointError(f"{str(path)!r} lacks the key {key!r}; was it written by save_pretrained?")
     if not isinstance(meta["config"], dict):
-        raise CheckpointError(f"{str(path)!r} has a 'config' of type {type(meta['config']).__name__}, not a "
-                              "JSON object of model settings; was it written by save_pretrained?")
+        raise CheckpointError(
+            f"{str(path)!r} has a 'config' of type {type(meta['config']).__name__}, not a "
+            "JSON object of model settings; was it written by save_pretrained?"
+        )
     return meta
 
 
@@ -110,16 +113,19 @@ def check_format_version(version: Any, path: Path) -> None:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CheckpointError(
             f"{str(path)!r} has format_version {version!r}; save_pretrained writes a positive integer "
-            f"({FORMAT_VERSION} in this release), so the file is damaged or not a sam-i2v upgrade.")
+            f"({FORMAT_VERSION} in this release), so the file is damaged or not a sam-i2v upgrade."
+        )
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{str(path)!r} has format_version {version}, newer than this sam-i2v ({__version__}) reads "
-            f"({FORMAT_VERSION}); upgrade sam-i2v (pip install -U sam-i2v).")
+            f"({FORMAT_VERSION}); upgrade sam-i2v (pip install -U sam-i2v)."
+        )
     if version < FORMAT_VERSION:
         raise CheckpointError(
             f"{str(path)!r} has format_version {version}: adapters of an earlier release, whose memory path "
             f"(learned memory tokens) this release replaced with the memory read-out; retrain them with "
-            f"this release (sam-i2v train), or load them with the release that wrote them.")
+            f"this release (sam-i2v train), or load them with the release that wrote them."
+        )
 
 
 def config_from_pretrained(directory: PathLike) -> ModelConfig:
@@ -147,7 +153,8 @@ def load_adapter_weights(model: Any, directory: PathLike) -> None:
     if bad:
         raise CheckpointError(
             f"{str(path)!r} holds NaN or infinite weights ({', '.join(bad[:3])}{' and others' if len(bad) > 3 else ''}); "
-            "every tracked mask would come out empty. Load an earlier checkpoint of the run.")
+            "every tracked mask would come out empty. Load an earlier checkpoint of the run."
+        )
     expected = set(model.adapter_parameters())
     missing, unexpected = expected - set(weights), set(weights) - expected
     if missing or unexpected:
@@ -160,8 +167,7 @@ def load_adapter_weights(model: Any, directory: PathLike) -> None:
         for name, value in weights.items():
             if params[name].shape != value.shape:
                 raise CheckpointError(
-                    f"{str(path)!r}: {name} has shape {tuple(value.shape)}, model expects "
-                    f"{tuple(params[name].shape)}."
+                    f"{str(path)!r}: {name} has shape {tuple(value.shape)}, model expects {tuple(params[name].shape)}."
                 )
         for name, value in weights.items():
             params[name].copy_(value)

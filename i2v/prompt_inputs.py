@@ -47,8 +47,10 @@ def _has_complex(x: Any) -> bool:
 def _unit_hint(values: np.ndarray, normalize_coords: bool) -> str:
     """With normalize_coords=False, values beyond 1 are almost surely pixels: say so."""
     if not normalize_coords and np.abs(values).max() > 1:
-        return (" With normalize_coords=False coordinates are fractions of the width and height in "
-                "[0, 1]; for pixel coordinates pass normalize_coords=True (the default).")
+        return (
+            " With normalize_coords=False coordinates are fractions of the width and height in "
+            "[0, 1]; for pixel coordinates pass normalize_coords=True (the default)."
+        )
     return ""
 
 
@@ -89,9 +91,7 @@ def check_points(
     if not np.isfinite(pts).all():
         raise PromptError(f"points contain NaN or infinity: {pts.tolist()}.")
     if not np.isfinite(lab).all() or not np.isin(lab, VALID_LABELS).all():
-        raise PromptError(
-            f"labels must be 1 (positive) or 0 (negative) (2/3: box corners), got {lab.tolist()}."
-        )
+        raise PromptError(f"labels must be 1 (positive) or 0 (negative) (2/3: box corners), got {lab.tolist()}.")
     raw = pts
     pts = pts * _scale(width, height, normalize_coords)
     outside = (pts[:, 0] < 0) | (pts[:, 0] > width) | (pts[:, 1] < 0) | (pts[:, 1] > height)
@@ -179,8 +179,7 @@ def check_frame_index(frame_idx: Any, num_frames: int) -> int:
         raise FrameIndexError(f"frame_idx must be an integer, got {frame_idx!r}.")
     if not 0 <= int(frame_idx) < num_frames:
         raise FrameIndexError(
-            f"frame_idx {int(frame_idx)} is outside the video: it has {num_frames} frames "
-            f"(valid 0..{num_frames - 1})."
+            f"frame_idx {int(frame_idx)} is outside the video: it has {num_frames} frames (valid 0..{num_frames - 1})."
         )
     return int(frame_idx)
 

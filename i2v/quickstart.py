@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
-
 
 # Defaults of the command (also used by benchmarks/accuracy.py, which runs it).
 DEFAULTS = {"steps": 600, "videos": 32, "val_videos": 12, "frames": 24}
@@ -26,12 +25,18 @@ MOTION_ROW = "trained upgrade + motion"
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("quickstart", help="upgrade the bundled tiny SAM on synthetic videos and evaluate it",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "quickstart",
+        help="upgrade the bundled tiny SAM on synthetic videos and evaluate it",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", default="quickstart_out", help="output directory")
     p.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="training steps")
     p.add_argument("--videos", type=int, default=DEFAULTS["videos"], help="synthetic training videos")
-    p.add_argument("--val-videos", type=int, default=DEFAULTS["val_videos"], help="held-out synthetic videos to evaluate on")
+    p.add_argument(
+        "--val-videos", type=int, default=DEFAULTS["val_videos"], help="held-out synthetic videos to evaluate on"
+    )
     p.add_argument("--frames", type=int, default=DEFAULTS["frames"], help="frames per synthetic video")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--seed", type=int, default=0)
@@ -74,7 +79,13 @@ def overlay_gif(predictor, dataset, index: int, path: Path) -> None:
     preds, gts = segment_video(predictor, dataset, index, "mask")
     ids = list(dataset.obj_ids(index))
     frames = (
-        np.concatenate([overlay_masks(dataset.frame(index, t), gts[t], ids), overlay_masks(dataset.frame(index, t), preds[t], ids)], axis=1)
+        np.concatenate(
+            [
+                overlay_masks(dataset.frame(index, t), gts[t], ids),
+                overlay_masks(dataset.frame(index, t), preds[t], ids),
+            ],
+            axis=1,
+        )
         for t in range(len(gts))
     )
     write_overlay_video(path, frames, fps=6)
@@ -86,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from i2v.build import build_sam_i2v
     from i2v.data.registry import make_dataset
     from i2v.eval.cli import model_variant, run_methods
-    from i2v.eval.vos import evaluate
     from i2v.eval.report import format_gain, format_table, gains_vs_baseline, paired_gain, write_reports
+    from i2v.eval.vos import evaluate
     from i2v.pretrained import save_pretrained
     from i2v.train.trainer import train
     from i2v.video_predictor import I2VVideoPredictor
@@ -106,13 +117,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"[2/4] evaluating on {args.val_videos} held-out synthetic videos")
     from i2v.data.synthetic import SyntheticConfig
 
-    dataset = make_dataset("synthetic", split="val", num_videos=args.val_videos, config=SyntheticConfig(num_frames=args.frames))
+    dataset = make_dataset(
+        "synthetic", split="val", num_videos=args.val_videos, config=SyntheticConfig(num_frames=args.frames)
+    )
     results = run_methods(trained, untrained, dataset, ["mask"], baselines=True, ablations=False, trained=True)
     with model_variant(trained, motion=True):  # the same adapter, with motion-aware selection
         results.append(evaluate(I2VVideoPredictor(trained), dataset, None, "mask", MOTION_ROW))
     table = format_table(results)
-    paths = write_reports(results, out, {"command": "sam-i2v quickstart", "args": vars(args) | {"func": None},
-                                         "sam_sha256": trained.sam_sha256, "train_steps": result.step})
+    paths = write_reports(
+        results,
+        out,
+        {
+            "command": "sam-i2v quickstart",
+            "args": vars(args) | {"func": None},
+            "sam_sha256": trained.sam_sha256,
+            "train_steps": result.step,
+        },
+    )
 
     print("[3/4] plotting the training curve")
     curve = out / "training_curve.png"
@@ -127,8 +148,12 @@ def run(args: argparse.Namespace) -> int:
     print(table)
     print()
     by_name = {r.method: r for r in results}
-    learned = {"method": "trained upgrade", "baseline": "untrained upgrade", "protocol": "mask",
-               **paired_gain(by_name["untrained upgrade"], by_name["trained upgrade"])}
+    learned = {
+        "method": "trained upgrade",
+        "baseline": "untrained upgrade",
+        "protocol": "mask",
+        **paired_gain(by_name["untrained upgrade"], by_name["trained upgrade"]),
+    }
     print(format_gain(gains["untrained upgrade"]))
     print(format_gain(gains[MOTION_ROW]))
     print(f"{format_gain(learned)}: what training added")

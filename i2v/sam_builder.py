@@ -142,8 +142,11 @@ def state_dict_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 def nonfinite_tensors(state_dict: Mapping[str, torch.Tensor]) -> List[str]:
     """Names of the floating-point tensors that hold a NaN or an infinity."""
-    return [k for k, t in state_dict.items()
-            if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all())]
+    return [
+        k
+        for k, t in state_dict.items()
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all())
+    ]
 
 
 TINY_VIT_KEY = "image_encoder.layers.0.blocks.0.conv1.c.weight"
@@ -156,8 +159,11 @@ def infer_model_type(state_dict: Mapping[str, torch.Tensor]) -> Tuple[Optional[s
     goes into messages.
     """
     if TINY_VIT_KEY in state_dict:
-        dims = [int(state_dict[k].shape[0]) for k in sorted(state_dict)
-                if k.startswith("image_encoder.layers.") and k.endswith(".attn.norm.weight")]
+        dims = [
+            int(state_dict[k].shape[0])
+            for k in sorted(state_dict)
+            if k.startswith("image_encoder.layers.") and k.endswith(".attn.norm.weight")
+        ]
         last = max(dims) if dims else 0
         found = f"TinyViT image encoder, final stage {last}-d"
         if last == SAM_ARCHS["vit_t"].encoder_embed_dim:
@@ -221,9 +227,7 @@ def load_sam(
             given).
     """
     if model_type is not None and model_type not in SAM_ARCHS:
-        raise CheckpointError(
-            f"unknown SAM model type {model_type!r}; choose one of {sorted(SAM_ARCHS)}."
-        )
+        raise CheckpointError(f"unknown SAM model type {model_type!r}; choose one of {sorted(SAM_ARCHS)}.")
     if checkpoint is None:
         if model_type is None:
             raise CheckpointError("no SAM model type and no SAM checkpoint to infer it from; pass one of them.")
@@ -238,12 +242,14 @@ def load_sam(
         raise CheckpointError(
             f"{str(checkpoint)!r} holds NaN or infinite weights ({', '.join(bad[:3])}"
             f"{' and others' if len(bad) > 3 else ''}): the file is damaged or came from a diverged "
-            "fine-tune. Use the official checkpoint (or the last good one of your fine-tune).")
+            "fine-tune. Use the official checkpoint (or the last good one of your fine-tune)."
+        )
     found_type, found = infer_model_type(state_dict)
     if found_type is None:
         raise CheckpointError(
             f"{str(checkpoint)!r} ({weights.format}) holds {found}; sam-i2v knows the SAM types "
-            f"{', '.join(sorted(SAM_ARCHS))}. Pass a checkpoint of one of them.")
+            f"{', '.join(sorted(SAM_ARCHS))}. Pass a checkpoint of one of them."
+        )
     if model_type is not None and found_type != model_type:
         raise CheckpointError(
             f"{str(checkpoint)!r} holds {found}, but the config expects a {model_type} SAM. "
@@ -258,9 +264,7 @@ def load_sam(
     try:
         result = sam.load_state_dict(state_dict, strict=False)
     except RuntimeError as exc:  # shape mismatches raise even with strict=False
-        raise CheckpointError(
-            f"{str(checkpoint)!r} does not match the {found_type} architecture: {exc}"
-        ) from exc
+        raise CheckpointError(f"{str(checkpoint)!r} does not match the {found_type} architecture: {exc}") from exc
     problems: List[str] = []
     missing = [k for k in result.missing_keys if not k.startswith(_OPTIONAL_PREFIXES)]
     if missing:
@@ -272,10 +276,9 @@ def load_sam(
             f"{str(checkpoint)!r} ({weights.format}) does not match the {found_type} architecture: "
             + "; ".join(problems)
         )
-    return LoadedSam(sam, found_type, files_sha256(weights.files), str(checkpoint), weights.format, weights.notes,
-                     description)
+    return LoadedSam(
+        sam, found_type, files_sha256(weights.files), str(checkpoint), weights.format, weights.notes, description
+    )
 
 
-SAM_BUILDERS: Dict[str, Callable[[], Sam]] = {
-    name: partial(build_sam_arch, arch) for name, arch in SAM_ARCHS.items()
-}
+SAM_BUILDERS: Dict[str, Callable[[], Sam]] = {name: partial(build_sam_arch, arch) for name, arch in SAM_ARCHS.items()}

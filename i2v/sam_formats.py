@@ -44,7 +44,10 @@ HF_KEY_RULES: Tuple[Tuple[str, str], ...] = (
     (r"^vision_encoder\.neck\.conv2\.", "image_encoder.neck.2."),
     (r"^vision_encoder\.neck\.layer_norm2\.", "image_encoder.neck.3."),
     (r"^shared_image_embedding\.positional_embedding$", "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"),
-    (r"^prompt_encoder\.shared_embedding\.positional_embedding$", "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"),
+    (
+        r"^prompt_encoder\.shared_embedding\.positional_embedding$",
+        "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",
+    ),
     (r"^prompt_encoder\.mask_embed\.conv1\.", "prompt_encoder.mask_downscaling.0."),
     (r"^prompt_encoder\.mask_embed\.layer_norm1\.", "prompt_encoder.mask_downscaling.1."),
     (r"^prompt_encoder\.mask_embed\.conv2\.", "prompt_encoder.mask_downscaling.3."),
@@ -54,19 +57,28 @@ HF_KEY_RULES: Tuple[Tuple[str, str], ...] = (
     (r"^prompt_encoder\.(not_a_point_embed|no_mask_embed)\.", r"prompt_encoder.\1."),
     (r"^mask_decoder\.transformer\.layers\.(\d+)\.layer_norm(\d)\.", r"mask_decoder.transformer.layers.\1.norm\2."),
     (r"^mask_decoder\.transformer\.layer_norm_final_attn\.", "mask_decoder.transformer.norm_final_attn."),
-    (r"^mask_decoder\.transformer\.(layers\.\d+\.(?:self_attn|cross_attn_token_to_image|cross_attn_image_to_token|mlp)|final_attn_token_to_image)\.",
-     r"mask_decoder.transformer.\1."),
+    (
+        r"^mask_decoder\.transformer\.(layers\.\d+\.(?:self_attn|cross_attn_token_to_image|cross_attn_image_to_token|mlp)|final_attn_token_to_image)\.",
+        r"mask_decoder.transformer.\1.",
+    ),
     (r"^mask_decoder\.upscale_conv1\.", "mask_decoder.output_upscaling.0."),
     (r"^mask_decoder\.upscale_layer_norm\.", "mask_decoder.output_upscaling.1."),
     (r"^mask_decoder\.upscale_conv2\.", "mask_decoder.output_upscaling.3."),
     (r"^mask_decoder\.(iou_token|mask_tokens)\.", r"mask_decoder.\1."),
     (r"^mask_decoder\.(output_hypernetworks_mlps\.\d+|iou_prediction_head)\.", r"mask_decoder.\1."),
 )
-_HF_MLP = re.compile(r"^(mask_decoder\.(?:output_hypernetworks_mlps\.\d+|iou_prediction_head))\.(proj_in|proj_out|layers\.(\d+))\.(.+)$")
+_HF_MLP = re.compile(
+    r"^(mask_decoder\.(?:output_hypernetworks_mlps\.\d+|iou_prediction_head))\.(proj_in|proj_out|layers\.(\d+))\.(.+)$"
+)
 
 # SAM-HQ's additions to the mask decoder; without them the model is the original SAM.
-HQ_PREFIXES = ("mask_decoder.hf_token.", "mask_decoder.hf_mlp.", "mask_decoder.compress_vit_feat.",
-               "mask_decoder.embedding_encoder.", "mask_decoder.embedding_maskfeature.")
+HQ_PREFIXES = (
+    "mask_decoder.hf_token.",
+    "mask_decoder.hf_mlp.",
+    "mask_decoder.compress_vit_feat.",
+    "mask_decoder.embedding_encoder.",
+    "mask_decoder.embedding_maskfeature.",
+)
 _WRAPPER_KEYS = ("model", "state_dict", "module", "model_state_dict")
 _PREFIXES = ("module.", "model.", "sam.", "_orig_mod.")
 _SAM_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
@@ -135,14 +147,16 @@ def _read_file(path: Path) -> object:
         ) from exc
     except Exception as exc:  # torch.load fails in many ways on damaged or foreign files
         raise CheckpointError(
-            f"{str(path)!r} could not be read as a PyTorch checkpoint (truncated or corrupt "
-            f"download?): {exc}"
+            f"{str(path)!r} could not be read as a PyTorch checkpoint (truncated or corrupt download?): {exc}"
         ) from exc
 
 
 def _is_sam_like(d: Mapping) -> bool:
-    return any(isinstance(k, str) and (k.startswith(_SAM_PARTS) or k.startswith(("vision_encoder.", "shared_image_embedding.")))
-               for k in d)
+    return any(
+        isinstance(k, str)
+        and (k.startswith(_SAM_PARTS) or k.startswith(("vision_encoder.", "shared_image_embedding.")))
+        for k in d
+    )
 
 
 def _unwrap(obj: object, path: Path, notes: List[str]) -> Dict[str, torch.Tensor]:
@@ -157,20 +171,24 @@ def _unwrap(obj: object, path: Path, notes: List[str]) -> Dict[str, torch.Tensor
             continue
         prefix = next((p for p in _PREFIXES if obj and all(isinstance(k, str) and k.startswith(p) for k in obj)), None)
         if prefix is None and not _is_sam_like(obj):  # e.g. Lightning: "model." on most keys, other modules beside
-            prefix = next((p for p in _PREFIXES if any(isinstance(k, str) and k.startswith(p + "image_encoder.") for k in obj)), None)
+            prefix = next(
+                (p for p in _PREFIXES if any(isinstance(k, str) and k.startswith(p + "image_encoder.") for k in obj)),
+                None,
+            )
             if prefix is not None:
                 obj = {k: v for k, v in obj.items() if isinstance(k, str) and k.startswith(prefix)}
         if prefix is None:
             break
         notes.append(f"stripped the {prefix!r} prefix")
-        obj = {k[len(prefix):]: v for k, v in obj.items()}
+        obj = {k[len(prefix) :]: v for k, v in obj.items()}
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         found = type(obj).__name__
         if isinstance(obj, Mapping):
             found = f"a dict with keys {', '.join(map(str, list(obj)[:5]))}" if obj else "an empty dict"
         raise CheckpointError(
             f"{str(path)!r} is not a SAM checkpoint: expected a state dict of tensors (as in "
-            f"sam_vit_b_01ec64.pth, optionally under 'model' or 'state_dict'), found {found}.")
+            f"sam_vit_b_01ec64.pth, optionally under 'model' or 'state_dict'), found {found}."
+        )
     return dict(obj)
 
 
@@ -217,7 +235,8 @@ def hf_to_sam(state_dict: Mapping[str, torch.Tensor], where: str) -> Dict[str, t
         raise CheckpointError(
             f"{where} looks like a Hugging Face SamModel, but {len(unknown)} tensor(s) are not part of "
             f"SAM: {', '.join(unknown[:5])}. Pass the weights of a plain SamModel (merge LoRA with "
-            "merge_and_unload() and save_pretrained the result).")
+            "merge_and_unload() and save_pretrained the result)."
+        )
     return out
 
 
@@ -240,8 +259,10 @@ def _hf_weight_files(folder: Path) -> List[Path]:
     return []
 
 
-_MERGE_HINT = ("load the base SamModel with transformers, apply the adapter with peft, call merge_and_unload(), "
-               "save_pretrained the result and pass that folder")
+_MERGE_HINT = (
+    "load the base SamModel with transformers, apply the adapter with peft, call merge_and_unload(), "
+    "save_pretrained the result and pass that folder"
+)
 
 
 def _read_lora_folder(folder: Path) -> Tuple[Dict[str, torch.Tensor], List[Path], List[str]]:
@@ -255,20 +276,28 @@ def _read_lora_folder(folder: Path) -> Tuple[Dict[str, torch.Tensor], List[Path]
     if isinstance(cfg, dict) and cfg.get("library") == "sam-i2v":
         raise CheckpointError(
             f"{str(folder)!r} holds sam-i2v adapters, not a SAM: pass it as checkpoint= (--checkpoint) and the "
-            "SAM they were trained on as sam_checkpoint= (--sam-checkpoint).")
+            "SAM they were trained on as sam_checkpoint= (--sam-checkpoint)."
+        )
     if not isinstance(cfg, dict) or cfg.get("peft_type") != "LORA":
         found = cfg.get("peft_type") if isinstance(cfg, dict) else type(cfg).__name__
-        raise CheckpointError(f"{str(folder)!r} holds a peft adapter of type {found!r}; only LoRA is merged here: {_MERGE_HINT}.")
-    unsupported = [k for k in ("use_dora", "fan_in_fan_out", "rank_pattern", "alpha_pattern", "modules_to_save") if cfg.get(k)]
+        raise CheckpointError(
+            f"{str(folder)!r} holds a peft adapter of type {found!r}; only LoRA is merged here: {_MERGE_HINT}."
+        )
+    unsupported = [
+        k for k in ("use_dora", "fan_in_fan_out", "rank_pattern", "alpha_pattern", "modules_to_save") if cfg.get(k)
+    ]
     if cfg.get("bias", "none") != "none":
         unsupported.append("bias")
     if unsupported:
-        raise CheckpointError(f"{str(folder)!r}: a LoRA with {', '.join(unsupported)} is not merged here: {_MERGE_HINT}.")
+        raise CheckpointError(
+            f"{str(folder)!r}: a LoRA with {', '.join(unsupported)} is not merged here: {_MERGE_HINT}."
+        )
     base = cfg.get("base_model_name_or_path")
     if not base or not Path(base).is_dir():
         raise CheckpointError(
             f"{str(folder)!r} is a peft LoRA whose base model {base!r} is not a folder on this machine (nothing "
-            f"is downloaded): {_MERGE_HINT}, or save the base SamModel locally and set base_model_name_or_path.")
+            f"is downloaded): {_MERGE_HINT}, or save the base SamModel locally and set base_model_name_or_path."
+        )
     adapter = folder / "adapter_model.safetensors"
     if not adapter.is_file():
         adapter = folder / "adapter_model.bin"
@@ -285,7 +314,7 @@ def _read_lora_folder(folder: Path) -> Tuple[Dict[str, torch.Tensor], List[Path]
     if not isinstance(lora, Mapping):
         raise CheckpointError(f"{str(adapter)!r} is not a state dict of LoRA tensors.")
     r = float(cfg.get("r", 8))
-    scaling = float(cfg.get("lora_alpha", r)) / (r ** 0.5 if cfg.get("use_rslora") else r)
+    scaling = float(cfg.get("lora_alpha", r)) / (r**0.5 if cfg.get("use_rslora") else r)
     prefix = "base_model.model."
     merged = 0
     for key, a in lora.items():
@@ -293,7 +322,7 @@ def _read_lora_folder(folder: Path) -> Tuple[Dict[str, torch.Tensor], List[Path]
             if not key.endswith(".lora_B.weight"):
                 raise CheckpointError(f"{str(adapter)!r} holds {key}, which is not a LoRA A/B matrix: {_MERGE_HINT}.")
             continue
-        name = key[len(prefix):-len(".lora_A.weight")] if key.startswith(prefix) else key[:-len(".lora_A.weight")]
+        name = key[len(prefix) : -len(".lora_A.weight")] if key.startswith(prefix) else key[: -len(".lora_A.weight")]
         b = lora.get(key.replace(".lora_A.", ".lora_B."))
         target = weights.get(name + ".weight")
         if b is None or target is None:
@@ -308,14 +337,19 @@ def _folder_files(folder: Path) -> Tuple[List[Path], str]:
     files = _hf_weight_files(folder)
     if files:
         return files, "Hugging Face SamModel folder"
-    singles = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".pth", ".pt", ".bin", ".ckpt", ".safetensors"))
+    singles = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
+    )
     if len(singles) == 1:
         return singles, "folder with one checkpoint"
     listing = ", ".join(sorted(p.name for p in folder.iterdir())[:8]) or "nothing"
     raise CheckpointError(
         f"SAM checkpoint folder {str(folder)!r} is not a recognised layout: expected a Hugging Face "
         f"save_pretrained folder ({' or '.join(_HF_WEIGHTS[::2])}) or a single .pth/.safetensors file; "
-        f"found {listing}.")
+        f"found {listing}."
+    )
 
 
 def read_sam_weights(path: PathLike) -> SamWeights:
@@ -331,7 +365,8 @@ def read_sam_weights(path: PathLike) -> SamWeights:
     else:
         raise CheckpointError(
             f"SAM checkpoint {str(p)!r} does not exist. Pass the path of a SAM checkpoint file "
-            "(e.g. sam_vit_b_01ec64.pth) or of a Hugging Face SamModel folder as sam_checkpoint.")
+            "(e.g. sam_vit_b_01ec64.pth) or of a Hugging Face SamModel folder as sam_checkpoint."
+        )
     notes: List[str] = []
     merged: Dict[str, torch.Tensor] = {}
     for f in files:
@@ -346,7 +381,8 @@ def _finish(p: Path, merged: Dict[str, torch.Tensor], fmt: str, files: List[Path
         raise CheckpointError(
             f"{str(p)!r} holds unmerged LoRA tensors ({', '.join(lora[:2])}): merge them into the weights "
             "first (peft: model = model.merge_and_unload(), then save_pretrained or torch.save(model.state_dict())), "
-            "and pass the result.")
+            "and pass the result."
+        )
     if any(k.startswith(("vision_encoder.", "shared_image_embedding.")) for k in merged):
         merged = hf_to_sam(merged, repr(str(p)))
         fmt = fmt if fmt.startswith("peft") else "Hugging Face SamModel" + (" folder" if p.is_dir() else " weights")
@@ -355,9 +391,11 @@ def _finish(p: Path, merged: Dict[str, torch.Tensor], fmt: str, files: List[Path
     if hq:
         for k in hq:
             del merged[k]
-        msg = (f"{str(p)!r} is a SAM-HQ checkpoint: its {len(hq)} HQ-only decoder tensors (hf_token, hf_mlp, "
-               "compress_vit_feat, embedding_encoder, embedding_maskfeature) were dropped; what remains, "
-               "and what sam-i2v upgrades, is the original SAM's mask (not SAM-HQ's refined one).")
+        msg = (
+            f"{str(p)!r} is a SAM-HQ checkpoint: its {len(hq)} HQ-only decoder tensors (hf_token, hf_mlp, "
+            "compress_vit_feat, embedding_encoder, embedding_maskfeature) were dropped; what remains, "
+            "and what sam-i2v upgrades, is the original SAM's mask (not SAM-HQ's refined one)."
+        )
         warnings.warn(msg, stacklevel=3)
         notes.append("dropped SAM-HQ's HQ-only tensors")
         fmt = fmt or "SAM-HQ state dict"

@@ -86,8 +86,7 @@ def group_prompts(sequence: List[Tuple[str, str]]) -> List[ObjectPromptSpec]:
             v = _numbers(value, (2, 3), "--point")
             spec.points.append((v[0], v[1]))
             if len(v) == 3 and not v[2].is_integer():
-                raise PromptError(f"--point {value!r}: the label {v[2]:g} must be 1 (positive) or "
-                                  "0 (negative).")
+                raise PromptError(f"--point {value!r}: the label {v[2]:g} must be 1 (positive) or 0 (negative).")
             spec.labels.append(int(v[2]) if len(v) == 3 else 1)
         elif dest == "box":
             spec.box = tuple(_numbers(value, (4,), "--box"))  # type: ignore[assignment]
@@ -99,8 +98,12 @@ def group_prompts(sequence: List[Tuple[str, str]]) -> List[ObjectPromptSpec]:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("segment", help="segment objects in a video from prompts", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "segment",
+        help="segment objects in a video from prompts",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("video", help="video file, folder of JPEG/PNG frames, or an image")
     p.add_argument("--frame", action=_Ordered, help="frame index of the prompts that follow (default 0)")
     p.add_argument("--obj-id", dest="obj_id", action=_Ordered, help="object id of the prompts that follow")
@@ -108,24 +111,47 @@ def add_parser(subparsers) -> None:
     p.add_argument("--box", action=_Ordered, metavar="X0,Y0,X1,Y1", help="a box")
     p.add_argument("--mask", action=_Ordered, metavar="PNG", help="a mask image (non-zero = object)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--format", choices=FORMATS, default="png", help="palette PNGs, COCO RLE JSON, YouTube-VIS style COCO video JSON, or an overlay video")
-    p.add_argument("--config", default=None,
-                   help="bundled config name or YAML path (default: the bundled config of the SAM checkpoint's "
-                        "type, inferred from the file; tiny without --sam-checkpoint)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="png",
+        help="palette PNGs, COCO RLE JSON, YouTube-VIS style COCO video JSON, or an overlay video",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="bundled config name or YAML path (default: the bundled config of the SAM checkpoint's "
+        "type, inferred from the file; tiny without --sam-checkpoint)",
+    )
     p.add_argument("--checkpoint", default=None, help="adapter directory from save_pretrained")
-    p.add_argument("--sam-checkpoint", default=None,
-                   help="SAM checkpoint file or folder: official .pth, Hugging Face SamModel folder, MobileSAM, "
-                        "SAM-HQ, MedSAM, wrapped state dicts")
+    p.add_argument(
+        "--sam-checkpoint",
+        default=None,
+        help="SAM checkpoint file or folder: official .pth, Hugging Face SamModel folder, MobileSAM, "
+        "SAM-HQ, MedSAM, wrapped state dicts",
+    )
     p.add_argument("--device", default=None, help="cpu / cuda / mps (default: best available)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
-                   help="precision of SAM's image encoder (default float32)")
-    p.add_argument("--preprocess", choices=("sam", "medsam"), default=None,
-                   help="frame preprocessing: SAM's, or MedSAM's square [0, 1] input (default: the config's)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default=None,
+        help="precision of SAM's image encoder (default float32)",
+    )
+    p.add_argument(
+        "--preprocess",
+        choices=("sam", "medsam"),
+        default=None,
+        help="frame preprocessing: SAM's, or MedSAM's square [0, 1] input (default: the config's)",
+    )
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the overlay video")
-    p.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None,
-                   help="motion-aware mask selection when tracking: a box Kalman filter picks among SAM's "
-                        "candidate masks and looks for lost objects where their motion says (default: "
-                        "the adapter's or config's setting, off unless saved on)")
+    p.add_argument(
+        "--motion",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="motion-aware mask selection when tracking: a box Kalman filter picks among SAM's "
+        "candidate masks and looks for lost objects where their motion says (default: "
+        "the adapter's or config's setting, off unless saved on)",
+    )
     p.set_defaults(func=run, sequence=[])
 
 
@@ -137,8 +163,9 @@ def _load_mask(path: str) -> np.ndarray:
     except FileNotFoundError:
         raise PromptError(f"--mask {path} does not exist.") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise PromptError(f"--mask {path} is not a readable image ({exc}); pass a PNG whose "
-                          "non-zero pixels are the object.") from exc
+        raise PromptError(
+            f"--mask {path} is not a readable image ({exc}); pass a PNG whose non-zero pixels are the object."
+        ) from exc
 
 
 def _apply(predictor, state, spec: ObjectPromptSpec) -> None:
@@ -146,7 +173,9 @@ def _apply(predictor, state, spec: ObjectPromptSpec) -> None:
         predictor.add_new_mask(state, spec.frame, spec.obj_id, _load_mask(spec.mask))
     if spec.points or spec.box is not None:
         predictor.add_new_points_or_box(
-            state, spec.frame, spec.obj_id,
+            state,
+            spec.frame,
+            spec.obj_id,
             points=np.array(spec.points) if spec.points else None,
             labels=np.array(spec.labels) if spec.points else None,
             box=spec.box,
@@ -193,8 +222,15 @@ def run(args: argparse.Namespace) -> int:
     specs = group_prompts(args.sequence)
     from i2v.video_predictor import I2VVideoPredictor
 
-    model = build_sam_i2v(args.config, args.checkpoint, args.sam_checkpoint, args.device, motion=args.motion,
-                          preprocess=args.preprocess, dtype=args.dtype)
+    model = build_sam_i2v(
+        args.config,
+        args.checkpoint,
+        args.sam_checkpoint,
+        args.device,
+        motion=args.motion,
+        preprocess=args.preprocess,
+        dtype=args.dtype,
+    )
     if args.sam_checkpoint is None and uses_stand_in_sam(model):
         warn_stand_in_sam(REAL_SAM_CLI)
     predictor = I2VVideoPredictor(model, progress=False)
@@ -220,13 +256,20 @@ def run(args: argparse.Namespace) -> int:
         for t, ids, masks in frames:
             for obj_id, mask in zip(ids, masks):
                 per_object.setdefault(int(obj_id), np.zeros(shape, dtype=bool))[t] = mask
-        video = {"name": Path(args.video).stem, "file_names": frame_file_names(Path(args.video), state.num_frames),
-                 "height": state.video_height, "width": state.video_width, "masks": dict(sorted(per_object.items()))}
+        video = {
+            "name": Path(args.video).stem,
+            "file_names": frame_file_names(Path(args.video), state.num_frames),
+            "height": state.video_height,
+            "width": state.video_width,
+            "masks": dict(sorted(per_object.items())),
+        }
         where = out / "instances.json"
         write_text_atomic(where, json.dumps(coco_video_json([video])))
     else:
         where = out / "overlay.mp4"
         video = state.video
-        write_overlay_video(where, (overlay_masks(video.frame(t), masks, ids) for t, ids, masks in frames), fps=args.fps)
+        write_overlay_video(
+            where, (overlay_masks(video.frame(t), masks, ids) for t, ids, masks in frames), fps=args.fps
+        )
     print(f"wrote {args.format} masks of {len(state.obj_ids)} object(s) on {state.num_frames} frames to {where}")
     return 0

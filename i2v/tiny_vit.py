@@ -27,8 +27,16 @@ from torch import nn
 class ConvBN(nn.Sequential):
     """Bias-free convolution followed by batch norm (keys ``c`` and ``bn``)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, pad: int = 0,
-                 groups: int = 1, bn_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int = 1,
+        stride: int = 1,
+        pad: int = 0,
+        groups: int = 1,
+        bn_weight: float = 1.0,
+    ) -> None:
         super().__init__()
         self.add_module("c", nn.Conv2d(cin, cout, kernel, stride, pad, groups=groups, bias=False))
         bn = nn.BatchNorm2d(cout)

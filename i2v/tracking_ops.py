@@ -15,7 +15,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-
 from einops import rearrange
 
 from i2v.adapters.memory_prompt import MemoryPrompts, readout_prompts
@@ -147,7 +146,9 @@ def plan_prompts(
     use_memory: List[bool] = []
     with_memory = [i for i in range(n) if memories[i]]
     if with_memory:
-        memory = gather_memory([memories[i] for i in with_memory], frame_idx, model.config.memory_readout.short_term, dev)
+        memory = gather_memory(
+            [memories[i] for i in with_memory], frame_idx, model.config.memory_readout.short_term, dev
+        )
         readout = model.read_memory(frame, memory)
         found_grid = rearrange(readout.prob > cfg.threshold, "n 1 h w -> n (h w)")
         prior_grid = torch.zeros_like(found_grid)
@@ -157,8 +158,16 @@ def plan_prompts(
                 prior_grid[row] = model.memory_readout.pool_masks(priors[i].detach())[0] > 0.5
         agreement = _mask_iou(found_grid, prior_grid)
         prob = F.interpolate(readout.prob, size=size, mode="bilinear", align_corners=False)
-        mp = readout_prompts(prob, cfg.threshold, cfg.absent_below, model.image_size, cfg.click,
-                             grid_prob=readout.prob, focus=cfg.focus, negative_click=cfg.negative_click)
+        mp = readout_prompts(
+            prob,
+            cfg.threshold,
+            cfg.absent_below,
+            model.image_size,
+            cfg.click,
+            grid_prob=readout.prob,
+            focus=cfg.focus,
+            negative_click=cfg.negative_click,
+        )
         stats[with_memory] = readout_stats(readout, agreement)
         readout_logits[with_memory] = torch.logit(prob.clamp(1e-4, 1 - 1e-4))
         has_readout[with_memory] = True
@@ -258,7 +267,9 @@ def track_objects(
         if p is not None:
             groups.setdefault(_structure(p), []).append(i)
     for idx in groups.values():
-        out = model.decode(frame, batch_prompts([plan.prompts[i] for i in idx]), len(idx), readout_stats=plan.stats[idx])  # type: ignore[misc]
+        out = model.decode(
+            frame, batch_prompts([plan.prompts[i] for i in idx]), len(idx), readout_stats=plan.stats[idx]
+        )  # type: ignore[misc]
         raw = raw.index_copy(0, torch.tensor(idx, device=dev), out.low_res_logits.to(raw.dtype))
         iou = iou.index_copy(0, torch.tensor(idx, device=dev), out.iou.to(iou.dtype))
         presence = presence.index_copy(0, torch.tensor(idx, device=dev), out.presence_logits.to(presence.dtype))

@@ -61,8 +61,14 @@ class I2VVideoPredictor:
             ``propagate_in_video`` runs (tqdm, on stderr).
     """
 
-    def __init__(self, model: SamI2V, frame_cache_size: int = 8, feature_cache_size: int = 4,
-                 non_overlap_masks: bool = False, progress: bool = True) -> None:
+    def __init__(
+        self,
+        model: SamI2V,
+        frame_cache_size: int = 8,
+        feature_cache_size: int = 4,
+        non_overlap_masks: bool = False,
+        progress: bool = True,
+    ) -> None:
         self.model = model.eval()
         self.frame_cache_size = frame_cache_size
         self.feature_cache_size = feature_cache_size
@@ -108,8 +114,11 @@ class I2VVideoPredictor:
         background thread during propagation. Frames are never stored on the GPU, so
         ``offload_video_to_cpu`` holds by construction.
         """
-        video = open_video(video_path if not isinstance(video_path, Path) else str(video_path),
-                           cache_size=self.frame_cache_size, progress=self.progress)
+        video = open_video(
+            video_path if not isinstance(video_path, Path) else str(video_path),
+            cache_size=self.frame_cache_size,
+            progress=self.progress,
+        )
         if len(video) == 0:
             raise VideoError(f"{video_path!r} has no frames.")
         self._check_frame_size(video.height, video.width)
@@ -365,9 +374,16 @@ class I2VVideoPredictor:
             out = track_objects(self.model, frame, t, priors, memories)
         for i, track in enumerate(tracks):
             track.bank.add(out.entries[i].to(state.storage_device))
-            track.record_tracked(t, FrameOutput(out.logits[i : i + 1].to(state.storage_device), float(out.iou[i]), float(out.presence_logits[i])))
+            track.record_tracked(
+                t,
+                FrameOutput(
+                    out.logits[i : i + 1].to(state.storage_device), float(out.iou[i]), float(out.presence_logits[i])
+                ),
+            )
 
-    def _features(self, state: InferenceState, t: int, image: Optional[np.ndarray] = None) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def _features(
+        self, state: InferenceState, t: int, image: Optional[np.ndarray] = None
+    ) -> Tuple[torch.Tensor, Tuple[int, int]]:
         cached = state.cached_features(t)
         if cached is not None:
             return cached[0].to(self.device), cached[1]
@@ -385,11 +401,17 @@ class I2VVideoPredictor:
         raw, _ = self._features(state, t)
         return self.model.prepare_frame(raw, None)
 
-    def _store_prompted(self, state: InferenceState, track: ObjectTrack, t: int, frame: FrameFeatures, out: FrameOutput) -> None:
+    def _store_prompted(
+        self, state: InferenceState, track: ObjectTrack, t: int, frame: FrameFeatures, out: FrameOutput
+    ) -> None:
         presence = torch.tensor([out.presence_logit], device=self.device)
-        entry = self.model.make_memory(frame, t, out.low_res_logits, torch.tensor([out.iou]), presence, prompted=True)[0]
+        entry = self.model.make_memory(frame, t, out.low_res_logits, torch.tensor([out.iou]), presence, prompted=True)[
+            0
+        ]
         track.bank.add(entry.to(state.storage_device))
-        track.prompted_outputs[t] = FrameOutput(out.low_res_logits.to(state.storage_device), out.iou, out.presence_logit)
+        track.prompted_outputs[t] = FrameOutput(
+            out.low_res_logits.to(state.storage_device), out.iou, out.presence_logit
+        )
         track.last = track.prompted_outputs[t]
         self._restart_motion(track)
 
@@ -401,7 +423,9 @@ class I2VVideoPredictor:
             track.motion = start_filter(self.model, last.low_res_logits) if last is not None and last.present else None
 
     # -- conversions -----------------------------------------------------------------------------
-    def _point_prompts(self, state: InferenceState, prompt: PointPrompt, prior: Optional[torch.Tensor]) -> ObjectPrompts:
+    def _point_prompts(
+        self, state: InferenceState, prompt: PointPrompt, prior: Optional[torch.Tensor]
+    ) -> ObjectPrompts:
         size = (state.video_height, state.video_width)
         p = ObjectPrompts(mask_inputs=prior)
         if prompt.coords is not None:
@@ -430,7 +454,9 @@ class I2VVideoPredictor:
 
     def _input_size(self, state: InferenceState) -> Tuple[int, int]:
         if getattr(state, "input_size", None) is None:
-            state.input_size = tuple(self.model.transform.get_preprocess_shape(state.video_height, state.video_width, self.model.image_size))
+            state.input_size = tuple(
+                self.model.transform.get_preprocess_shape(state.video_height, state.video_width, self.model.image_size)
+            )
         return state.input_size
 
     def _masks_on_frame(self, state: InferenceState, t: int) -> torch.Tensor:
@@ -442,7 +468,9 @@ class I2VVideoPredictor:
         for track in state.tracks.values():
             out = track.output(t)
             if out is None:
-                low.append(torch.full((1, 1, *self.model.low_res_size), self.model.config.absent_logit, device=self.device))
+                low.append(
+                    torch.full((1, 1, *self.model.low_res_size), self.model.config.absent_logit, device=self.device)
+                )
             else:
                 low.append(out.low_res_logits.to(self.device))
         masks = self.model.sam.postprocess_masks(torch.cat(low).float(), self._input_size(state), (h, w)).float()
@@ -456,7 +484,9 @@ class I2VVideoPredictor:
     @staticmethod
     def _stream(state: InferenceState) -> StreamSource:
         if not isinstance(state.video, StreamSource):
-            raise StateError("this state reads a whole video; use propagate_in_video, or init_stream for frames that arrive one by one.")
+            raise StateError(
+                "this state reads a whole video; use propagate_in_video, or init_stream for frames that arrive one by one."
+            )
         return state.video
 
 

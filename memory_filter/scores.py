@@ -37,10 +37,7 @@ class MemoryScores:
         for name in ("similarity", "iou", "presence", "prompted"):
             t = getattr(self, name)
             if t.shape != (n,):
-                raise ValueError(
-                    f"MemoryScores.{name} has shape {tuple(t.shape)}; expected ({n},) to match "
-                    "frame_idx."
-                )
+                raise ValueError(f"MemoryScores.{name} has shape {tuple(t.shape)}; expected ({n},) to match frame_idx.")
 
     def __len__(self) -> int:
         return int(self.frame_idx.shape[0])

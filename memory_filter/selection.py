@@ -46,15 +46,11 @@ class MemoryFilterConfig:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise ValueError(
-                f"unknown memory strategy {self.strategy!r}; choose one of {sorted(STRATEGIES)}."
-            )
+            raise ValueError(f"unknown memory strategy {self.strategy!r}; choose one of {sorted(STRATEGIES)}.")
         if self.capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {self.capacity}.")
         if not 0 <= self.max_prompted <= self.capacity:
-            raise ValueError(
-                f"max_prompted must be in [0, capacity={self.capacity}], got {self.max_prompted}."
-            )
+            raise ValueError(f"max_prompted must be in [0, capacity={self.capacity}], got {self.max_prompted}.")
 
 
 def recency_priority(scores: MemoryScores, current_frame: int, cfg: MemoryFilterConfig) -> torch.Tensor:
@@ -67,9 +63,7 @@ def relevance_priority(scores: MemoryScores, current_frame: int, cfg: MemoryFilt
     return scores.similarity.float()
 
 
-def quality_gated_priority(
-    scores: MemoryScores, current_frame: int, cfg: MemoryFilterConfig
-) -> torch.Tensor:
+def quality_gated_priority(scores: MemoryScores, current_frame: int, cfg: MemoryFilterConfig) -> torch.Tensor:
     """Reliable frames only, ranked by similarity x quality with a small recency bonus."""
     distance = scores.temporal_distance(current_frame).float()
     priority = scores.similarity.float() * scores.iou.float() + cfg.recency_weight / (1.0 + distance)

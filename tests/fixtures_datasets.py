@@ -39,9 +39,9 @@ def labels_at(t: int, ids: Sequence[int], void: bool = False) -> np.ndarray:
     lab = np.zeros((H, W), np.uint8)
     for k in ids:
         top, left = 2 + 8 * (k - 1), 2 + t + 4 * (k - 1)
-        lab[top:top + 6, left:left + 8] = k
+        lab[top : top + 6, left : left + 8] = k
     if void:  # a void ring around object 1, as DAVIS marks uncertain boundaries
-        lab[1, 1 + t:11 + t] = 255
+        lab[1, 1 + t : 11 + t] = 255
     return lab
 
 
@@ -57,8 +57,10 @@ def paint(lab: np.ndarray) -> np.ndarray:
 def make_davis(root: Path, n_frames: int = 5) -> Dict[str, List[np.ndarray]]:
     """DAVIS 2017: seqA (objects 1, 2 from frame 0, void pixels), seqB (objects 1, 3 from
     frame 0, object 2 appearing at frame 2). Returns the label maps per sequence."""
-    seqs = {"seqA": lambda t: labels_at(t, [1, 2], void=True),
-            "seqB": lambda t: labels_at(t, [1, 3] + ([2] if t >= 2 else []))}
+    seqs = {
+        "seqA": lambda t: labels_at(t, [1, 2], void=True),
+        "seqB": lambda t: labels_at(t, [1, 3] + ([2] if t >= 2 else [])),
+    }
     out: Dict[str, List[np.ndarray]] = {}
     for name, fn in seqs.items():
         out[name] = []
@@ -90,8 +92,7 @@ def make_ytvos(root: Path, split: str = "valid", meta: bool = True) -> Dict[str,
         write_palette_png(root / split / "Annotations" / vid / f"{stem}.png", lab)
         labs[stem] = lab
     if meta:
-        objs = {"1": {"category": "cat", "frames": ["00000"]},
-                "2": {"category": "dog", "frames": ["00010"]}}
+        objs = {"1": {"category": "cat", "frames": ["00000"]}, "2": {"category": "dog", "frames": ["00010"]}}
         (root / split / "meta.json").write_text(json.dumps({"videos": {vid: {"objects": objs}}}))
     return labs
 
@@ -118,11 +119,21 @@ def make_sav_train(root: Path, n_frames: int = 9, jpeg_every: int = 4, mp4: bool
     for n in range(0, n_frames, 4):
         lab = sav_labels(n)
         masklet.append([rle(lab == 1), rle(lab == 2) if n >= 4 else None])
-    ann = {"video_id": vid, "video_duration": n_frames / 24, "video_frame_count": float(n_frames),
-           "video_height": float(H), "video_width": float(W), "video_resolution": float(H * W),
-           "video_environment": "Indoor", "video_split": "train", "masklet": masklet,
-           "masklet_id": [0, 1], "masklet_first_appeared_frame": [0, 1], "masklet_num": 2,
-           "masklet_type": ["manual", "manual"]}
+    ann = {
+        "video_id": vid,
+        "video_duration": n_frames / 24,
+        "video_frame_count": float(n_frames),
+        "video_height": float(H),
+        "video_width": float(W),
+        "video_resolution": float(H * W),
+        "video_environment": "Indoor",
+        "video_split": "train",
+        "masklet": masklet,
+        "masklet_id": [0, 1],
+        "masklet_first_appeared_frame": [0, 1],
+        "masklet_num": 2,
+        "masklet_type": ["manual", "manual"],
+    }
     (split / "sav_000").mkdir(parents=True)
     (split / "sav_000" / f"{vid}_manual.json").write_text(json.dumps(ann))
     if mp4:
@@ -150,8 +161,9 @@ def make_sav_val(root: Path, n_frames: int = 9) -> str:
             for obj in (0, 1):
                 if obj == 1 and n < 4:
                     continue
-                write_palette_png(split / "Annotations_6fps" / vid / f"{obj:03d}" / f"{n:05d}.png",
-                                  (lab == obj + 1).astype(np.uint8))
+                write_palette_png(
+                    split / "Annotations_6fps" / vid / f"{obj:03d}" / f"{n:05d}.png", (lab == obj + 1).astype(np.uint8)
+                )
     (split / "sav_val.txt").write_text(vid + "\n")
     return vid
 
@@ -169,14 +181,19 @@ def make_sa1b(root: Path) -> Tuple[str, np.ndarray]:
         if k == 2:
             m = m | (lab == 3)  # overlapping masks are allowed in SA-1B; make id 3 the largest
         ys, xs = np.nonzero(m)
-        anns.append({"id": ann_id, "segmentation": rle(m), "area": int(m.sum()),
-                     "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1,
-                              int(np.ptp(ys)) + 1],
-                     "predicted_iou": 0.9, "stability_score": 0.95,
-                     "point_coords": [[float(xs.mean()), float(ys.mean())]],
-                     "crop_box": [0, 0, W, H]})
-    data = {"image": {"image_id": 1, "width": W, "height": H, "file_name": "sa_1.jpg"},
-            "annotations": anns}
+        anns.append(
+            {
+                "id": ann_id,
+                "segmentation": rle(m),
+                "area": int(m.sum()),
+                "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1],
+                "predicted_iou": 0.9,
+                "stability_score": 0.95,
+                "point_coords": [[float(xs.mean()), float(ys.mean())]],
+                "crop_box": [0, 0, W, H],
+            }
+        )
+    data = {"image": {"image_id": 1, "width": W, "height": H, "file_name": "sa_1.jpg"}, "annotations": anns}
     (root / "sa_1.json").write_text(json.dumps(data))
     return "sa_1", lab
 

@@ -19,7 +19,7 @@ def labels_at(t: int, ids: Sequence[int] = (1, 2)) -> np.ndarray:
     lab = np.zeros((H, W), np.uint8)
     for k in ids:
         top, left = 4 + 12 * (k - 1), 2 + 2 * t + 6 * (k - 1)
-        lab[top:top + 10, left:left + 12] = k
+        lab[top : top + 10, left : left + 12] = k
     return lab
 
 
@@ -41,9 +41,17 @@ def save_mask(path: Path, lab: np.ndarray, kind: str) -> None:
         Image.fromarray(np.where(lab > 0, 255, 0).astype(np.uint8), mode="L").save(path)
 
 
-def make_video(folder: Path, n: int = 6, names: Optional[Sequence[str]] = None, ext: str = ".jpg",
-               kind: str = "palette", annotated: Optional[Sequence[int]] = None, ids: Sequence[int] = (1, 2),
-               mask_dir: str = "masks", video_file: bool = False) -> Dict[int, np.ndarray]:
+def make_video(
+    folder: Path,
+    n: int = 6,
+    names: Optional[Sequence[str]] = None,
+    ext: str = ".jpg",
+    kind: str = "palette",
+    annotated: Optional[Sequence[int]] = None,
+    ids: Sequence[int] = (1, 2),
+    mask_dir: str = "masks",
+    video_file: bool = False,
+) -> Dict[int, np.ndarray]:
     """Write one video folder; returns the label map of every frame (annotated or not)."""
     folder.mkdir(parents=True, exist_ok=True)
     names = list(names) if names is not None else [f"{t:05d}" for t in range(n)]
@@ -54,7 +62,9 @@ def make_video(folder: Path, n: int = 6, names: Optional[Sequence[str]] = None, 
         write_video(folder / f"{folder.name}.mp4", [paint(labels[t]) for t in range(n)], options={"qscale": "1"})
     else:
         for t in range(n):
-            Image.fromarray(paint(labels[t])).save(folder / f"{names[t]}{ext}", **({"quality": 95} if ext == ".jpg" else {}))
+            Image.fromarray(paint(labels[t])).save(
+                folder / f"{names[t]}{ext}", **({"quality": 95} if ext == ".jpg" else {})
+            )
     for t in annotated if annotated is not None else range(n):
         save_mask(folder / mask_dir / f"{names[t]}.png", labels[t], kind)
     return labels

@@ -16,7 +16,15 @@ def test_frame_phases_follow_the_script_with_hidden_first() -> None:
         SceneEvent("exit", 2, 1, 3),  # another object: no effect on object 1
     ]
     assert frame_phases(events, 1, 8) == [
-        "clean", "clean", "look-alike", "look-alike", "hidden", "hidden", "after", "after"]
+        "clean",
+        "clean",
+        "look-alike",
+        "look-alike",
+        "hidden",
+        "hidden",
+        "after",
+        "after",
+    ]
     assert frame_phases(events, 2, 5) == ["clean", "hidden", "hidden", "after", "after"]
     assert frame_phases(events, 3, 3) == ["clean"] * 3
 
@@ -76,8 +84,9 @@ def test_event_oracle_empties_hidden_frames_and_reprompts_on_return() -> None:
     from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
     from i2v.eval.vos import segment_video
 
-    cfg = SyntheticConfig(num_frames=16, min_objects=1, max_objects=1, occlusion_prob=0.0, exit_prob=1.0,
-                          distractor_prob=0.0)
+    cfg = SyntheticConfig(
+        num_frames=16, min_objects=1, max_objects=1, occlusion_prob=0.0, exit_prob=1.0, distractor_prob=0.0
+    )
     dataset = SyntheticVideoDataset("val", 4, config=cfg)
     index = next(i for i in range(len(dataset)) if any(e.kind == "exit" for e in dataset.events(i)))
     event = next(e for e in dataset.events(index) if e.kind == "exit")

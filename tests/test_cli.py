@@ -8,14 +8,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from fixtures_datasets import OraclePredictor, make_davis, make_sav_val
 from PIL import Image
 
-from fixtures_datasets import OraclePredictor, make_davis, make_sav_val
 from i2v.cli import main
 from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from i2v.eval.vos import evaluate
 from i2v.io.masks import decode_rle, load_palette_png
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -30,9 +29,32 @@ def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _segment(video_dir: Path, out: Path, fmt: str, sam: Path) -> int:
-    return main(["segment", str(video_dir), "--obj-id", "1", "--point", "20,20", "--point", "40,30,0",
-                 "--frame", "2", "--obj-id", "2", "--box", "30,10,60,40",
-                 "--out", str(out), "--format", fmt, "--sam-checkpoint", str(sam), "--device", "cpu"])
+    return main(
+        [
+            "segment",
+            str(video_dir),
+            "--obj-id",
+            "1",
+            "--point",
+            "20,20",
+            "--point",
+            "40,30,0",
+            "--frame",
+            "2",
+            "--obj-id",
+            "2",
+            "--box",
+            "30,10,60,40",
+            "--out",
+            str(out),
+            "--format",
+            fmt,
+            "--sam-checkpoint",
+            str(sam),
+            "--device",
+            "cpu",
+        ]
+    )
 
 
 def test_segment_writes_every_format(video_dir: Path, tmp_path: Path, tiny_sam_file: Path) -> None:
@@ -87,8 +109,24 @@ def test_eval_cli_on_real_layouts(kind: str, tmp_path: Path, tiny_sam_file: Path
         make_sav_val(root)
         split = "sav_val"
     out = tmp_path / "eval"
-    code = main(["eval", "--dataset", kind, "--root", str(root), "--split", split, "--baselines",
-                 "--sam-checkpoint", str(tiny_sam_file), "--device", "cpu", "--out", str(out)])
+    code = main(
+        [
+            "eval",
+            "--dataset",
+            kind,
+            "--root",
+            str(root),
+            "--split",
+            split,
+            "--baselines",
+            "--sam-checkpoint",
+            str(tiny_sam_file),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     table = capsys.readouterr().out
     assert "per-frame SAM" in table and "untrained upgrade" in table

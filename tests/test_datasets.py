@@ -207,8 +207,7 @@ def test_sa1b_image_as_one_frame_video(tmp_path: Path) -> None:
     assert np.array_equal(m[2], lab == 3)
     assert np.array_equal(ds.frame(0, 0), jpeg(tmp_path / "sa_1.jpg"))
     assert SA1BDataset(tmp_path, max_objects=2).obj_ids(0) == [3, 7]  # the two largest
-    rand = [SA1BDataset(tmp_path, max_objects=2, selection="random", seed=s).obj_ids(0)
-            for s in range(8)]
+    rand = [SA1BDataset(tmp_path, max_objects=2, selection="random", seed=s).obj_ids(0) for s in range(8)]
     assert all(len(r) == 2 for r in rand) and len({tuple(r) for r in rand}) > 1
     assert rand[5] == SA1BDataset(tmp_path, max_objects=2, selection="random", seed=5).obj_ids(0)
     (tmp_path / "sa_1.json").unlink()
@@ -277,14 +276,22 @@ class ToyVideos(VideoDataset):
 
 
 def same(a: TrainClip, b: TrainClip) -> bool:
-    return all(torch.equal(getattr(a, k), getattr(b, k)) for k in
-               ("frames", "masks", "annotated", "obj_ids", "frame_indices"))
+    return all(
+        torch.equal(getattr(a, k), getattr(b, k)) for k in ("frames", "masks", "annotated", "obj_ids", "frame_indices")
+    )
 
 
 def test_clip_determinism_and_epochs() -> None:
     def make() -> ClipDataset:
-        return ClipDataset(ToyVideos(), num_frames=4, stride=(1, 3), reverse_prob=0.5,
-                           max_objects=2, seed=7, augment=ClipAugment(size=(16, 16)))
+        return ClipDataset(
+            ToyVideos(),
+            num_frames=4,
+            stride=(1, 3),
+            reverse_prob=0.5,
+            max_objects=2,
+            seed=7,
+            augment=ClipAugment(size=(16, 16)),
+        )
 
     a, b = make(), make()
     for i in range(len(a)):
@@ -338,8 +345,12 @@ def test_augmentation_is_consistent_across_frames_and_masks() -> None:
                 px = frames[t][sel]
                 assert (px[:, colour > 0].min(1) > px[:, colour == 0].max(1) + 50).all()
     # flip alone: compare with the unflipped clip exactly
-    flip = ClipDataset(ToyVideos(), num_frames=2, seed=1, augment=ClipAugment(
-        hflip_prob=1.0, brightness=0, contrast=0, saturation=0, hue=0))
+    flip = ClipDataset(
+        ToyVideos(),
+        num_frames=2,
+        seed=1,
+        augment=ClipAugment(hflip_prob=1.0, brightness=0, contrast=0, saturation=0, hue=0),
+    )
     plain = ClipDataset(ToyVideos(), num_frames=2, seed=1)
     f, p = flip[0], plain[0]
     assert torch.equal(f.frame_indices, p.frame_indices)

@@ -33,7 +33,10 @@ def random_videos(rng: np.random.Generator, counts: List[int]) -> List[List[floa
 def test_gain_is_the_difference_of_the_overall_jf() -> None:
     rng = np.random.default_rng(0)
     counts = [1, 3, 2, 4, 1, 2]
-    base, other = result("per-frame SAM", random_videos(rng, counts)), result("upgrade", random_videos(rng, counts), 0.05)
+    base, other = (
+        result("per-frame SAM", random_videos(rng, counts)),
+        result("upgrade", random_videos(rng, counts), 0.05),
+    )
     # An object that is never on a scored frame has no score under either method.
     for r in (base, other):
         r.objects["j_mean"][2] = r.objects["f_mean"][2] = float("nan")
@@ -60,7 +63,9 @@ def test_a_constant_gain_has_a_zero_width_interval_and_one_video_none() -> None:
     assert g["gain"] == pytest.approx(0.1) and g["low"] == g["high"] == g["gain"]
     single = paired_gain(result("per-frame SAM", [[0.2, 0.4]]), result("upgrade", [[0.5, 0.5]]))
     assert single["gain"] == pytest.approx(0.2) and single["low"] is None and single["high"] is None
-    assert "no interval" in format_gain({"method": "upgrade", "baseline": "per-frame SAM", "protocol": "mask", **single})
+    assert "no interval" in format_gain(
+        {"method": "upgrade", "baseline": "per-frame SAM", "protocol": "mask", **single}
+    )
 
 
 def test_more_videos_narrow_the_interval() -> None:
@@ -69,7 +74,10 @@ def test_more_videos_narrow_the_interval() -> None:
     for n in (8, 128):
         videos = random_videos(rng, [2] * n)
         shifts = rng.normal(0.05, 0.2, n)  # each video's own gain
-        g = paired_gain(result("per-frame SAM", videos), result("upgrade", [[v + d for v in objs] for objs, d in zip(videos, shifts)]))
+        g = paired_gain(
+            result("per-frame SAM", videos),
+            result("upgrade", [[v + d for v in objs] for objs, d in zip(videos, shifts)]),
+        )
         widths.append(g["high"] - g["low"])
     assert widths[1] < widths[0] / 2
 
@@ -85,8 +93,10 @@ def test_methods_scored_on_different_videos_are_refused() -> None:
 def test_gains_pair_methods_within_a_protocol_and_reach_the_json(tmp_path: Path) -> None:
     videos = [[0.2, 0.4], [0.5], [0.1]]
     results = [
-        result("per-frame SAM", videos), result("upgrade", [[v + 0.1 for v in o] for o in videos]),
-        result("per-frame SAM", videos, protocol="box"), result("upgrade", [[v - 0.1 for v in o] for o in videos], protocol="box"),
+        result("per-frame SAM", videos),
+        result("upgrade", [[v + 0.1 for v in o] for o in videos]),
+        result("per-frame SAM", videos, protocol="box"),
+        result("upgrade", [[v - 0.1 for v in o] for o in videos], protocol="box"),
     ]
     rows = gains_vs_baseline(results)
     assert [(r["method"], r["protocol"]) for r in rows] == [("upgrade", "mask"), ("upgrade", "box")]

@@ -11,9 +11,9 @@ from typing import Dict, List
 
 import numpy as np
 import pytest
+from fixtures_datasets import make_davis, write_palette_png
 from scipy import ndimage
 
-from fixtures_datasets import make_davis, write_palette_png
 from i2v.cli import main
 from i2v.errors import StandInSamWarning
 from i2v.eval.metrics import boundary_f, jaccard, sequence_stats
@@ -33,8 +33,9 @@ def overlapping_predictions(labels: List[np.ndarray], seed: int) -> tuple:
     ids = first_frame_ids(labels)
     out, overlap = [], 0
     for lab in labels:
-        masks = {k: np.roll(ndimage.binary_dilation(lab == k, iterations=2), int(rng.integers(-1, 2)), axis=1)
-                 for k in ids}
+        masks = {
+            k: np.roll(ndimage.binary_dilation(lab == k, iterations=2), int(rng.integers(-1, 2)), axis=1) for k in ids
+        }
         overlap += int((np.sum(list(masks.values()), axis=0) > 1).sum())
         pred = np.zeros_like(lab)
         for k in rng.permutation(ids):  # the later object wins an overlap
@@ -75,8 +76,24 @@ def davis_with_predictions(tmp_path: Path):
 def test_predictions_scores_equal_the_metric_functions_on_the_label_maps(davis_with_predictions, tmp_path, capsys):
     root, pred_dir, expected = davis_with_predictions
     out = tmp_path / "out"
-    assert main(["eval", "--dataset", "davis", "--root", str(root), "--split", "val",
-                 "--predictions", str(pred_dir), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--dataset",
+                "davis",
+                "--root",
+                str(root),
+                "--split",
+                "val",
+                "--predictions",
+                str(pred_dir),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "(no model)" in printed and "fractions in [0, 1]" in printed
     payload = json.loads((out / "results.json").read_text())
@@ -98,8 +115,9 @@ def test_predictions_scores_equal_the_metric_functions_on_the_label_maps(davis_w
         head, values = list(csv.reader(f))
     assert head == ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
     mean = {k: np.mean([e[k] for e in expected.values()]) for k in next(iter(expected.values()))}
-    want = [(mean["j_mean"] + mean["f_mean"]) / 2] + [mean[k] for k in ("j_mean", "j_recall", "j_decay",
-                                                                         "f_mean", "f_recall", "f_decay")]
+    want = [(mean["j_mean"] + mean["f_mean"]) / 2] + [
+        mean[k] for k in ("j_mean", "j_recall", "j_decay", "f_mean", "f_recall", "f_decay")
+    ]
     assert values == [f"{v:.3f}" for v in want]
     # the printed table shows the same J&F
     assert f"{want[0]:.3f}" in printed.split("J&F")[1]
@@ -109,12 +127,42 @@ def test_eval_prints_the_scores_of_the_pngs_it_writes(tmp_path: Path, capsys) ->
     root = tmp_path / "DAVIS"
     make_davis(root, n_frames=6)
     with pytest.warns(StandInSamWarning, match="--sam-checkpoint"):  # a real dataset, the tiny SAM
-        assert main(["eval", "--dataset", "davis", "--root", str(root), "--device", "cpu",
-                     "--save-masks", str(tmp_path / "pred"), "--out", str(tmp_path / "model")]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "--dataset",
+                    "davis",
+                    "--root",
+                    str(root),
+                    "--device",
+                    "cpu",
+                    "--save-masks",
+                    str(tmp_path / "pred"),
+                    "--out",
+                    str(tmp_path / "model"),
+                ]
+            )
+            == 0
+        )
     ran = capsys.readouterr().out
     assert "sam_sha256:" in ran and "device: cpu" in ran and "config: tiny" in ran
-    assert main(["eval", "--dataset", "davis", "--root", str(root), "--predictions", str(tmp_path / "pred"),
-                 "--out", str(tmp_path / "scored")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--dataset",
+                "davis",
+                "--root",
+                str(root),
+                "--predictions",
+                str(tmp_path / "pred"),
+                "--out",
+                str(tmp_path / "scored"),
+            ]
+        )
+        == 0
+    )
     scored = capsys.readouterr().out
     a = json.loads((tmp_path / "model" / "results.json").read_text())["results"][0]
     b = json.loads((tmp_path / "scored" / "results.json").read_text())["results"][0]
@@ -133,7 +181,17 @@ def test_eval_prints_the_scores_of_the_pngs_it_writes(tmp_path: Path, capsys) ->
 
 def test_bad_predictions_get_a_clear_error(davis_with_predictions, tmp_path: Path, capsys) -> None:
     root, pred_dir, _ = davis_with_predictions
-    args = ["eval", "--dataset", "davis", "--root", str(root), "--predictions", str(pred_dir), "--out", str(tmp_path / "o")]
+    args = [
+        "eval",
+        "--dataset",
+        "davis",
+        "--root",
+        str(root),
+        "--predictions",
+        str(pred_dir),
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert main(args + ["--checkpoint", "runs/x"]) == 2
     assert "--checkpoint" in capsys.readouterr().err
     (pred_dir / "seqA" / "00003.png").unlink()
@@ -159,14 +217,48 @@ def test_stand_in_sam_warns_once_where_it_meets_real_data(tmp_path: Path) -> Non
     (msg,) = stand_in_warnings(lambda: build_i2v_video_predictor(device="cpu"))
     assert 'sam_checkpoint="sam_vit_b_01ec64.pth"' in msg and "synthetic" in msg
     # the tiny SAM named on purpose, and the plain model builder (the quickstart's), stay quiet
-    assert stand_in_warnings(lambda: build_i2v_video_predictor(sam_checkpoint=default_sam_checkpoint("tiny"),
-                                                               device="cpu")) == []
+    assert (
+        stand_in_warnings(
+            lambda: build_i2v_video_predictor(sam_checkpoint=default_sam_checkpoint("tiny"), device="cpu")
+        )
+        == []
+    )
     assert stand_in_warnings(lambda: build_sam_i2v(device="cpu")) == []
     root = tmp_path / "DAVIS"
     make_davis(root, n_frames=3)
     video = root / "JPEGImages" / "480p" / "seqA"
-    (msg,) = stand_in_warnings(lambda: main(["segment", str(video), "--obj-id", "1", "--point", "5,5",
-                                             "--out", str(tmp_path / "seg"), "--device", "cpu"]))
+    (msg,) = stand_in_warnings(
+        lambda: main(
+            [
+                "segment",
+                str(video),
+                "--obj-id",
+                "1",
+                "--point",
+                "5,5",
+                "--out",
+                str(tmp_path / "seg"),
+                "--device",
+                "cpu",
+            ]
+        )
+    )
     assert "--sam-checkpoint sam_vit_b_01ec64.pth" in msg
-    assert stand_in_warnings(lambda: main(["eval", "--dataset", "synthetic", "--num-videos", "1", "--device", "cpu",
-                                           "--out", str(tmp_path / "syn")])) == []
+    assert (
+        stand_in_warnings(
+            lambda: main(
+                [
+                    "eval",
+                    "--dataset",
+                    "synthetic",
+                    "--num-videos",
+                    "1",
+                    "--device",
+                    "cpu",
+                    "--out",
+                    str(tmp_path / "syn"),
+                ]
+            )
+        )
+        == []
+    )

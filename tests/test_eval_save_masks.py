@@ -9,10 +9,10 @@ from typing import List, Tuple
 
 import numpy as np
 import pytest
+from fixtures_datasets import H, W, make_davis, make_ytvos
 from PIL import Image
 
 import i2v.eval.vos as vos
-from fixtures_datasets import H, W, make_davis, make_ytvos
 from i2v.build import build_sam_i2v
 from i2v.cli import main
 from i2v.data.davis import DavisDataset, MOSEDataset, YouTubeVOSDataset
@@ -29,8 +29,24 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _eval(root: Path, kind: str, split: str, sam: Path, out: Path, *extra: str) -> int:
-    return main(["eval", "--dataset", kind, "--root", str(root), "--split", split,
-                 "--sam-checkpoint", str(sam), "--device", "cpu", "--out", str(out), *extra])
+    return main(
+        [
+            "eval",
+            "--dataset",
+            kind,
+            "--root",
+            str(root),
+            "--split",
+            split,
+            "--sam-checkpoint",
+            str(sam),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 def _check_png(path: Path) -> np.ndarray:
@@ -39,7 +55,7 @@ def _check_png(path: Path) -> np.ndarray:
         assert im.mode == "P"
         assert im.size == (W, H)
         palette = np.frombuffer(bytes(im.getpalette()), dtype=np.uint8).reshape(-1, 3)
-    assert np.array_equal(palette[:256], davis_palette()[:len(palette)])
+    assert np.array_equal(palette[:256], davis_palette()[: len(palette)])
     return load_palette_png(path)
 
 
@@ -70,7 +86,7 @@ def test_write_prediction_pngs_layout_and_overlap_rule(tmp_path: Path) -> None:
     make_ytvos(tmp_path / "yt")
     ds = YouTubeVOSDataset(tmp_path / "yt", "valid")
     preds = np.zeros((5, 2, H, W), dtype=bool)
-    preds[:, 0, :10] = True   # object 1: top rows
+    preds[:, 0, :10] = True  # object 1: top rows
     preds[:, 1, 5:15] = True  # object 2 overlaps rows 5..9: the higher id wins there
     folder = write_prediction_pngs(tmp_path / "sub", ds, 0, preds)
     assert folder == tmp_path / "sub" / YT_VID
@@ -106,8 +122,9 @@ def test_ytvos_valid_writes_the_predictors_masks(tmp_path: Path, tiny_sam_file: 
 
 
 @pytest.mark.parametrize("kind, split", [("ytvos", "valid"), ("mose", "valid"), ("davis", "test-dev")])
-def test_split_without_ground_truth_refuses_to_score(kind: str, split: str, tmp_path: Path,
-                                                     tiny_sam_file: Path, capsys) -> None:
+def test_split_without_ground_truth_refuses_to_score(
+    kind: str, split: str, tmp_path: Path, tiny_sam_file: Path, capsys
+) -> None:
     root = tmp_path / "data"
     if kind == "davis":
         make_davis_test_dev(root)
@@ -124,8 +141,19 @@ def test_split_without_ground_truth_refuses_to_score(kind: str, split: str, tmp_
 def test_davis_test_dev_writes_first_protocol_masks(tmp_path: Path, tiny_sam_file: Path, capsys) -> None:
     root, sub = tmp_path / "davis", tmp_path / "td"
     make_davis_test_dev(root)
-    code = _eval(root, "davis", "test-dev", tiny_sam_file, tmp_path / "eval", "--save-masks", str(sub),
-                 "--baselines", "--protocol", "mask", "box")
+    code = _eval(
+        root,
+        "davis",
+        "test-dev",
+        tiny_sam_file,
+        tmp_path / "eval",
+        "--save-masks",
+        str(sub),
+        "--baselines",
+        "--protocol",
+        "mask",
+        "box",
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "--baselines" in out and "ignored" in out and "DAVIS" in out and "zip" in out
@@ -136,8 +164,9 @@ def test_davis_test_dev_writes_first_protocol_masks(tmp_path: Path, tiny_sam_fil
         assert set(np.unique([_check_png(sub / seq / n) for n in names])) <= ids
 
 
-def test_split_with_ground_truth_still_scores_and_saves_once(tmp_path: Path, tiny_sam_file: Path,
-                                                             capsys, monkeypatch) -> None:
+def test_split_with_ground_truth_still_scores_and_saves_once(
+    tmp_path: Path, tiny_sam_file: Path, capsys, monkeypatch
+) -> None:
     root, sub = tmp_path / "davis", tmp_path / "masks"
     make_davis(root)
     saved: List[Tuple[str, np.ndarray]] = []
@@ -148,15 +177,29 @@ def test_split_with_ground_truth_still_scores_and_saves_once(tmp_path: Path, tin
         return original(out_dir, dataset, index, preds)
 
     monkeypatch.setattr(vos, "write_prediction_pngs", spy)
-    code = _eval(root, "davis", "val", tiny_sam_file, tmp_path / "eval", "--save-masks", str(sub),
-                 "--baselines", "--protocol", "mask", "box")
+    code = _eval(
+        root,
+        "davis",
+        "val",
+        tiny_sam_file,
+        tmp_path / "eval",
+        "--save-masks",
+        str(sub),
+        "--baselines",
+        "--protocol",
+        "mask",
+        "box",
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "J&F" in out and "per-frame SAM" in out and str(sub) in out
     payload = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert [(r["method"], r["protocol"]) for r in payload["results"]] == [
-        ("per-frame SAM", "mask"), ("untrained upgrade", "mask"),
-        ("per-frame SAM", "box"), ("untrained upgrade", "box")]
+        ("per-frame SAM", "mask"),
+        ("untrained upgrade", "mask"),
+        ("per-frame SAM", "box"),
+        ("untrained upgrade", "box"),
+    ]
     for r in payload["results"]:
         assert 0.0 <= r["summary"]["jf_mean"] <= 1.0
 

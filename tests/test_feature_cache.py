@@ -25,9 +25,15 @@ from i2v.train.feature_cache import FeatureCache, FeatureCacheMiss, fill_cache
 
 def tiny_config(tmp_path: Path, sam_file: Path, **extra: object) -> TrainConfig:
     data = {
-        "sam_checkpoint": str(sam_file), "output_dir": str(tmp_path / "run"),
-        "data": [{"type": "synthetic", "num_videos": 2,
-                  "synthetic": {"height": 48, "width": 64, "num_frames": 3, "max_objects": 1}}],
+        "sam_checkpoint": str(sam_file),
+        "output_dir": str(tmp_path / "run"),
+        "data": [
+            {
+                "type": "synthetic",
+                "num_videos": 2,
+                "synthetic": {"height": 48, "width": 64, "num_frames": 3, "max_objects": 1},
+            }
+        ],
         "clip": {"num_frames": 3, "max_objects": 1},
         "feature_cache": {"enabled": True, "dtype": "float32", "dir": str(tmp_path / "cache")},
     }
@@ -49,7 +55,9 @@ def other_model(tmp_path_factory: pytest.TempPathFactory) -> SamI2V:
     return build_sam_i2v("tiny", sam_checkpoint=path, device="cpu").train()
 
 
-def test_cache_files_are_keyed_by_sam_hash_and_cover_every_frame(tmp_path: Path, tiny_sam_file: Path, model: SamI2V) -> None:
+def test_cache_files_are_keyed_by_sam_hash_and_cover_every_frame(
+    tmp_path: Path, tiny_sam_file: Path, model: SamI2V
+) -> None:
     cfg = tiny_config(tmp_path, tiny_sam_file)
     report = fill_cache(cfg, model, progress=False)
     assert (report.videos_computed, report.frames_computed) == (2, 6)
@@ -66,13 +74,22 @@ def test_cache_files_are_keyed_by_sam_hash_and_cover_every_frame(tmp_path: Path,
     assert (again.videos_computed, again.videos_skipped) == (0, 2)
 
 
-def test_cache_features_command(tmp_path: Path, tiny_sam_file: Path, model: SamI2V, capsys: pytest.CaptureFixture) -> None:
+def test_cache_features_command(
+    tmp_path: Path, tiny_sam_file: Path, model: SamI2V, capsys: pytest.CaptureFixture
+) -> None:
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(json.dumps({
-        "sam_checkpoint": str(tiny_sam_file), "output_dir": str(tmp_path / "run"),
-        "data": [{"type": "synthetic", "num_videos": 1, "synthetic": {"height": 48, "width": 64, "num_frames": 2}}],
-        "feature_cache": {"enabled": True},
-    }))
+    recipe.write_text(
+        json.dumps(
+            {
+                "sam_checkpoint": str(tiny_sam_file),
+                "output_dir": str(tmp_path / "run"),
+                "data": [
+                    {"type": "synthetic", "num_videos": 1, "synthetic": {"height": 48, "width": 64, "num_frames": 2}}
+                ],
+                "feature_cache": {"enabled": True},
+            }
+        )
+    )
     assert main(["cache-features", "--config", str(recipe), "--no-progress", "clip.size=[32,40]"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["frames_computed"] == 2 and f"s{model.image_size}-32x40-float16" in report["dir"]
@@ -97,7 +114,9 @@ def test_training_from_cache_equals_training_on_the_fly(tmp_path: Path, tiny_sam
     torch.testing.assert_close(loss(cached), loss(on_the_fly), rtol=1e-5, atol=1e-5)
 
 
-def test_a_cache_of_another_sam_is_never_used(tmp_path: Path, tiny_sam_file: Path, model: SamI2V, other_model: SamI2V) -> None:
+def test_a_cache_of_another_sam_is_never_used(
+    tmp_path: Path, tiny_sam_file: Path, model: SamI2V, other_model: SamI2V
+) -> None:
     cfg = tiny_config(tmp_path, tiny_sam_file)
     fill_cache(cfg, model, progress=False)
     mine, theirs = FeatureCache.for_run(cfg, model), FeatureCache.for_run(cfg, other_model)
@@ -112,7 +131,9 @@ def test_a_cache_of_another_sam_is_never_used(tmp_path: Path, tiny_sam_file: Pat
     assert theirs.read(name, [0, 1]) == {}
 
 
-def test_cache_writes_are_atomic(tmp_path: Path, tiny_sam_file: Path, model: SamI2V, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_writes_are_atomic(
+    tmp_path: Path, tiny_sam_file: Path, model: SamI2V, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = tiny_config(tmp_path, tiny_sam_file)
     cache = FeatureCache.for_run(cfg, model)
     name = "synthetic-x/video"

@@ -18,7 +18,6 @@ from i2v.prompt_inputs import check_mask
 from i2v.segment_cli import _load_mask, group_prompts
 from i2v.streaming import StreamSource
 
-
 # ---- 16-bit grayscale frames ---------------------------------------------------------------
 
 
@@ -68,17 +67,19 @@ def test_rle_whose_counts_do_not_cover_its_size_is_rejected() -> None:
         decode_rle({"size": [100, 70], "counts": rle["counts"]})
     with pytest.raises(DatasetError, match="cover 2 pixels"):
         decode_rle({"size": [2, 2], "counts": [1, 1]})
-    np.testing.assert_array_equal(decode_rle({"size": [2, 2], "counts": [1, 3]}).ravel(),
-                                  [False, True, True, True])
+    np.testing.assert_array_equal(decode_rle({"size": [2, 2], "counts": [1, 3]}).ravel(), [False, True, True, True])
 
 
-@pytest.mark.parametrize("rle, match", [
-    ({"size": [5], "counts": "PP"}, r"'size' must be \[height, width\]"),
-    ({"size": [-1, 7], "counts": []}, "non-negative"),
-    ({"size": [5, 7], "counts": "\u00e9"}, "ASCII"),
-    ({"size": [2, 2], "counts": [1, -1, 4]}, "non-negative integers"),
-    ({"size": [5, 7], "counts": 5}, "str, bytes or list"),
-])
+@pytest.mark.parametrize(
+    "rle, match",
+    [
+        ({"size": [5], "counts": "PP"}, r"'size' must be \[height, width\]"),
+        ({"size": [-1, 7], "counts": []}, "non-negative"),
+        ({"size": [5, 7], "counts": "\u00e9"}, "ASCII"),
+        ({"size": [2, 2], "counts": [1, -1, 4]}, "non-negative integers"),
+        ({"size": [5, 7], "counts": 5}, "str, bytes or list"),
+    ],
+)
 def test_malformed_rle_raises_dataset_error(rle: dict, match: str) -> None:
     with pytest.raises(DatasetError, match=match):
         decode_rle(rle)
@@ -103,8 +104,7 @@ def test_segment_non_integer_frame_or_label_exits_with_a_message(tmp_path: Path,
     video = tmp_path / "v.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(video)
     out = tmp_path / "out"
-    assert main(["segment", str(video), "--frame", "x", "--obj-id", "1", "--point", "1,2",
-                 "--out", str(out)]) == 2
+    assert main(["segment", str(video), "--frame", "x", "--obj-id", "1", "--point", "1,2", "--out", str(out)]) == 2
     assert "--frame 'x' must be an integer" in capsys.readouterr().err
     assert main(["segment", str(video), "--obj-id", "one", "--point", "1,2", "--out", str(out)]) == 2
     assert "--obj-id 'one' must be an integer" in capsys.readouterr().err

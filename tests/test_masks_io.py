@@ -40,8 +40,7 @@ def test_logits_to_masks_torch_and_numpy() -> None:
     expected = np.array([[[False, False], [True, True]]])
     np.testing.assert_array_equal(logits_to_masks(logits), expected)
     np.testing.assert_array_equal(logits_to_masks(logits[:, 0].numpy()), expected)
-    np.testing.assert_array_equal(logits_to_masks(logits, threshold=1.0),
-                                  [[[False, False], [False, True]]])
+    np.testing.assert_array_equal(logits_to_masks(logits, threshold=1.0), [[[False, False], [False, True]]])
     assert logits_to_masks(logits).dtype == bool
 
 
@@ -86,8 +85,7 @@ def test_uncompressed_rle_and_bytes_counts() -> None:
     expected[1:3, 1] = expected[1:3, 2] = True
     np.testing.assert_array_equal(mask, expected)
     compressed = encode_rle(expected)
-    np.testing.assert_array_equal(
-        decode_rle({"size": [4, 5], "counts": compressed["counts"].encode()}), expected)
+    np.testing.assert_array_equal(decode_rle({"size": [4, 5], "counts": compressed["counts"].encode()}), expected)
 
 
 def test_rle_errors() -> None:
@@ -114,8 +112,15 @@ def test_davis_palette_known_entries() -> None:
     palette = davis_palette()
     assert palette.shape == (256, 3) and palette.dtype == np.uint8
     assert palette[:9].tolist() == [
-        [0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128],
-        [128, 0, 128], [0, 128, 128], [128, 128, 128], [64, 0, 0],
+        [0, 0, 0],
+        [128, 0, 0],
+        [0, 128, 0],
+        [128, 128, 0],
+        [0, 0, 128],
+        [128, 0, 128],
+        [0, 128, 128],
+        [128, 128, 128],
+        [64, 0, 0],
     ]
     assert palette[255].tolist() == [224, 224, 192]  # VOC's "void" colour
     assert len({tuple(c) for c in palette}) == 256

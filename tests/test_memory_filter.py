@@ -150,8 +150,7 @@ def test_selection_follows_the_strategy_ranking_and_fills_capacity(case) -> None
         forced.add(recent)
     priority = STRATEGIES[cfg.strategy](scores, current, cfg).tolist()
     eligible = {
-        i for i in range(len(scores))
-        if i not in forced and not bool(scores.prompted[i]) and priority[i] != -math.inf
+        i for i in range(len(scores)) if i not in forced and not bool(scores.prompted[i]) and priority[i] != -math.inf
     }
     ranked = chosen - forced
     # Everything selected is forced or eligible (quality_gated's dropped entries stay out).
@@ -355,8 +354,14 @@ def test_compute_scores_puts_every_field_on_the_descriptors_device(strategy: str
 TOKENS, DK, DV, C = 4, 3, 5, 8
 
 
-def entry(frame: int, descriptor: Optional[torch.Tensor] = None, iou: float = 0.9, presence: float = 0.9,
-          prompted: bool = False, fill: float = 0.0) -> MemoryEntry:
+def entry(
+    frame: int,
+    descriptor: Optional[torch.Tensor] = None,
+    iou: float = 0.9,
+    presence: float = 0.9,
+    prompted: bool = False,
+    fill: float = 0.0,
+) -> MemoryEntry:
     if descriptor is None:
         descriptor = torch.ones(C)
     return MemoryEntry(

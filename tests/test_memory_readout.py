@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
-import pytest
 
 from i2v.adapters.config import MemoryReadoutConfig
 from i2v.adapters.memory_prompt import competing_click, peak_click, peak_region, readout_prompts, soft_box
-from i2v.adapters.memory_readout import (MemoryReadout, ReadoutMemory, ReadoutRefiner, grid_positions, propagate_masks,
-                                         prototype_similarity)
+from i2v.adapters.memory_readout import (
+    MemoryReadout,
+    ReadoutMemory,
+    ReadoutRefiner,
+    grid_positions,
+    propagate_masks,
+    prototype_similarity,
+)
 
 G = 8
 M = G * G
@@ -29,7 +35,9 @@ def _memory(keys, values, short=None) -> ReadoutMemory:
 
 
 def _read(query, memory, temperature=0.02, locality=0.0, chunk=1024):
-    return propagate_masks(query, memory, torch.tensor(temperature), torch.tensor(locality), grid_positions(G, query.device), chunk)
+    return propagate_masks(
+        query, memory, torch.tensor(temperature), torch.tensor(locality), grid_positions(G, query.device), chunk
+    )
 
 
 def test_read_out_follows_positions_that_moved() -> None:
@@ -55,8 +63,16 @@ def test_objects_share_the_affinity_and_read_only_their_frames() -> None:
     together = _read(query, ReadoutMemory(keys, values, selected, short), temperature=0.1)
     for n in range(2):
         cols = selected[n].nonzero().flatten()
-        alone = _read(query, ReadoutMemory(keys[cols], values[n : n + 1, cols], torch.ones(1, len(cols), dtype=torch.bool),
-                                           torch.zeros(1, len(cols), dtype=torch.bool)), temperature=0.1)
+        alone = _read(
+            query,
+            ReadoutMemory(
+                keys[cols],
+                values[n : n + 1, cols],
+                torch.ones(1, len(cols), dtype=torch.bool),
+                torch.zeros(1, len(cols), dtype=torch.bool),
+            ),
+            temperature=0.1,
+        )
         assert torch.allclose(together[n], alone[0], atol=1e-6)
 
 
@@ -94,7 +110,9 @@ def test_untrained_keys_are_the_normalised_pooled_embedding() -> None:
 
 def test_read_out_refuses_objects_without_memory() -> None:
     module = MemoryReadout(4, (G, G), MemoryReadoutConfig(grid=G))
-    mem = ReadoutMemory(torch.zeros(1, M, 4), torch.zeros(2, 1, M), torch.tensor([[True], [False]]), torch.zeros(2, 1, dtype=torch.bool))
+    mem = ReadoutMemory(
+        torch.zeros(1, M, 4), torch.zeros(2, 1, M), torch.tensor([[True], [False]]), torch.zeros(2, 1, dtype=torch.bool)
+    )
     with pytest.raises(ValueError, match="at least one memory entry"):
         module(torch.zeros(M, 4), mem)
 
@@ -104,7 +122,12 @@ def test_read_out_trains_temperature_locality_and_keys() -> None:
     module = MemoryReadout(8, (G, G), MemoryReadoutConfig(grid=G))
     raw = torch.randn(2, 8, G, G)
     nn_init = module.key_residual.weight.detach().clone()
-    mem = ReadoutMemory(module.keys(raw[:1])[None], torch.rand(1, 1, M), torch.ones(1, 1, dtype=torch.bool), torch.ones(1, 1, dtype=torch.bool))
+    mem = ReadoutMemory(
+        module.keys(raw[:1])[None],
+        torch.rand(1, 1, M),
+        torch.ones(1, 1, dtype=torch.bool),
+        torch.ones(1, 1, dtype=torch.bool),
+    )
     out = module(module.keys(raw[1:]), mem)
     (out.prob - 1.0).pow(2).mean().backward()
     assert module.log_temperature.grad is not None and module.log_temperature.grad.abs() > 0
@@ -248,7 +271,9 @@ def test_shared_exponentials_equal_one_softmax_per_object(locality: float) -> No
     memory = ReadoutMemory(keys, values * selected[..., None], selected, short)
     query = F.normalize(torch.randn(M, 16, generator=gen), dim=-1)
     for temperature in (0.05, 0.005):
-        got = propagate_masks(query, memory, torch.tensor(temperature), torch.tensor(locality), grid_positions(G, query.device), chunk=24)
+        got = propagate_masks(
+            query, memory, torch.tensor(temperature), torch.tensor(locality), grid_positions(G, query.device), chunk=24
+        )
         want = _reference_read(query, memory, temperature, locality, grid_positions(G, query.device))
         assert torch.isfinite(got).all()
         assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()

@@ -56,9 +56,7 @@ def ref_seg2bmap(seg: np.ndarray) -> np.ndarray:
             elif last_col:
                 b[y, x] = s[y, x] != s[y + 1, x]
             else:
-                b[y, x] = (
-                    s[y, x] != s[y, x + 1] or s[y, x] != s[y + 1, x] or s[y, x] != s[y + 1, x + 1]
-                )
+                b[y, x] = s[y, x] != s[y, x + 1] or s[y, x] != s[y + 1, x] or s[y, x] != s[y + 1, x + 1]
     return b
 
 
@@ -79,9 +77,7 @@ def ref_dilated_at(bmap: np.ndarray, kernel: np.ndarray, y: int, x: int) -> bool
     return False
 
 
-def ref_boundary_f(
-    pred: np.ndarray, gt: np.ndarray, bound_th: float = 0.008, void: np.ndarray | None = None
-) -> float:
+def ref_boundary_f(pred: np.ndarray, gt: np.ndarray, bound_th: float = 0.008, void: np.ndarray | None = None) -> float:
     keep = np.ones(pred.shape, bool) if void is None else ~void.astype(bool)
     fg_b = ref_seg2bmap(pred.astype(bool) & keep)
     gt_b = ref_seg2bmap(gt.astype(bool) & keep)
@@ -223,9 +219,7 @@ def test_disk_matches_skimage_definition() -> None:
     assert d2.shape == (5, 5) and d2.sum() == 13 and not d2[0, 0] and not d2[0, 1]
     assert metrics._disk(8.0).shape == (17, 17)
     # A non-integer radius gives skimage's even-sized grid of half-integer offsets.
-    np.testing.assert_array_equal(
-        metrics._disk(1.5), [[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
-    )
+    np.testing.assert_array_equal(metrics._disk(1.5), [[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]])
     for r in (0, 1, 2, 3, 5, 8.0, 1.5, 2.3, 2.5):
         np.testing.assert_array_equal(metrics._disk(r), ref_disk(r))
 

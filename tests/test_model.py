@@ -15,9 +15,9 @@ from i2v.build import build_sam_i2v
 from i2v.config import ModelConfig
 from i2v.errors import CheckpointError
 from i2v.model import ObjectPrompts, SamI2V
-from i2v.tracking_ops import track_objects
 from i2v.pretrained import CONFIG_NAME, WEIGHTS_NAME, save_pretrained
 from i2v.sam_builder import load_sam
+from i2v.tracking_ops import track_objects
 
 
 def _prompts(model: SamI2V, shape, points=None, labels=None, box=None) -> ObjectPrompts:
@@ -149,7 +149,15 @@ def test_trainable_parameters_are_within_budget_on_vit_b() -> None:
 
 
 def test_lora_untrained_is_identity_and_targets_are_anchored(tiny_sam_file: Path, image: np.ndarray) -> None:
-    cfg = ModelConfig(lora=LoraConfig(enabled=True, targets=[r"image_encoder\.blocks\.\d+\.attn\.qkv", r"mask_decoder\.transformer\.layers\.\d+\.self_attn\.q_proj"]))
+    cfg = ModelConfig(
+        lora=LoraConfig(
+            enabled=True,
+            targets=[
+                r"image_encoder\.blocks\.\d+\.attn\.qkv",
+                r"mask_decoder\.transformer\.layers\.\d+\.self_attn\.q_proj",
+            ],
+        )
+    )
     model = build_sam_i2v(cfg, sam_checkpoint=tiny_sam_file, device="cpu")
     assert all("patch_embed" not in n for n in model.lora_modules)
     depth = model.sam.image_encoder.blocks.__len__()
@@ -173,7 +181,9 @@ def _tracked_logits(model: SamI2V, image: np.ndarray) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("lora", [False, True])
-def test_save_then_load_gives_identical_outputs(tiny_sam_file: Path, image: np.ndarray, tmp_path: Path, lora: bool) -> None:
+def test_save_then_load_gives_identical_outputs(
+    tiny_sam_file: Path, image: np.ndarray, tmp_path: Path, lora: bool
+) -> None:
     model = build_sam_i2v(ModelConfig(lora=LoraConfig(enabled=lora)), sam_checkpoint=tiny_sam_file, device="cpu")
     _train_step(model, image)
     out = save_pretrained(model, tmp_path / "upgrade")
@@ -188,12 +198,16 @@ def test_save_then_load_gives_identical_outputs(tiny_sam_file: Path, image: np.n
 
 
 @pytest.mark.parametrize("lora", [False, True])
-def test_freeze_then_save_then_load_round_trips(tiny_sam_file: Path, image: np.ndarray, tmp_path: Path, lora: bool) -> None:
+def test_freeze_then_save_then_load_round_trips(
+    tiny_sam_file: Path, image: np.ndarray, tmp_path: Path, lora: bool
+) -> None:
     """``requires_grad_(False)`` before inference (a common habit) changes nothing that is saved."""
     model = build_sam_i2v(ModelConfig(lora=LoraConfig(enabled=lora)), sam_checkpoint=tiny_sam_file, device="cpu")
     _train_step(model, image)
     names = set(model.adapter_parameters())
-    assert any(n.startswith("memory_readout.refiner.") for n in names) and any(n.startswith("presence_head.") for n in names)
+    assert any(n.startswith("memory_readout.refiner.") for n in names) and any(
+        n.startswith("presence_head.") for n in names
+    )
     assert any("lora_" in n for n in names) == lora
     model.requires_grad_(False)
     out = save_pretrained(model, tmp_path / "upgrade")
@@ -244,7 +258,9 @@ def test_iou_token_hook_lives_for_one_decoder_call(tiny_sam_file: Path, image: n
     assert not head._forward_hooks
 
 
-def test_a_decoder_that_never_calls_the_iou_head_is_a_clear_error(tiny_sam_file: Path, image: np.ndarray, monkeypatch) -> None:
+def test_a_decoder_that_never_calls_the_iou_head_is_a_clear_error(
+    tiny_sam_file: Path, image: np.ndarray, monkeypatch
+) -> None:
     from i2v.errors import I2VError
 
     model = build_sam_i2v("tiny", sam_checkpoint=tiny_sam_file, device="cpu")

@@ -18,8 +18,16 @@ from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from i2v.errors import ConfigError
 from i2v.eval.cli import model_variant, run_methods
 from i2v.model import ObjectPrompts
-from i2v.motion import (BoxKalman, Candidate, box_iou, choose_candidate, clip_box, mask_box, search_boxes,
-                        track_objects_with_motion)
+from i2v.motion import (
+    BoxKalman,
+    Candidate,
+    box_iou,
+    choose_candidate,
+    clip_box,
+    mask_box,
+    search_boxes,
+    track_objects_with_motion,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -132,7 +140,12 @@ def test_an_object_is_lost_then_found_where_its_motion_says(bundled_model, monke
     prior = mask_logits(start)
 
     # followed: the candidate that moved with the object wins over a confident jump
-    script.append([candidate([30, 30, 50, 50], 0.99), Candidate(mask_logits([11, 10, 21, 18]), 0.7, 2.0, np.array([11, 10, 21, 18.0]))])
+    script.append(
+        [
+            candidate([30, 30, 50, 50], 0.99),
+            Candidate(mask_logits([11, 10, 21, 18]), 0.7, 2.0, np.array([11, 10, 21, 18.0])),
+        ]
+    )
     out = track_objects_with_motion(model, frame, 1, [prior], [[]], filters)
     assert out.presence_logits[0] > 0 and np.array_equal(mask_box(out.logits[0]), [11, 10, 21, 18])
     assert prompts_seen[-1].mask_inputs is not None and prompts_seen[-1].boxes is not None  # the usual prompts
@@ -162,8 +175,9 @@ def test_an_object_is_lost_then_found_where_its_motion_says(bundled_model, monke
 
 
 def _video(num_frames: int = 8):
-    cfg = SyntheticConfig(num_frames=num_frames, min_objects=2, max_objects=2, occlusion_prob=0.0, exit_prob=0.0,
-                          distractor_prob=0.0)
+    cfg = SyntheticConfig(
+        num_frames=num_frames, min_objects=2, max_objects=2, occlusion_prob=0.0, exit_prob=0.0, distractor_prob=0.0
+    )
     return SyntheticVideoDataset("test", 1, config=cfg)
 
 
@@ -195,8 +209,9 @@ def test_predictor_tracks_with_motion_on(bundled_model) -> None:
 
 def test_eval_ablations_include_motion(bundled_model) -> None:
     ds = _video(num_frames=4)
-    results = run_methods(bundled_model, bundled_model, ds, ["mask"], baselines=False, ablations=True,
-                          trained=False, progress=False)
+    results = run_methods(
+        bundled_model, bundled_model, ds, ["mask"], baselines=False, ablations=True, trained=False, progress=False
+    )
     labels = [r.method for r in results]
     assert "untrained upgrade, motion-aware selection on" in labels
     assert not bundled_model.config.motion.enabled  # the variant is undone afterwards
@@ -219,12 +234,31 @@ def test_builders_cli_and_saved_adapters_carry_the_switch(tmp_path) -> None:
     assert json.loads((saved / "adapter_config.json").read_text())["config"]["motion"]["enabled"] is True
 
     off = tmp_path / "off"
-    assert main(["eval", "--dataset", "synthetic", "--num-videos", "1", "--checkpoint", str(saved), "--no-motion",
-                 "--device", "cpu", "--out", str(off)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--dataset",
+                "synthetic",
+                "--num-videos",
+                "1",
+                "--checkpoint",
+                str(saved),
+                "--no-motion",
+                "--device",
+                "cpu",
+                "--out",
+                str(off),
+            ]
+        )
+        == 0
+    )
     assert [r["method"] for r in json.loads((off / "results.json").read_text())["results"]] == ["trained upgrade"]
 
     out = tmp_path / "eval"
-    code = main(["eval", "--dataset", "synthetic", "--num-videos", "1", "--motion", "--device", "cpu", "--out", str(out)])
+    code = main(
+        ["eval", "--dataset", "synthetic", "--num-videos", "1", "--motion", "--device", "cpu", "--out", str(out)]
+    )
     assert code == 0
     payload = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in payload["results"]] == ["untrained upgrade + motion"]
@@ -394,6 +428,8 @@ def test_prompts_restart_the_filter_in_passes_and_streams(bundled_model) -> None
             predictor.track(stream, clip.frames[t])
         _, _, masks = predictor.add_new_mask(stream, 3, 1, clip.masks[3, 0])  # a correction
         kf = stream.tracks[1].motion
-        assert kf.updates == 0 and np.array_equal(kf.last, mask_box(stream.tracks[1].prompted_outputs[3].low_res_logits))
+        assert kf.updates == 0 and np.array_equal(
+            kf.last, mask_box(stream.tracks[1].prompted_outputs[3].low_res_logits)
+        )
         _, _, masks = predictor.track(stream, clip.frames[4])
         assert masks.dtype == torch.float32 and stream.tracks[1].motion.updates == 1

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
+from own_videos import H, W, labels_at, make_video, paint, save_mask
 from PIL import Image
 
 from i2v.cli import main
@@ -16,7 +17,6 @@ from i2v.data.folder import FolderDataset
 from i2v.data.registry import make_dataset
 from i2v.errors import DatasetError
 from i2v.io.masks import encode_rle, load_palette_png, save_palette_png
-from own_videos import H, W, labels_at, make_video, paint, save_mask
 
 
 def _mean_colour(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -138,7 +138,12 @@ def test_coco_video_json_with_rle_and_polygons(tmp_path: Path) -> None:
         "videos": [{"id": 5, "file_names": [f"cat/{t:05d}.png" for t in range(n)], "height": H, "width": W}],
         "annotations": [
             {"id": 11, "video_id": 5, "category_id": 3, "segmentations": rles},
-            {"id": 12, "video_id": 5, "category_id": 4, "segmentations": [_polygon(labels[0], 2), None, _polygon(labels[2], 2)]},
+            {
+                "id": 12,
+                "video_id": 5,
+                "category_id": 4,
+                "segmentations": [_polygon(labels[0], 2), None, _polygon(labels[2], 2)],
+            },
         ],
         "categories": [{"id": 3, "name": "cat"}, {"id": 4, "name": "toy"}],
     }
@@ -164,8 +169,9 @@ def test_coco_writer_and_reader_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     masks = {3: rng.random((4, H, W)) > 0.6, 7: np.zeros((4, H, W), bool)}
     masks[7][2, 5:9, 10:20] = True
-    data = coco_video_json([{"name": "v", "file_names": [f"v/{t}.jpg" for t in range(4)], "height": H,
-                             "width": W, "masks": masks}])
+    data = coco_video_json(
+        [{"name": "v", "file_names": [f"v/{t}.jpg" for t in range(4)], "height": H, "width": W, "masks": masks}]
+    )
     path = tmp_path / "out.json"
     path.write_text(json.dumps(data))
     ds = CocoVideoDataset(path, tmp_path)
@@ -180,8 +186,21 @@ def test_segment_format_coco_round_trip(tmp_path: Path) -> None:
     video = tmp_path / "frames" / "clip"
     labels = make_video(video, n=4, ext=".png", annotated=[])
     save_palette_png(tmp_path / "prompt.png", (labels[0] == 1).astype(np.uint8))
-    common = [str(video), "--frame", "0", "--obj-id", "4", "--mask", str(tmp_path / "prompt.png"),
-              "--obj-id", "9", "--box", "8,16,22,26", "--device", "cpu"]
+    common = [
+        str(video),
+        "--frame",
+        "0",
+        "--obj-id",
+        "4",
+        "--mask",
+        str(tmp_path / "prompt.png"),
+        "--obj-id",
+        "9",
+        "--box",
+        "8,16,22,26",
+        "--device",
+        "cpu",
+    ]
     assert main(["segment", *common, "--out", str(tmp_path / "png"), "--format", "png"]) == 0
     assert main(["segment", *common, "--out", str(tmp_path / "coco"), "--format", "coco"]) == 0
     path = tmp_path / "coco" / "instances.json"

@@ -23,6 +23,7 @@ BOX = [20.0, 25.0, 70.0, 80.0]
 
 # -- MedSAM ------------------------------------------------------------------------------------
 
+
 def _medsam_reference(sam, image: np.ndarray, box) -> torch.Tensor:
     """MedSAM's own recipe, written out: squash to S x S (bicubic), min-max to [0, 1], no
     mean/std; the box scaled by S / W and S / H; SAM's decoder; logits back to the frame."""
@@ -35,9 +36,13 @@ def _medsam_reference(sam, image: np.ndarray, box) -> torch.Tensor:
     with torch.no_grad():
         emb = sam.image_encoder(x)
         sparse, dense = sam.prompt_encoder(points=None, boxes=box_s, masks=None)
-        low, _ = sam.mask_decoder(image_embeddings=emb, image_pe=sam.prompt_encoder.get_dense_pe(),
-                                  sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                  multimask_output=False)
+        low, _ = sam.mask_decoder(
+            image_embeddings=emb,
+            image_pe=sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
     return sam.postprocess_masks(low, (s, s), (h, w))[0, 0]
 
 
@@ -84,10 +89,12 @@ def test_feature_cache_key_knows_preprocessing_and_precision(tmp_path: Path) -> 
 
 # -- precision -----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def video():
-    ds = SyntheticVideoDataset("test", 1, config=SyntheticConfig(height=96, width=128, num_frames=4, min_objects=1,
-                                                                  max_objects=1))
+    ds = SyntheticVideoDataset(
+        "test", 1, config=SyntheticConfig(height=96, width=128, num_frames=4, min_objects=1, max_objects=1)
+    )
     clip = ds.clip(0, range(4))
     ys, xs = np.nonzero(clip.masks[0, 0])
     return clip.frames, [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]

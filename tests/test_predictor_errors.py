@@ -61,7 +61,7 @@ def make_frames(n: int = T, h: int = H, w: int = W, seed: int = 0) -> np.ndarray
     rng = np.random.default_rng(seed)
     frames = (rng.random((n, h, w, 3)) * 60).astype(np.uint8)
     for t in range(n):
-        frames[t, 10 : 26, 8 + 3 * t : 26 + 3 * t] = 220
+        frames[t, 10:26, 8 + 3 * t : 26 + 3 * t] = 220
     return frames
 
 
@@ -114,51 +114,151 @@ P = get_predictor
 
 BAD_CALLS: Dict[str, Any] = {
     # frame indices
-    "frame too large": (FrameIndexError, "valid 0..5", lambda s: P().add_new_points_or_box(s, T, 1, points=[[5, 5]], labels=[1])),
+    "frame too large": (
+        FrameIndexError,
+        "valid 0..5",
+        lambda s: P().add_new_points_or_box(s, T, 1, points=[[5, 5]], labels=[1]),
+    ),
     "frame negative": (FrameIndexError, "valid 0..5", lambda s: P().add_new_mask(s, -1, 1, square())),
-    "frame float": (FrameIndexError, "integer", lambda s: P().add_new_points_or_box(s, 1.0, 1, points=[[5, 5]], labels=[1])),
+    "frame float": (
+        FrameIndexError,
+        "integer",
+        lambda s: P().add_new_points_or_box(s, 1.0, 1, points=[[5, 5]], labels=[1]),
+    ),
     "frame str": (FrameIndexError, "integer", lambda s: P().clear_all_prompts_in_frame(s, "0", 1)),
     "frame None": (FrameIndexError, "integer", lambda s: P().add_new_mask(s, None, 1, square())),
-    "propagate start too large": (FrameIndexError, "valid 0..5", lambda s: P().propagate_in_video(s, start_frame_idx=T)),
+    "propagate start too large": (
+        FrameIndexError,
+        "valid 0..5",
+        lambda s: P().propagate_in_video(s, start_frame_idx=T),
+    ),
     "propagate negative max": (FrameIndexError, ">= 0", lambda s: P().propagate_in_video(s, max_frame_num_to_track=-1)),
-    "propagate float max": (FrameIndexError, "integer", lambda s: P().propagate_in_video(s, max_frame_num_to_track=2.5)),
+    "propagate float max": (
+        FrameIndexError,
+        "integer",
+        lambda s: P().propagate_in_video(s, max_frame_num_to_track=2.5),
+    ),
     # objects
-    "clear unknown object": (UnknownObjectError, "known ids: \\[1, 2\\]", lambda s: P().clear_all_prompts_in_frame(s, 0, 7)),
-    "remove unknown strict": (UnknownObjectError, "known ids: \\[1, 2\\]", lambda s: P().remove_object(s, 7, strict=True)),
+    "clear unknown object": (
+        UnknownObjectError,
+        "known ids: \\[1, 2\\]",
+        lambda s: P().clear_all_prompts_in_frame(s, 0, 7),
+    ),
+    "remove unknown strict": (
+        UnknownObjectError,
+        "known ids: \\[1, 2\\]",
+        lambda s: P().remove_object(s, 7, strict=True),
+    ),
     "remove obj_id list": (PromptError, "integer", lambda s: P().remove_object(s, [1])),
     "obj_id str": (PromptError, "integer", lambda s: P().add_new_points_or_box(s, 0, "a", points=[[5, 5]], labels=[1])),
     # points and labels
-    "lengths differ": (PromptError, "one label per point", lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, 5], [6, 6]], labels=[1])),
-    "points (2,)": (PromptError, "shape \\(P, 2\\)", lambda s: P().add_new_points_or_box(s, 0, 1, points=[5, 5], labels=[1])),
-    "points (1, 3)": (PromptError, "shape \\(P, 2\\)", lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, 5, 5]], labels=[1])),
-    "points (2, 2, 2)": (PromptError, "shape \\(P, 2\\)", lambda s: P().add_new_points_or_box(s, 0, 1, points=np.ones((2, 2, 2)), labels=[1, 1])),
-    "labels (1, 1, 1)": (PromptError, "shape \\(P,\\)", lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, 5]], labels=[[[1]]])),
-    "no points": (PromptError, "at least one point", lambda s: P().add_new_points_or_box(s, 0, 1, points=np.zeros((0, 2)), labels=[])),
-    "label 5": (PromptError, "1 \\(positive\\) or 0 \\(negative\\)", lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, 5]], labels=[5])),
-    "label -1": (PromptError, "1 \\(positive\\) or 0 \\(negative\\)", lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, 5]], labels=[-1])),
-    "label 0.5": (PromptError, "1 \\(positive\\) or 0 \\(negative\\)", lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, 5]], labels=[0.5])),
+    "lengths differ": (
+        PromptError,
+        "one label per point",
+        lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, 5], [6, 6]], labels=[1]),
+    ),
+    "points (2,)": (
+        PromptError,
+        "shape \\(P, 2\\)",
+        lambda s: P().add_new_points_or_box(s, 0, 1, points=[5, 5], labels=[1]),
+    ),
+    "points (1, 3)": (
+        PromptError,
+        "shape \\(P, 2\\)",
+        lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, 5, 5]], labels=[1]),
+    ),
+    "points (2, 2, 2)": (
+        PromptError,
+        "shape \\(P, 2\\)",
+        lambda s: P().add_new_points_or_box(s, 0, 1, points=np.ones((2, 2, 2)), labels=[1, 1]),
+    ),
+    "labels (1, 1, 1)": (
+        PromptError,
+        "shape \\(P,\\)",
+        lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, 5]], labels=[[[1]]]),
+    ),
+    "no points": (
+        PromptError,
+        "at least one point",
+        lambda s: P().add_new_points_or_box(s, 0, 1, points=np.zeros((0, 2)), labels=[]),
+    ),
+    "label 5": (
+        PromptError,
+        "1 \\(positive\\) or 0 \\(negative\\)",
+        lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, 5]], labels=[5]),
+    ),
+    "label -1": (
+        PromptError,
+        "1 \\(positive\\) or 0 \\(negative\\)",
+        lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, 5]], labels=[-1]),
+    ),
+    "label 0.5": (
+        PromptError,
+        "1 \\(positive\\) or 0 \\(negative\\)",
+        lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, 5]], labels=[0.5]),
+    ),
     "points NaN": (PromptError, "NaN", lambda s: P().add_new_points_or_box(s, 0, 1, points=[[np.nan, 5]], labels=[1])),
-    "points inf": (PromptError, "infinity", lambda s: P().add_new_points_or_box(s, 0, 1, points=torch.tensor([[5.0, float("inf")]]), labels=[1])),
-    "points not numeric": (PromptError, "numeric", lambda s: P().add_new_points_or_box(s, 0, 1, points=[["a", "b"]], labels=[1])),
+    "points inf": (
+        PromptError,
+        "infinity",
+        lambda s: P().add_new_points_or_box(s, 0, 1, points=torch.tensor([[5.0, float("inf")]]), labels=[1]),
+    ),
+    "points not numeric": (
+        PromptError,
+        "numeric",
+        lambda s: P().add_new_points_or_box(s, 0, 1, points=[["a", "b"]], labels=[1]),
+    ),
     "points without labels": (PromptError, "pass both", lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, 5]])),
     "labels without points": (PromptError, "pass both", lambda s: P().add_new_points_or_box(s, 0, 1, labels=[1])),
     "no prompt at all": (PromptError, "give points", lambda s: P().add_new_points_or_box(s, 0, 1)),
-    "point outside (pixels)": (PromptError, "0 <= x <= 64", lambda s: P().add_new_points_or_box(s, 0, 1, points=[[W + 1, 5]], labels=[1])),
-    "point outside (negative)": (PromptError, "outside", lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, -0.5]], labels=[1])),
-    "point outside (normalized)": (PromptError, "outside", lambda s: P().add_new_points_or_box(s, 0, 1, points=[[0.5, 1.5]], labels=[1], normalize_coords=False)),
+    "point outside (pixels)": (
+        PromptError,
+        "0 <= x <= 64",
+        lambda s: P().add_new_points_or_box(s, 0, 1, points=[[W + 1, 5]], labels=[1]),
+    ),
+    "point outside (negative)": (
+        PromptError,
+        "outside",
+        lambda s: P().add_new_points_or_box(s, 0, 1, points=[[5, -0.5]], labels=[1]),
+    ),
+    "point outside (normalized)": (
+        PromptError,
+        "outside",
+        lambda s: P().add_new_points_or_box(s, 0, 1, points=[[0.5, 1.5]], labels=[1], normalize_coords=False),
+    ),
     # boxes
     "box x1 < x0": (PromptError, "x0 <= x1", lambda s: P().add_new_points_or_box(s, 0, 1, box=[30, 5, 10, 20])),
     "box y1 < y0": (PromptError, "y0 <= y1", lambda s: P().add_new_points_or_box(s, 0, 1, box=[5, 30, 10, 20])),
     "box 3 values": (PromptError, "\\[x0, y0, x1, y1\\]", lambda s: P().add_new_points_or_box(s, 0, 1, box=[5, 5, 10])),
     "box NaN": (PromptError, "NaN", lambda s: P().add_new_points_or_box(s, 0, 1, box=[5, 5, np.nan, 10])),
-    "box entirely outside": (PromptError, "entirely outside", lambda s: P().add_new_points_or_box(s, 0, 1, box=[100, 100, 120, 130])),
-    "box outside on the right": (PromptError, "entirely outside", lambda s: P().add_new_points_or_box(s, 0, 1, box=[W + 5, 10, W + 20, 20])),
-    "box above the frame": (PromptError, "entirely outside", lambda s: P().add_new_points_or_box(s, 0, 1, box=[5, -20, 30, -1])),
-    "box outside (normalized)": (PromptError, "entirely outside", lambda s: P().add_new_points_or_box(s, 0, 1, box=[1.1, 0.1, 1.5, 0.5], normalize_coords=False)),
+    "box entirely outside": (
+        PromptError,
+        "entirely outside",
+        lambda s: P().add_new_points_or_box(s, 0, 1, box=[100, 100, 120, 130]),
+    ),
+    "box outside on the right": (
+        PromptError,
+        "entirely outside",
+        lambda s: P().add_new_points_or_box(s, 0, 1, box=[W + 5, 10, W + 20, 20]),
+    ),
+    "box above the frame": (
+        PromptError,
+        "entirely outside",
+        lambda s: P().add_new_points_or_box(s, 0, 1, box=[5, -20, 30, -1]),
+    ),
+    "box outside (normalized)": (
+        PromptError,
+        "entirely outside",
+        lambda s: P().add_new_points_or_box(s, 0, 1, box=[1.1, 0.1, 1.5, 0.5], normalize_coords=False),
+    ),
     # masks
     "mask 1-d": (PromptError, "shape \\(H, W\\)", lambda s: P().add_new_mask(s, 0, 1, np.ones(W, bool))),
     "mask 3-d": (PromptError, "shape \\(H, W\\)", lambda s: P().add_new_mask(s, 0, 1, np.ones((2, H, W), bool))),
-    "mask 4-d": (PromptError, "shape \\(H, W\\)", lambda s: P().add_new_mask(s, 0, 1, np.ones((1, 2, H, W), np.float32))),
+    "mask 4-d": (
+        PromptError,
+        "shape \\(H, W\\)",
+        lambda s: P().add_new_mask(s, 0, 1, np.ones((1, 2, H, W), np.float32)),
+    ),
     "mask NaN": (PromptError, "NaN", lambda s: P().add_new_mask(s, 0, 1, np.full((H, W), np.nan, np.float32))),
     "mask empty": (PromptError, "empty", lambda s: P().add_new_mask(s, 0, 1, np.zeros((0, W), bool))),
     "mask object": (PromptError, "array", lambda s: P().add_new_mask(s, 0, 1, object())),
@@ -171,8 +271,11 @@ BAD_CALLS: Dict[str, Any] = {
 def test_bad_call_raises_documented_error_and_keeps_state(state, name: str) -> None:
     error, hint, call = BAD_CALLS[name]
     assert issubclass(error, I2VError)
-    prompts = {o: (tr.prompted_frames, dict(tr.points), tr.prompted_outputs[f].low_res_logits.clone())
-               for o, tr in state.tracks.items() for f in tr.prompted_frames[:1]}
+    prompts = {
+        o: (tr.prompted_frames, dict(tr.points), tr.prompted_outputs[f].low_res_logits.clone())
+        for o, tr in state.tracks.items()
+        for f in tr.prompted_frames[:1]
+    }
     with pytest.raises(error, match=hint):
         call(state)
     for o, (frames, points, logits) in prompts.items():  # prompts and their outputs are untouched
@@ -308,18 +411,26 @@ obj_st = st.integers(1, 3)
 coord_st = st.one_of(*[st.floats(0, W)] * 6, st.floats(-5, W + 5), st.sampled_from([float("nan"), float("inf")]))
 label_st = st.sampled_from([1, 1, 1, 1, 0, 0, 2, 3, 5])
 points_op = st.tuples(
-    st.just("points"), frame_st, obj_st,
+    st.just("points"),
+    frame_st,
+    obj_st,
     st.lists(st.tuples(coord_st, st.floats(0, H), label_st), min_size=1, max_size=3),
     st.sampled_from([0, 0, 0, 0, 0, 1]),  # labels dropped from the end: a length mismatch
     st.booleans(),
 )
 box_op = st.tuples(  # x0, y0, width, height: mostly valid, sometimes overhanging or inverted
-    st.just("box"), frame_st, obj_st,
-    st.tuples(st.floats(-10, W), st.floats(-10, H), st.floats(-4, W), st.floats(-4, H)), st.booleans(),
+    st.just("box"),
+    frame_st,
+    obj_st,
+    st.tuples(st.floats(-10, W), st.floats(-10, H), st.floats(-4, W), st.floats(-4, H)),
+    st.booleans(),
 )
 mask_op = st.tuples(st.just("mask"), frame_st, obj_st, st.sampled_from(["square", "empty", "small", "nan", "3d"]))
 propagate_op = st.tuples(
-    st.just("propagate"), st.one_of(st.none(), frame_st), st.one_of(st.none(), st.integers(-1, T)), st.booleans(),
+    st.just("propagate"),
+    st.one_of(st.none(), frame_st),
+    st.one_of(st.none(), st.integers(-1, T)),
+    st.booleans(),
 )
 clear_op = st.tuples(st.just("clear"), frame_st, obj_st)
 remove_op = st.tuples(st.just("remove"), obj_st, st.booleans())
@@ -329,9 +440,21 @@ first_op = st.one_of(  # every sequence starts with a valid prompt, so that prop
     st.tuples(st.just("mask"), valid_frame_st, obj_st, st.just("square")),
 )
 ops_st = st.lists(
-    st.one_of(points_op, points_op, box_op, mask_op, mask_op, propagate_op, propagate_op, propagate_op,
-              clear_op, remove_op, reset_op),
-    min_size=1, max_size=7,
+    st.one_of(
+        points_op,
+        points_op,
+        box_op,
+        mask_op,
+        mask_op,
+        propagate_op,
+        propagate_op,
+        propagate_op,
+        clear_op,
+        remove_op,
+        reset_op,
+    ),
+    min_size=1,
+    max_size=7,
 )
 
 
@@ -368,7 +491,9 @@ def _apply(predictor, state, op) -> Any:
     if kind == "reset":
         return predictor.reset_state(state)
     _, start, max_frames, reverse = op
-    return list(predictor.propagate_in_video(state, start_frame_idx=start, max_frame_num_to_track=max_frames, reverse=reverse))
+    return list(
+        predictor.propagate_in_video(state, start_frame_idx=start, max_frame_num_to_track=max_frames, reverse=reverse)
+    )
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

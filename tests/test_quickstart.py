@@ -20,7 +20,9 @@ def test_quickstart_reduced_mode_writes_everything(tmp_path: Path, capsys) -> No
     with warnings.catch_warnings(record=True) as caught:
         # the quickstart runs the tiny SAM on synthetic videos on purpose: no stand-in warning
         warnings.simplefilter("always", StandInSamWarning)
-        code = main(["quickstart", "--out", str(out), "--steps", "6", "--videos", "2", "--val-videos", "2", "--frames", "6"])
+        code = main(
+            ["quickstart", "--out", str(out), "--steps", "6", "--videos", "2", "--val-videos", "2", "--frames", "6"]
+        )
     assert code == 0
     assert not [w for w in caught if issubclass(w.category, StandInSamWarning)]
     printed = capsys.readouterr().out

@@ -14,9 +14,9 @@ from typing import Dict, List
 
 import numpy as np
 import pytest
+from own_videos import make_video
 
 from i2v.cli import main
-from own_videos import make_video
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FAST = ["optim.max_steps=2", "optim.warmup_steps=1", "val.every=2", "val.num_videos=1", "checkpoint_every=100"]

@@ -29,18 +29,22 @@ def _one_line_error(capsys: pytest.CaptureFixture, message: str) -> str:
     return err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["quickstart", "--device", "gpu"], "device 'gpu' is not a PyTorch device"),
-    (["quickstart", "--val-videos", "0"], "--val-videos must be at least 1, got 0"),
-    (["quickstart", "--frames", "1"], "--frames must be at least 3, got 1"),
-    (["quickstart", "--frames", "2"], "--frames must be at least 3, got 2"),
-    (["quickstart", "--steps", "0"], "--steps must be at least 1"),
-    (["eval", "--dataset", "synthetic", "--max-videos", "0"], "--max-videos must be at least 1, got 0"),
-    (["eval", "--dataset", "synthetic", "--max-videos", "-1"], "--max-videos must be at least 1, got -1"),
-    (["segment", "VIDEO", "--obj-id", "1", "--point", "5,5", "--fps", "0"], "--fps must be a positive frame rate"),
-])
-def test_arguments_that_cannot_work_are_refused_before_any_work(argv: List[str], message: str, tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["quickstart", "--device", "gpu"], "device 'gpu' is not a PyTorch device"),
+        (["quickstart", "--val-videos", "0"], "--val-videos must be at least 1, got 0"),
+        (["quickstart", "--frames", "1"], "--frames must be at least 3, got 1"),
+        (["quickstart", "--frames", "2"], "--frames must be at least 3, got 2"),
+        (["quickstart", "--steps", "0"], "--steps must be at least 1"),
+        (["eval", "--dataset", "synthetic", "--max-videos", "0"], "--max-videos must be at least 1, got 0"),
+        (["eval", "--dataset", "synthetic", "--max-videos", "-1"], "--max-videos must be at least 1, got -1"),
+        (["segment", "VIDEO", "--obj-id", "1", "--point", "5,5", "--fps", "0"], "--fps must be a positive frame rate"),
+    ],
+)
+def test_arguments_that_cannot_work_are_refused_before_any_work(
+    argv: List[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "out"
     argv = [a.replace("VIDEO", str(tmp_path / "video.mp4")) for a in argv] + ["--out", str(out)]
     assert main(argv) == 2
@@ -66,13 +70,17 @@ def test_an_output_folder_that_is_a_file_is_refused(option: str, tmp_path: Path,
     _one_line_error(capsys, f"lies under the file '{file}'")
 
 
-@pytest.mark.parametrize("override, message", [
-    ("optim.lr=[1,2", "not a YAML scalar or list"),
-    ("optim.lr=!!python/object/apply:os.system [echo]", "could not determine a constructor"),
-    ("optim.lr=.nan", "expected a finite number"),
-])
-def test_bad_recipe_overrides_are_one_line_errors(override: str, message: str, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.lr=[1,2", "not a YAML scalar or list"),
+        ("optim.lr=!!python/object/apply:os.system [echo]", "could not determine a constructor"),
+        ("optim.lr=.nan", "expected a finite number"),
+    ],
+)
+def test_bad_recipe_overrides_are_one_line_errors(
+    override: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert main(["train", "--config", RECIPE, override, f"output_dir={tmp_path / 'run'}"]) == 2
     _one_line_error(capsys, message)
 
@@ -97,12 +105,28 @@ def test_a_full_disk_is_one_line_that_says_so(monkeypatch: pytest.MonkeyPatch, c
 
 
 def _train_argv(out: Path, sam_file: Path, *flags: str) -> List[str]:
-    return ["train", "--config", RECIPE, "--no-progress", *flags,
-            f"sam_checkpoint={sam_file}", f"output_dir={out}", "data.0.num_videos=2",
-            "data.0.synthetic.height=64", "data.0.synthetic.width=80", "data.0.synthetic.num_frames=4",
-            "data.0.synthetic.max_objects=1", "clip.num_frames=3", "clip.max_objects=1",
-            "optim.warmup_steps=0", "optim.max_steps=4", "val.every=0", "log_every=1",
-            "checkpoint_every=2", "feature_cache.enabled=false"]
+    return [
+        "train",
+        "--config",
+        RECIPE,
+        "--no-progress",
+        *flags,
+        f"sam_checkpoint={sam_file}",
+        f"output_dir={out}",
+        "data.0.num_videos=2",
+        "data.0.synthetic.height=64",
+        "data.0.synthetic.width=80",
+        "data.0.synthetic.num_frames=4",
+        "data.0.synthetic.max_objects=1",
+        "clip.num_frames=3",
+        "clip.max_objects=1",
+        "optim.warmup_steps=0",
+        "optim.max_steps=4",
+        "val.every=0",
+        "log_every=1",
+        "checkpoint_every=2",
+        "feature_cache.enabled=false",
+    ]
 
 
 @pytest.fixture
@@ -130,8 +154,12 @@ def _interrupt_at(monkeypatch: pytest.MonkeyPatch, step: int, how: str) -> None:
 
 
 def test_ctrl_c_in_train_saves_the_step_and_resume_ends_where_a_straight_run_ends(
-        tmp_path: Path, tiny_sam_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
-        default_sigint: None) -> None:
+    tmp_path: Path,
+    tiny_sam_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    default_sigint: None,
+) -> None:
     straight = tmp_path / "straight"
     assert main(_train_argv(straight, tiny_sam_file)) == 0
     out = tmp_path / "run"
@@ -140,7 +168,10 @@ def test_ctrl_c_in_train_saves_the_step_and_resume_ends_where_a_straight_run_end
     assert main(_train_argv(out, tiny_sam_file)) == 130
     notice, _, rest = capsys.readouterr().err.partition("\n")  # the logged notice, then the one-line error
     assert "Ctrl-C: stopping after this step and saving a checkpoint" in notice
-    assert rest.count("\n") == 1 and f"interrupted at step 3; the last checkpoint is {out / 'checkpoint-0000003'} (step 3)" in rest
+    assert (
+        rest.count("\n") == 1
+        and f"interrupted at step 3; the last checkpoint is {out / 'checkpoint-0000003'} (step 3)" in rest
+    )
     monkeypatch.undo()
     assert main(_train_argv(out, tiny_sam_file, "--resume")) == 0
     final = "checkpoint-0000004/adapter_model.safetensors"
@@ -149,7 +180,8 @@ def test_ctrl_c_in_train_saves_the_step_and_resume_ends_where_a_straight_run_end
 
 
 def test_a_hard_interrupt_in_train_names_the_last_checkpoint(
-        tmp_path: Path, tiny_sam_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path, tiny_sam_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "run"
     _interrupt_at(monkeypatch, 4, "raise")
     assert main(_train_argv(out, tiny_sam_file)) == 130

@@ -6,12 +6,12 @@ import json
 import re
 from pathlib import Path
 
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
-import fixtures_datasets as fx
 from i2v.data.sa1b import SA1BDataset
 from i2v.data.sav import SAVDataset
 from i2v.errors import DatasetError
@@ -57,8 +57,11 @@ def _damage(path: Path, how: str, cache: FeatureCache, name: str) -> None:
     elif how == "cut short":
         path.write_bytes(path.read_bytes()[:-100])
     else:  # an index longer than the features it indexes
-        save_file({"features": torch.zeros(2, 4, 2, 2), "frame_indices": torch.arange(3)}, str(path),
-                  metadata=cache._metadata(name))
+        save_file(
+            {"features": torch.zeros(2, 4, 2, 2), "frame_indices": torch.arange(3)},
+            str(path),
+            metadata=cache._metadata(name),
+        )
 
 
 @pytest.mark.parametrize("how", ["garbage", "cut short", "long index"])

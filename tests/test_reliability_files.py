@@ -36,7 +36,9 @@ def _mode(path: Path) -> int:
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
-def test_atomic_writes_follow_the_umask_even_when_the_writer_replaces_the_file(tmp_path: Path, umask: int, mode: int) -> None:
+def test_atomic_writes_follow_the_umask_even_when_the_writer_replaces_the_file(
+    tmp_path: Path, umask: int, mode: int
+) -> None:
     before = os.umask(umask)
     try:
         with atomic_path(tmp_path / "t.safetensors") as tmp:
@@ -85,15 +87,19 @@ def _copy(adapter: Path, tmp_path: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("version, message", [
-    (1, "format_version 1: adapters of an earlier release"),
-    (99, "format_version 99, newer than this sam-i2v"),
-    ("x", "format_version 'x'; save_pretrained writes a positive integer"),
-    (None, "format_version None"),
-    (True, "format_version True"),
-])
-def test_an_adapter_format_this_release_cannot_read_is_refused(saved_adapter: Path, tmp_path: Path, tiny_sam_file: Path,
-                                                                version: object, message: str) -> None:
+@pytest.mark.parametrize(
+    "version, message",
+    [
+        (1, "format_version 1: adapters of an earlier release"),
+        (99, "format_version 99, newer than this sam-i2v"),
+        ("x", "format_version 'x'; save_pretrained writes a positive integer"),
+        (None, "format_version None"),
+        (True, "format_version True"),
+    ],
+)
+def test_an_adapter_format_this_release_cannot_read_is_refused(
+    saved_adapter: Path, tmp_path: Path, tiny_sam_file: Path, version: object, message: str
+) -> None:
     adapter = _copy(saved_adapter, tmp_path)
     meta = json.loads((adapter / CONFIG_NAME).read_text())
     meta["format_version"] = version
@@ -129,8 +135,10 @@ def test_a_full_disk_behind_a_writer_that_hides_errno_is_an_enospc_oserror(tmp_p
     target.write_bytes(b"the previous adapters")
     with pytest.raises(OSError) as info:
         with atomic_path(target):  # safetensors reports the OS error inside its own type
-            raise RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
-                               'message: "No space left on device" })')
+            raise RuntimeError(
+                "Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                'message: "No space left on device" })'
+            )
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
     assert target.read_bytes() == b"the previous adapters" and list(tmp_path.iterdir()) == [target]
     with pytest.raises(ValueError, match="a bug"):  # other failures pass through unchanged
@@ -138,8 +146,9 @@ def test_a_full_disk_behind_a_writer_that_hides_errno_is_an_enospc_oserror(tmp_p
             raise ValueError("a bug")
 
 
-def test_a_checkpoint_that_fills_the_disk_leaves_no_half_checkpoint(tmp_path: Path, tiny_sam_file: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_checkpoint_that_fills_the_disk_leaves_no_half_checkpoint(
+    tmp_path: Path, tiny_sam_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from i2v.train import checkpointing as ckpt
 
     model = build_sam_i2v("tiny", sam_checkpoint=tiny_sam_file, device="cpu")

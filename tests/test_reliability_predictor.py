@@ -84,11 +84,15 @@ def _bad_calls(predictor, state):
         "complex mask": (PromptError, lambda: predictor.add_new_mask(state, 0, 5, mask.astype(np.complex64))),
         "transposed mask": (PromptError, lambda: predictor.add_new_mask(state, 0, 5, mask.T.copy())),
         "int8 -1 mask": (PromptError, lambda: predictor.add_new_mask(state, 0, 5, np.full((H, W), -1, np.int8))),
-        "complex points": (PromptError, lambda: predictor.add_new_points_or_box(
-            state, 0, 5, points=np.array([[1 + 1j, 2]]), labels=[1])),
+        "complex points": (
+            PromptError,
+            lambda: predictor.add_new_points_or_box(state, 0, 5, points=np.array([[1 + 1j, 2]]), labels=[1]),
+        ),
         "complex box": (PromptError, lambda: predictor.add_new_points_or_box(state, 0, 5, box=[1j, 0, 10, 10])),
-        "pixel box with normalize_coords=False": (PromptError, lambda: predictor.add_new_points_or_box(
-            state, 0, 5, box=[10, 10, 30, 30], normalize_coords=False)),
+        "pixel box with normalize_coords=False": (
+            PromptError,
+            lambda: predictor.add_new_points_or_box(state, 0, 5, box=[10, 10, 30, 30], normalize_coords=False),
+        ),
     }
 
 
@@ -123,8 +127,9 @@ def test_over_elongated_frames_are_refused_when_opened(predictor, shape) -> None
 
 @pytest.mark.parametrize("config", [1, "x", [1], None])
 def test_adapter_config_that_is_not_an_object(tmp_path: Path, config) -> None:
-    (tmp_path / "adapter_config.json").write_text(json.dumps(
-        {"format_version": 2, "sam_model_type": "tiny", "sam_sha256": "0" * 64, "config": config}))
+    (tmp_path / "adapter_config.json").write_text(
+        json.dumps({"format_version": 2, "sam_model_type": "tiny", "sam_sha256": "0" * 64, "config": config})
+    )
     with pytest.raises(CheckpointError, match="'config'"):
         i2v.build_i2v_video_predictor("tiny", checkpoint=tmp_path, device="cpu")
 

@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Dict
 
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 from PIL import Image
 
-import fixtures_datasets as fx
 from i2v.data.davis import DavisDataset, YouTubeVOSDataset
 from i2v.data.registry import make_dataset
 from i2v.data.sa1b import SA1BDataset
@@ -60,17 +60,27 @@ SAV_DAMAGE = {
     "huge height": (_set("video_height", HUGE), f"is {HUGE}x32"),
     "height not a number": (_set("video_height", "tall"), "lacks or mangles a field"),
     "negative frame count": (_set("video_frame_count", -3), "video_frame_count is -3"),
-    "more annotated frames than frames": (lambda a: a["masklet"].extend(a["masklet"][:2]),
-                                          "5 annotated frames, the last at frame 16, but video_frame_count is 9"),
+    "more annotated frames than frames": (
+        lambda a: a["masklet"].extend(a["masklet"][:2]),
+        "5 annotated frames, the last at frame 16, but video_frame_count is 9",
+    ),
     "not an object": (lambda a: (a.clear(), a.update({"masklet": 1})), "lacks or mangles a field"),
     "rle not a dict": (lambda a: a["masklet"][0].__setitem__(0, 7), "masklet 0 of frame 0 is not a valid COCO RLE"),
-    "rle bad counts": (lambda a: a["masklet"][1][1].__setitem__("counts", "!!!!"),
-                       "masklet 1 of frame 4 is not a valid COCO RLE.*not a valid COCO compressed string"),
+    "rle bad counts": (
+        lambda a: a["masklet"][1][1].__setitem__("counts", "!!!!"),
+        "masklet 1 of frame 4 is not a valid COCO RLE.*not a valid COCO compressed string",
+    ),
     "rle negative size": (lambda a: a["masklet"][0][0].__setitem__("size", [-24, -32]), "must be non-negative"),
-    "rle size of another frame": (lambda a: a["masklet"][0].__setitem__(0, fx.rle(np.zeros((32, 24), bool))),
-                                  r"decodes to shape \(32, 24\), expected the image size \(24, 32\)"),
-    "rle short of its size": (lambda a: a["masklet"][0].__setitem__(0, {"size": [24, 32], "counts": fx.rle(
-        np.zeros((24, 31), bool))["counts"]}), "cover 744 pixels"),
+    "rle size of another frame": (
+        lambda a: a["masklet"][0].__setitem__(0, fx.rle(np.zeros((32, 24), bool))),
+        r"decodes to shape \(32, 24\), expected the image size \(24, 32\)",
+    ),
+    "rle short of its size": (
+        lambda a: a["masklet"][0].__setitem__(
+            0, {"size": [24, 32], "counts": fx.rle(np.zeros((24, 31), bool))["counts"]}
+        ),
+        "cover 744 pixels",
+    ),
 }
 
 
@@ -104,8 +114,11 @@ def test_sav_train_extracted_frames_missing_an_annotated_jpeg_is_an_error(tmp_pa
     (tmp_path / "sav_train" / "JPEGImages_24fps" / vid / "00004.jpg").unlink()
     for annotated_only in (False, True):  # was: the frame dropped, the video one frame shorter
         ds = SAVDataset(tmp_path, split="sav_train", annotated_only=annotated_only)
-        with pytest.raises(DatasetError, match=r"00004\.jpg\) are missing from .*sav_000001.*Re-run the frame "
-                                               r"extraction"):
+        with pytest.raises(
+            DatasetError,
+            match=r"00004\.jpg\) are missing from .*sav_000001.*Re-run the frame "
+            r"extraction",
+        ):
             ds.num_frames(0)
 
 
@@ -142,8 +155,11 @@ def test_sav_val_frame_of_another_size_mid_video_names_the_file(tmp_path: Path) 
     bad = tmp_path / "sav_val" / "JPEGImages_24fps" / vid / "00005.jpg"
     fx.write_jpeg(bad, np.zeros((30, 30, 3), np.uint8))
     ds = SAVDataset(tmp_path, split="sav_val")
-    with pytest.raises(DatasetError, match=rf"{bad.name} is 30x30 but the video's first frame 00000.jpg is "
-                                           rf"{fx.W}x{fx.H}"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"{bad.name} is 30x30 but the video's first frame 00000.jpg is "
+        rf"{fx.W}x{fx.H}",
+    ):
         ds.clip(0, range(9))
     ds.clip(0, range(5))  # the frames before it are fine
 
@@ -163,8 +179,11 @@ def test_davis_frame_of_another_size_mid_video_names_the_file(tmp_path: Path) ->
     bad = tmp_path / "JPEGImages" / "480p" / "seqA" / "00002.jpg"
     fx.write_jpeg(bad, np.zeros((30, 40, 3), np.uint8))
     ds = DavisDataset(tmp_path)
-    with pytest.raises(DatasetError, match=rf"Frame .*seqA.{bad.name} is 40x30 but the video's first frame "
-                                           rf"00000\.jpg is {fx.W}x{fx.H}.*resize"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"Frame .*seqA.{bad.name} is 40x30 but the video's first frame "
+        rf"00000\.jpg is {fx.W}x{fx.H}.*resize",
+    ):
         ds.clip(0, range(5))  # was: numpy "all input arrays must have the same shape"
     with pytest.raises(DatasetError, match=bad.name):
         ds.frame(0, 2)  # was: returned silently at its own size
@@ -194,8 +213,11 @@ def test_davis_first_frame_annotation_with_no_object_is_an_error(tmp_path: Path,
     fx.write_palette_png(first, np.zeros((fx.H, fx.W), np.uint8))
     ds = DavisDataset(tmp_path, year=year)
     assert ds.obj_ids(0) == ([1] if year == 2016 else [1, 2])  # the other sequence is untouched
-    with pytest.raises(DatasetError, match=rf"Video 'seqB' has no object: .*{first.name} holds only background"
-                                           r".*NaN.*remove 'seqB' from the split"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"Video 'seqB' has no object: .*{first.name} holds only background"
+        r".*NaN.*remove 'seqB' from the split",
+    ):
         ds.obj_ids(1)  # was: [] (2017) or an empty object 1 (2016), scored NaN
 
 
@@ -228,8 +250,11 @@ def test_davis_binary_0_255_annotations_are_one_object_with_id_1(tmp_path: Path,
 def test_davis_binary_video_with_a_palette_frame_is_an_error(tmp_path: Path) -> None:
     labs = fx.make_davis(tmp_path)
     _write_binary(tmp_path / "Annotations" / "480p" / "seqB" / "00000.png", labs["seqB"][0] == 1, "L")
-    with pytest.raises(DatasetError, match=r"00001\.png holds ids \[1, 3\] but the video's other annotations "
-                                           r"are 0/255 masks"):
+    with pytest.raises(
+        DatasetError,
+        match=r"00001\.png holds ids \[1, 3\] but the video's other annotations "
+        r"are 0/255 masks",
+    ):
         DavisDataset(tmp_path).masks(1, 1)
 
 
@@ -255,8 +280,10 @@ SA1B_DAMAGE = {
     "huge width": (lambda d: d["image"].__setitem__("width", HUGE), f"is 24x{HUGE}"),
     "annotation not an object": (lambda d: d["annotations"].__setitem__(1, 5), "lacks or mangles a field"),
     "repeated ids": (lambda d: d["annotations"][1].__setitem__("id", 7), r"annotation id\(s\) \[7\] occur more"),
-    "polygon segmentation": (lambda d: d["annotations"][0].__setitem__("segmentation", [[1, 2, 3, 4, 5, 6]]),
-                             "object 7 is not a valid COCO RLE"),
+    "polygon segmentation": (
+        lambda d: d["annotations"][0].__setitem__("segmentation", [[1, 2, 3, 4, 5, 6]]),
+        "object 7 is not a valid COCO RLE",
+    ),
 }
 
 
@@ -282,15 +309,17 @@ def test_sa1b_frame_outside_its_one_frame_is_a_frame_index_error(tmp_path: Path)
 # ---------------------------------------------------------------- registry and config
 
 
-@pytest.mark.parametrize("kind, options, message", [
-    ("davis", {"yaer": 2017}, "dataset 'davis' has no option 'yaer'"),
-    ("sav", {"annotated": True}, "dataset 'sav' has no option 'annotated'"),
-    ("davis", {"year": 2018}, "DAVIS year must be 2016 or 2017"),
-    ("sa1b", {"max_objects": 0}, "max_objects must be >= 1"),
-    ("sa1b_pseudo", {"num_frames": 0}, "num_frames must be >= 1"),
-])
-def test_registry_options_are_dataset_errors(tmp_path: Path, kind: str, options: Dict[str, Any],
-                                             message: str) -> None:
+@pytest.mark.parametrize(
+    "kind, options, message",
+    [
+        ("davis", {"yaer": 2017}, "dataset 'davis' has no option 'yaer'"),
+        ("sav", {"annotated": True}, "dataset 'sav' has no option 'annotated'"),
+        ("davis", {"year": 2018}, "DAVIS year must be 2016 or 2017"),
+        ("sa1b", {"max_objects": 0}, "max_objects must be >= 1"),
+        ("sa1b_pseudo", {"num_frames": 0}, "num_frames must be >= 1"),
+    ],
+)
+def test_registry_options_are_dataset_errors(tmp_path: Path, kind: str, options: Dict[str, Any], message: str) -> None:
     fx.make_davis(tmp_path / "davis")
     fx.make_sa1b(tmp_path / "sa1b")
     (tmp_path / "sav" / "sav_val").mkdir(parents=True)
@@ -299,12 +328,15 @@ def test_registry_options_are_dataset_errors(tmp_path: Path, kind: str, options:
         make_dataset(kind, str(root), **options)
 
 
-@pytest.mark.parametrize("override, message", [
-    (f"model.memory_encoder.key_dim={HUGE}", "unknown key 'memory_encoder'"),
-    (f"model.memory_readout.refine_dim={HUGE}", r"refine_dim must be in \[0, 1024\]"),
-    (f"model.upgrader.dim={HUGE}", f"model.upgrader.dim is {HUGE}; at most 8192"),
-    (f"clip.num_frames={HUGE}", f"clip.num_frames is {HUGE}; at most 1024"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (f"model.memory_encoder.key_dim={HUGE}", "unknown key 'memory_encoder'"),
+        (f"model.memory_readout.refine_dim={HUGE}", r"refine_dim must be in \[0, 1024\]"),
+        (f"model.upgrader.dim={HUGE}", f"model.upgrader.dim is {HUGE}; at most 8192"),
+        (f"clip.num_frames={HUGE}", f"clip.num_frames is {HUGE}; at most 1024"),
+    ],
+)
 def test_absurd_model_sizes_are_config_errors_before_any_allocation(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_train_config(REPO / "configs" / "train_tiny_synthetic.yaml", [override])

@@ -27,11 +27,22 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def tiny(out: Path, sam_file: Path, *extra: str) -> List[str]:
     """Overrides for a training run that takes a second or two on a CPU."""
     return [
-        f"sam_checkpoint={sam_file}", f"output_dir={out}", "data.0.num_videos=2",
-        "data.0.synthetic.height=64", "data.0.synthetic.width=80", "data.0.synthetic.num_frames=4",
-        "data.0.synthetic.max_objects=1", "clip.num_frames=3", "clip.max_objects=1",
-        "optim.warmup_steps=0", "optim.max_steps=4", "val.every=0", "log_every=1",
-        "checkpoint_every=2", "feature_cache.dtype=float32", *extra,
+        f"sam_checkpoint={sam_file}",
+        f"output_dir={out}",
+        "data.0.num_videos=2",
+        "data.0.synthetic.height=64",
+        "data.0.synthetic.width=80",
+        "data.0.synthetic.num_frames=4",
+        "data.0.synthetic.max_objects=1",
+        "clip.num_frames=3",
+        "clip.max_objects=1",
+        "optim.warmup_steps=0",
+        "optim.max_steps=4",
+        "val.every=0",
+        "log_every=1",
+        "checkpoint_every=2",
+        "feature_cache.dtype=float32",
+        *extra,
     ]
 
 
@@ -54,7 +65,9 @@ def test_a_run_removes_temporaries_that_killed_runs_left(tmp_path: Path, tiny_sa
     assert not any(p.exists() for p in stale)
 
 
-def test_a_full_disk_while_resume_trims_the_metrics_log_keeps_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_while_resume_trims_the_metrics_log_keeps_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / METRICS_NAME
     text = "".join(json.dumps({"type": "train", "step": s}) + "\n" for s in range(1, 6))
     path.write_text(text)
@@ -98,7 +111,8 @@ def _flip_bytes(path: Path, count: int = 16) -> None:
 
 
 def test_the_manifest_records_hashes_and_resume_skips_a_checkpoint_damaged_in_place(
-        finished_run: Path, tmp_path: Path, tiny_sam_file: Path, caplog) -> None:
+    finished_run: Path, tmp_path: Path, tiny_sam_file: Path, caplog
+) -> None:
     out = _copy_run(finished_run, tmp_path)
     manifest = json.loads((out / "checkpoint-0000004" / ckpt.MANIFEST_NAME).read_text())
     assert set(manifest["sha256"]) == set(manifest["files"]) and ckpt.STATE_NAME in manifest["files"]
@@ -110,14 +124,18 @@ def test_the_manifest_records_hashes_and_resume_skips_a_checkpoint_damaged_in_pl
 
 
 def test_resume_over_only_damaged_checkpoints_is_an_error_naming_them(
-        finished_run: Path, tmp_path: Path, tiny_sam_file: Path) -> None:
+    finished_run: Path, tmp_path: Path, tiny_sam_file: Path
+) -> None:
     out = _copy_run(finished_run, tmp_path)
     _flip_bytes(out / "checkpoint-0000002" / "adapter_model.safetensors")
     (out / "checkpoint-0000004" / ckpt.STATE_NAME).write_bytes(b"")
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     cfg = load_train_config(RECIPE, tiny(out, tiny_sam_file))
-    with pytest.raises(CheckpointError, match=r"checkpoint-0000004: training_state.pt has 0 bytes.*"
-                                              r"checkpoint-0000002: adapter_model.safetensors does not match.*--overwrite"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"checkpoint-0000004: training_state.pt has 0 bytes.*"
+        r"checkpoint-0000002: adapter_model.safetensors does not match.*--overwrite",
+    ):
         Trainer(cfg, progress=False, resume=True)
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     tr = Trainer(cfg, progress=False, resume=True, overwrite=True)  # start again, replacing them
@@ -125,7 +143,9 @@ def test_resume_over_only_damaged_checkpoints_is_an_error_naming_them(
     assert tr.step == 0 and ckpt.list_checkpoints(out) == [] and (out / METRICS_NAME).read_text() == ""
 
 
-def test_a_damaged_latest_pointer_falls_back_to_the_newest_intact_checkpoint(finished_run: Path, tmp_path: Path) -> None:
+def test_a_damaged_latest_pointer_falls_back_to_the_newest_intact_checkpoint(
+    finished_run: Path, tmp_path: Path
+) -> None:
     out = _copy_run(finished_run, tmp_path)
     (out / ckpt.LATEST_NAME).write_bytes(b"\xff\xfe\x00garbage")
     assert ckpt.find_resumable(out) == (out / "checkpoint-0000004", {})

@@ -98,12 +98,14 @@ def test_notebook_flow_with_a_refinement_click_far_beyond_the_memory_bank(predic
     points = np.array([p1], dtype=np.float32)
     labels = np.array([1], np.int32)
     _, out_obj_ids, first = predictor.add_new_points_or_box(
-        inference_state=inference_state, frame_idx=ann_frame_idx, obj_id=ann_obj_id, points=points, labels=labels)
+        inference_state=inference_state, frame_idx=ann_frame_idx, obj_id=ann_obj_id, points=points, labels=labels
+    )
     assert out_obj_ids == [1]
     points = np.array([p1, p2], dtype=np.float32)
     labels = np.array([1, 1], np.int32)
     _, _, second = predictor.add_new_points_or_box(
-        inference_state=inference_state, frame_idx=ann_frame_idx, obj_id=ann_obj_id, points=points, labels=labels)
+        inference_state=inference_state, frame_idx=ann_frame_idx, obj_id=ann_obj_id, points=points, labels=labels
+    )
     # SAM 2 decodes the resent clicks with the first click's mask as prior: the result is not
     # what the same two clicks give on a fresh state.
     fresh = predictor.init_state(video_path=str(video_dir))
@@ -114,7 +116,8 @@ def test_notebook_flow_with_a_refinement_click_far_beyond_the_memory_bank(predic
     video_segments: Dict[int, Dict[int, np.ndarray]] = {}
     for out_frame_idx, out_obj_ids, out_mask_logits in predictor.propagate_in_video(inference_state):
         video_segments[out_frame_idx] = {
-            out_obj_id: (out_mask_logits[i] > 0.0).cpu().numpy() for i, out_obj_id in enumerate(out_obj_ids)}
+            out_obj_id: (out_mask_logits[i] > 0.0).cpu().numpy() for i, out_obj_id in enumerate(out_obj_ids)
+        }
     assert list(video_segments) == list(range(LONG))
     before_area = np.mean([video_segments[t][1].sum() for t in range(LONG)])
 
@@ -128,7 +131,12 @@ def test_notebook_flow_with_a_refinement_click_far_beyond_the_memory_bank(predic
     (x, y), label = corrective_click(old, clip.masks[ann_frame_idx, 0] > 0)
     stored = track.output(ann_frame_idx).low_res_logits
     _, out_obj_ids, out_mask_logits = predictor.add_new_points_or_box(
-        inference_state, ann_frame_idx, ann_obj_id, points=np.array([[x, y]], np.float32), labels=np.array([label], np.int32))
+        inference_state,
+        ann_frame_idx,
+        ann_obj_id,
+        points=np.array([[x, y]], np.float32),
+        labels=np.array([label], np.int32),
+    )
     new = (out_mask_logits[0, 0] > 0).numpy()
     assert new[int(y), int(x)] == bool(label)
     # It was decoded with the frame's stored logits, clamped to +-32, as SAM's mask prompt ...
@@ -233,7 +241,9 @@ def test_vos_inference_objects_appearing_later(predictor, tmp_path: Path) -> Non
         height, width = state["video_height"], state["video_width"]
         inputs: Dict[int, Dict[int, np.ndarray]] = {}
         for idx, stem in enumerate(stems):
-            for object_id, object_mask in per_object(load_palette_png(tmp_path / "Annotations" / name / f"{stem}.png")).items():
+            for object_id, object_mask in per_object(
+                load_palette_png(tmp_path / "Annotations" / name / f"{stem}.png")
+            ).items():
                 if object_mask.any() and object_id not in inputs:
                     inputs[object_id] = {idx: object_mask}
         assert sorted(inputs) == [1, 2, 3] and list(inputs[3]) == [3]
@@ -245,7 +255,8 @@ def test_vos_inference_objects_appearing_later(predictor, tmp_path: Path) -> Non
             start = min(inputs[object_id])
             scores_per_object[object_id] = {
                 t: logits.cpu().numpy()
-                for t, _, logits in predictor.propagate_in_video(state, start_frame_idx=start, reverse=False)}
+                for t, _, logits in predictor.propagate_in_video(state, start_frame_idx=start, reverse=False)
+            }
             assert sorted(scores_per_object[object_id]) == list(range(start, len(stems)))
         object_ids = sorted(inputs)
         for t in range(len(stems)):
@@ -387,8 +398,9 @@ def test_eval_scores_equal_scoring_the_pngs_it_writes(tmp_path: Path) -> None:
     for v in range(len(ds)):
         ids = list(ds.obj_ids(v))
         gts = np.stack([ds.masks(v, t) for t in range(6)])
-        labels = np.stack([load_palette_png(tmp_path / "pred" / ds.video_name(v) / f"{ds.frame_stem(v, t)}.png")
-                           for t in range(6)])
+        labels = np.stack(
+            [load_palette_png(tmp_path / "pred" / ds.video_name(v) / f"{ds.frame_stem(v, t)}.png") for t in range(6)]
+        )
         preds = np.stack([label_map_to_masks(m, ids) for m in labels])
         scores = evaluate_sequence(preds, gts, np.ones(6, bool), scoring="davis")
         for k in objects:

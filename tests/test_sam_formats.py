@@ -36,6 +36,7 @@ def _same_weights(sam: torch.nn.Module, expected: Dict[str, torch.Tensor]) -> No
 
 # -- Hugging Face transformers SamModel ------------------------------------------------------
 
+
 def _randomise(model: torch.nn.Module, seed: int) -> None:
     """transformers initialises SAM's vision encoder to ~1e-10: give every tensor real values,
     so that a comparison of outputs cannot pass on zeros."""
@@ -50,15 +51,27 @@ def _randomise(model: torch.nn.Module, seed: int) -> None:
 def _hf_tiny_sam(seed: int = 0):
     """A transformers SamModel with the shape of sam-i2v's ``tiny`` SAM."""
     import transformers  # a dev dependency (the reference implementation)
+
     vision = transformers.SamVisionConfig(
-        hidden_size=128, output_channels=128, num_hidden_layers=4, num_attention_heads=4, image_size=128,
-        patch_size=8, window_size=8, global_attn_indexes=[1, 3], num_pos_feats=64, mlp_dim=512)
+        hidden_size=128,
+        output_channels=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        image_size=128,
+        patch_size=8,
+        window_size=8,
+        global_attn_indexes=[1, 3],
+        num_pos_feats=64,
+        mlp_dim=512,
+    )
     prompt = transformers.SamPromptEncoderConfig(hidden_size=128, image_size=128, patch_size=8)
-    decoder = transformers.SamMaskDecoderConfig(hidden_size=128, mlp_dim=512, num_attention_heads=4,
-                                                iou_head_hidden_dim=128)
+    decoder = transformers.SamMaskDecoderConfig(
+        hidden_size=128, mlp_dim=512, num_attention_heads=4, iou_head_hidden_dim=128
+    )
     torch.manual_seed(seed)
-    model = transformers.SamModel(transformers.SamConfig(
-        vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)).eval()
+    model = transformers.SamModel(
+        transformers.SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
+    ).eval()
     _randomise(model, seed)
     return model
 
@@ -136,8 +149,8 @@ def test_hf_sharded_and_bin_folders(hf_folder, tmp_path: Path) -> None:
 
 
 def test_peft_lora_folder_equals_peft_merge(hf_folder, image: np.ndarray, tmp_path: Path) -> None:
-    import transformers
     import peft
+    import transformers
 
     _, folder = hf_folder
     base = transformers.SamModel.from_pretrained(folder).eval()  # records the folder as its base
@@ -152,8 +165,9 @@ def test_peft_lora_folder_equals_peft_merge(hf_folder, image: np.ndarray, tmp_pa
     predictor = build_i2v_video_predictor(sam_checkpoint=tmp_path / "lora", device="cpu")
     ours = _first_frame(predictor, image, points=POINTS, labels=LABELS)
     ref = _hf_logits(merged, predictor.model, image, points=POINTS, labels=LABELS)
-    unmerged = _hf_logits(transformers.SamModel.from_pretrained(folder).eval(), predictor.model, image,
-                          points=POINTS, labels=LABELS)
+    unmerged = _hf_logits(
+        transformers.SamModel.from_pretrained(folder).eval(), predictor.model, image, points=POINTS, labels=LABELS
+    )
     assert (ref - unmerged).abs().max() > 1e-2  # the LoRA changes the output
     assert (ours - ref).abs().max().item() <= 1e-4
 
@@ -161,6 +175,7 @@ def test_peft_lora_folder_equals_peft_merge(hf_folder, image: np.ndarray, tmp_pa
 @pytest.mark.slow
 def test_hf_vit_b_sized_sam_loads_strictly(tmp_path: Path) -> None:
     import transformers
+
     with torch.device("meta"):  # names and shapes only: the map is what is tested here
         hf = transformers.SamModel(transformers.SamConfig())
     state = {k: torch.zeros(v.shape) for k, v in hf.state_dict().items()}
@@ -175,10 +190,14 @@ def test_hf_vit_b_sized_sam_loads_strictly(tmp_path: Path) -> None:
 
 # -- wrapped state dicts and SAM-HQ ----------------------------------------------------------
 
+
 def test_lightning_and_ddp_wrappers(tiny_sam_file: Path, tmp_path: Path) -> None:
     sd = torch.load(tiny_sam_file, weights_only=True)
-    lightning = {"epoch": 3, "global_step": 10,
-                 "state_dict": {**{f"model.{k}": v for k, v in sd.items()}, "criterion.pos_weight": torch.ones(1)}}
+    lightning = {
+        "epoch": 3,
+        "global_step": 10,
+        "state_dict": {**{f"model.{k}": v for k, v in sd.items()}, "criterion.pos_weight": torch.ones(1)},
+    }
     ddp = {f"module.{k}": v for k, v in sd.items()}
     for name, obj in (("lightning.ckpt", lightning), ("ddp.pth", ddp), ("nested.pth", {"model": ddp})):
         torch.save(obj, tmp_path / name)
@@ -210,9 +229,11 @@ def test_sam_hq_drops_its_extra_tensors_with_a_warning(tiny_sam_file: Path, imag
 
 # -- MobileSAM / TinySAM (vit_t) -------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_mobile_sam_equals_its_own_predictor(tmp_path: Path, image: np.ndarray) -> None:
     import mobile_sam  # MobileSAM's own code (mobilesam-mirror), a dev dependency
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
@@ -230,8 +251,9 @@ def test_mobile_sam_equals_its_own_predictor(tmp_path: Path, image: np.ndarray) 
     ours = _first_frame(predictor, image, points=POINTS, labels=LABELS)
     sam_predictor = mobile_sam.SamPredictor(ref.eval())
     sam_predictor.set_image(image)
-    masks, _, _ = sam_predictor.predict(point_coords=POINTS, point_labels=LABELS, multimask_output=False,
-                                        return_logits=True)
+    masks, _, _ = sam_predictor.predict(
+        point_coords=POINTS, point_labels=LABELS, multimask_output=False, return_logits=True
+    )
     theirs = torch.as_tensor(masks[0])
     assert theirs.abs().max() > 0.25  # not a vacuous comparison of near-zeros
     assert (ours - theirs).abs().max().item() <= 1e-4
@@ -239,13 +261,19 @@ def test_mobile_sam_equals_its_own_predictor(tmp_path: Path, image: np.ndarray) 
 
 def test_unknown_tinyvit_variant_is_named(tmp_path: Path) -> None:
     path = tmp_path / "tinyvit_21m.pth"
-    torch.save({"image_encoder.layers.0.blocks.0.conv1.c.weight": torch.zeros(1),
-                "image_encoder.layers.3.blocks.0.attn.norm.weight": torch.zeros(576)}, path)
+    torch.save(
+        {
+            "image_encoder.layers.0.blocks.0.conv1.c.weight": torch.zeros(1),
+            "image_encoder.layers.3.blocks.0.attn.norm.weight": torch.zeros(576),
+        },
+        path,
+    )
     with pytest.raises(CheckpointError, match=r"tinyvit_21m.pth.*TinyViT variant.*576"):
         load_sam(None, path)
 
 
 # -- refusals ---------------------------------------------------------------------------------
+
 
 def test_explicit_config_that_disagrees_names_both(hf_folder) -> None:
     _, folder = hf_folder
@@ -254,7 +282,9 @@ def test_explicit_config_that_disagrees_names_both(hf_folder) -> None:
 
 
 def test_peft_adapter_folder_without_its_base_says_how_to_merge(tmp_path: Path) -> None:
-    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "facebook/sam-vit-base"}))
+    (tmp_path / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "base_model_name_or_path": "facebook/sam-vit-base"})
+    )
     (tmp_path / "adapter_model.safetensors").write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"peft LoRA.*'facebook/sam-vit-base' is not a folder.*merge_and_unload"):
         load_sam(None, tmp_path)
@@ -284,7 +314,9 @@ def test_hf_with_lora_or_foreign_tensors_is_refused(hf_folder, tmp_path: Path) -
     del raw["vision_encoder.layers.0.attn.q_proj.lora_A.weight"]
     raw["vision_encoder.extra_head.weight"] = torch.zeros(4)
     save_file(raw, str(tmp_path / "model.safetensors"))
-    with pytest.raises(CheckpointError, match=r"model.safetensors.*Hugging Face SamModel.*not part of SAM: vision_encoder.extra_head"):
+    with pytest.raises(
+        CheckpointError, match=r"model.safetensors.*Hugging Face SamModel.*not part of SAM: vision_encoder.extra_head"
+    ):
         load_sam(None, tmp_path / "model.safetensors")
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fixtures_datasets import OraclePredictor, make_davis, make_sav_val
+
 from i2v.data.davis import DavisDataset
 from i2v.data.sav import SAVDataset
 from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset

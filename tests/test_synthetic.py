@@ -137,7 +137,7 @@ def test_full_occlusion_hides_then_object_returns() -> None:
             k = ds.obj_ids(i).index(ev.obj_id)
             target = next(o for o in ds.scene(i).objects if o.obj_id == ev.obj_id)
             area = _areas(ds, i, k)
-            assert area[0] > 0 and (area[ev.start:ev.end] == 0).all() and area[ev.end:].max() > 0
+            assert area[0] > 0 and (area[ev.start : ev.end] == 0).all() and area[ev.end :].max() > 0
             # Still inside the frame with its full outline: it is hidden, not gone.
             for t in range(ev.start, ev.end):
                 x, y = target.center[t]
@@ -156,7 +156,7 @@ def test_exit_and_reappearance() -> None:
             k = ds.obj_ids(i).index(ev.obj_id)
             target = next(o for o in ds.scene(i).objects if o.obj_id == ev.obj_id)
             area = _areas(ds, i, k)
-            assert area[0] > 0 and (area[ev.start:ev.end] == 0).all() and area[ev.end:].max() > 0
+            assert area[0] > 0 and (area[ev.start : ev.end] == 0).all() and area[ev.end :].max() > 0
             x, y = target.center[ev.start]
             assert not (0 <= x <= 160 and 0 <= y <= 120)
     assert seen >= 10
@@ -186,8 +186,10 @@ def test_distractors_look_like_their_target_and_come_near() -> None:
         targets = [o for o in scene.objects if o.obj_id > 0]
         assert looks and len(looks) == len(near)
         for obj in looks:
-            assert any(obj.texture.pattern == o.texture.pattern
-                       and np.abs(obj.texture.colors - o.texture.colors).max() < 0.25 for o in targets)
+            assert any(
+                obj.texture.pattern == o.texture.pattern and np.abs(obj.texture.colors - o.texture.colors).max() < 0.25
+                for o in targets
+            )
         for ev in near:
             target = next(o for o in targets if o.obj_id == ev.obj_id)
             if not any(e.kind in ("occlusion", "exit") and e.obj_id == ev.obj_id for e in events):
@@ -197,8 +199,9 @@ def test_distractors_look_like_their_target_and_come_near() -> None:
 
 
 def test_camera_and_lighting_move_the_background() -> None:
-    still = SyntheticConfig(camera_pan=0.0, camera_zoom=0.0, lighting=0.0, noise_std=0.0, occlusion_prob=0.0,
-                            distractor_prob=0.0)
+    still = SyntheticConfig(
+        camera_pan=0.0, camera_zoom=0.0, lighting=0.0, noise_std=0.0, occlusion_prob=0.0, distractor_prob=0.0
+    )
     moving = SyntheticConfig(occlusion_prob=0.0, distractor_prob=0.0, noise_std=0.0)
     for cfg, expect_same in ((still, True), (moving, False)):
         ds = SyntheticVideoDataset("train", 3, cfg)

@@ -9,12 +9,12 @@ from typing import List
 
 import numpy as np
 import pytest
+from own_videos import labels_at, make_video, paint
 from PIL import Image
 
 import i2v
 from i2v.cli import configure_logging
 from i2v.errors import ConfigError, DatasetError
-from own_videos import labels_at, make_video, paint
 
 FAST = ["optim.max_steps=2", "optim.warmup_steps=1", "clip.num_frames=3", "log_every=1", "checkpoint_every=100"]
 
@@ -93,12 +93,18 @@ class WrongCount(MyVideos):
         return [1]
 
 
-@pytest.mark.parametrize("videos, message", [
-    (NoMasks(), r"\(NoMasks\) lacks masks\. A dataset object needs __len__, video_name"),
-    (FloatFrames(), r"returns a float64 array of shape \(40, 56, 3\) from frame\(0, 0\); expected an \(H, W, 3\) uint8"),
-    (WrongCount(), r"masks\(0, 0\) of shape \(2, 40, 56\) for a frame of \(40, 56\) and 1 object\(s\)"),
-    (MyVideos(0), r"holds no video"),
-])
+@pytest.mark.parametrize(
+    "videos, message",
+    [
+        (NoMasks(), r"\(NoMasks\) lacks masks\. A dataset object needs __len__, video_name"),
+        (
+            FloatFrames(),
+            r"returns a float64 array of shape \(40, 56, 3\) from frame\(0, 0\); expected an \(H, W, 3\) uint8",
+        ),
+        (WrongCount(), r"masks\(0, 0\) of shape \(2, 40, 56\) for a frame of \(40, 56\) and 1 object\(s\)"),
+        (MyVideos(0), r"holds no video"),
+    ],
+)
 def test_a_dataset_object_that_breaks_the_protocol_is_refused_before_training(tmp_path: Path, videos, message) -> None:
     config = i2v.load_train_config(_recipe(tmp_path, "  - {type: synthetic}"), FAST)
     with pytest.raises(DatasetError, match=message):
@@ -120,8 +126,10 @@ def test_a_tracker_that_is_not_installed_is_an_error_before_training(tmp_path: P
 
 
 def test_the_configured_tracker_is_used(tmp_path: Path) -> None:
-    config = i2v.load_train_config(_recipe(tmp_path, "  - {type: synthetic}"),
-                                   FAST + ["optim.max_steps=1", "trackers=[tensorboard]", "tracker_project=mine"])
+    config = i2v.load_train_config(
+        _recipe(tmp_path, "  - {type: synthetic}"),
+        FAST + ["optim.max_steps=1", "trackers=[tensorboard]", "tracker_project=mine"],
+    )
     i2v.train(config, progress=False)
     assert list((tmp_path / "run" / "mine").glob("events.out.tfevents.*"))
 
@@ -130,8 +138,12 @@ def test_cli_verbosity_flags_set_the_library_log_level() -> None:
     from i2v.cli import build_parser
 
     parser = build_parser()
-    for argv, level in ((["train", "--config", "x"], logging.INFO), (["-v", "train", "--config", "x"], logging.DEBUG),
-                        (["train", "-q", "--config", "x"], logging.WARNING), (["-qq", "train", "--config", "x"], logging.ERROR)):
+    for argv, level in (
+        (["train", "--config", "x"], logging.INFO),
+        (["-v", "train", "--config", "x"], logging.DEBUG),
+        (["train", "-q", "--config", "x"], logging.WARNING),
+        (["-qq", "train", "--config", "x"], logging.ERROR),
+    ):
         args = parser.parse_args(argv)
         assert configure_logging(args.verbose, args.quiet) == level
         assert logging.getLogger("i2v.train.trainer").getEffectiveLevel() == level

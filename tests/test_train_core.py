@@ -16,7 +16,15 @@ from i2v.memory_bank import MemoryBank
 from i2v.model import SamI2V
 from i2v.tracking_ops import mask_prompt_logits, mask_to_low_res, track_objects
 from i2v.train.clip_step import ClipLossOutput, PreparedClip, clip_loss, prepare_clip
-from i2v.train.losses import LossWeights, dice_loss, mask_iou, mask_prediction_loss, pair_losses, reduce_losses, sigmoid_focal_loss
+from i2v.train.losses import (
+    LossWeights,
+    dice_loss,
+    mask_iou,
+    mask_prediction_loss,
+    pair_losses,
+    reduce_losses,
+    sigmoid_focal_loss,
+)
 from i2v.train.prompts import PromptSimConfig, corrective_click, mask_box, sample_box, sample_points
 from i2v.video_predictor import I2VVideoPredictor
 
@@ -143,7 +151,9 @@ def test_focal_dice_iou_hand_values():
     pred = torch.tensor([[5.0, 5.0], [-5.0, -5.0]])
     assert mask_iou(pred, target).item() == pytest.approx(0.5)
     # IoU head: predicted 0.8 for a mask whose IoU is 0.5
-    out = mask_prediction_loss(pred[None, None], torch.tensor([[0.8]]), torch.tensor([0.0]), target[None].bool(), LossWeights())
+    out = mask_prediction_loss(
+        pred[None, None], torch.tensor([[0.8]]), torch.tensor([0.0]), target[None].bool(), LossWeights()
+    )
     assert out["iou"].item() == pytest.approx(0.3)
     assert out["presence"].item() == pytest.approx(math.log(2))
 
@@ -170,7 +180,9 @@ def test_absent_objects_get_the_presence_loss_only():
     assert logits.grad[1].abs().sum() == 0 and iou.grad[1].abs().sum() == 0
     assert presence.grad[1] != 0
     # nothing present: finite, mask terms exactly zero
-    empty = mask_prediction_loss(torch.randn(2, 3, 8, 8), torch.rand(2, 3), torch.zeros(2), torch.zeros(2, 8, 8, dtype=torch.bool), w)
+    empty = mask_prediction_loss(
+        torch.randn(2, 3, 8, 8), torch.rand(2, 3), torch.zeros(2), torch.zeros(2, 8, 8, dtype=torch.bool), w
+    )
     assert all(torch.isfinite(v) for v in empty.values())
     assert empty["focal"].item() == 0 and empty["dice"].item() == 0 and empty["iou"].item() == 0
 
@@ -204,7 +216,11 @@ def test_prepare_clip_matches_sam_preprocessing_and_aligns_gt(clip):
     frames, masks, prepared, _ = clip
     model = _model()
     t, n = masks.shape[:2]
-    assert prepared.images.shape == (t, 3, model.image_size, model.image_size) and prepared.gt.shape == (t, n, *model.low_res_size)
+    assert prepared.images.shape == (t, 3, model.image_size, model.image_size) and prepared.gt.shape == (
+        t,
+        n,
+        *model.low_res_size,
+    )
     for i in range(t):
         x, size = model.preprocess(frames[i].permute(1, 2, 0).numpy())
         assert torch.equal(prepared.images[i : i + 1], x) and size == prepared.input_size
@@ -297,7 +313,9 @@ def test_clip_loss_is_deterministic_given_the_seed(clip):
     a, b = _run(model, prepared, emb, 11, sim), _run(model, prepared, emb, np.random.default_rng(11), sim)
     assert a.terms == b.terms and torch.equal(a.low_res_logits, b.low_res_logits)
     assert (a.cond_frames, a.correction_frames) == (b.cond_frames, b.correction_frames)
-    assert [(p.kind, p.points, p.box) for p in a.prompts].__repr__() == [(p.kind, p.points, p.box) for p in b.prompts].__repr__()
+    assert [(p.kind, p.points, p.box) for p in a.prompts].__repr__() == [
+        (p.kind, p.points, p.box) for p in b.prompts
+    ].__repr__()
     others = [_run(model, prepared, emb, s, sim) for s in range(4)]
     assert len({(o.terms["total"], tuple(o.cond_frames)) for o in others}) > 1
 
@@ -305,12 +323,16 @@ def test_clip_loss_is_deterministic_given_the_seed(clip):
 def test_unannotated_frames_are_tracked_but_not_supervised(clip):
     _, _, prepared, emb = clip
     model = _model()
-    sim = PromptSimConfig(point_prob=1.0, box_prob=0.0, mask_prob=0.0, max_points=1, second_cond_prob=0.0, correction_prob=0.0)
+    sim = PromptSimConfig(
+        point_prob=1.0, box_prob=0.0, mask_prob=0.0, max_points=1, second_cond_prob=0.0, correction_prob=0.0
+    )
     annotated = torch.tensor([True, True, False, True, False])
     out = _run(model, prepared, emb, 0, sim, annotated)
     n = prepared.gt.shape[1]
     assert out.num_supervised == 3 * n  # frame 0 (prompted) + frames 1 and 3
-    scrambled = PreparedClip(prepared.gt.clone(), prepared.gt.clone(), prepared.presence, prepared.input_size, prepared.original_size)
+    scrambled = PreparedClip(
+        prepared.gt.clone(), prepared.gt.clone(), prepared.presence, prepared.input_size, prepared.original_size
+    )
     scrambled.gt[[2, 4]] = ~scrambled.gt[[2, 4]]
     assert _run(model, scrambled, emb, 0, sim, annotated).terms == out.terms
 
@@ -344,8 +366,15 @@ def test_clip_loss_follows_the_video_predictor(clip):
     prepared = prepare_clip(model, frames, masks)
     with torch.no_grad():
         emb = torch.cat([model.encode_images(prepared.images[i : i + 1]) for i in range(4)])
-        sim = PromptSimConfig(point_prob=0.5, box_prob=0.5, mask_prob=0.0, max_points=1, second_cond_prob=0.0,
-                              correction_prob=0.0, prior_dropout=0.0)  # the predictor never withholds a prior
+        sim = PromptSimConfig(
+            point_prob=0.5,
+            box_prob=0.5,
+            mask_prob=0.0,
+            max_points=1,
+            second_cond_prob=0.0,
+            correction_prob=0.0,
+            prior_dropout=0.0,
+        )  # the predictor never withholds a prior
         assert bool(prepared.presence.all()), "a hidden object would have its prior withheld in training"
         out = _run(model, prepared, emb, 4, sim)
         predictor = I2VVideoPredictor(model)
@@ -354,7 +383,9 @@ def test_clip_loss_follows_the_video_predictor(clip):
         assert {p.kind for p in out.prompts} == {"points", "box"}  # a single click (multimask) and a box
         for p in out.prompts:
             if p.kind == "points":
-                predictor.add_new_points_or_box(state, 0, p.obj_index + 1, points=(p.points * s).numpy(), labels=p.labels.numpy())
+                predictor.add_new_points_or_box(
+                    state, 0, p.obj_index + 1, points=(p.points * s).numpy(), labels=p.labels.numpy()
+                )
             else:
                 predictor.add_new_points_or_box(state, 0, p.obj_index + 1, box=(p.box * s).numpy())
         list(predictor.propagate_in_video(state))
@@ -385,9 +416,16 @@ def test_read_out_loss_counts_present_pairs_that_read_memory_even_when_not_decod
     logits = torch.full((3, 1, 8, 8), -1024.0)  # outputs nobody decoded: constants
     logits[1] = 0.0  # object 1 was decoded
     readout = torch.zeros(3, 1, 8, 8, requires_grad=True)
-    parts = pair_losses(logits, torch.zeros(3, 1), torch.full((3,), -10.0), gt, LossWeights(),
-                        readout_logits=readout, has_readout=torch.tensor([True, False, True]),
-                        decoded=torch.tensor([False, True, False]))
+    parts = pair_losses(
+        logits,
+        torch.zeros(3, 1),
+        torch.full((3,), -10.0),
+        gt,
+        LossWeights(),
+        readout_logits=readout,
+        has_readout=torch.tensor([True, False, True]),
+        decoded=torch.tensor([False, True, False]),
+    )
     assert parts.present.tolist() == [False, True, False]  # mask terms: decoded pairs only
     assert parts.has_readout.tolist() == [True, False, False]  # read memory and present
     terms = reduce_losses([parts], LossWeights())

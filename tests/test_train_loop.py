@@ -38,14 +38,29 @@ MAX_STEPS = 8
 
 def tiny_overrides(out: Path, sam_file: Path, *extra: str) -> List[str]:
     return [
-        f"sam_checkpoint={sam_file}", f"output_dir={out}",
-        "data.0.num_videos=2", "data.0.synthetic.height=64", "data.0.synthetic.width=80",
-        "data.0.synthetic.num_frames=4", "data.0.synthetic.max_objects=1",
-        "clip.num_frames=4", "clip.stride=[1,1]", "clip.max_objects=1",
-        "prompts.point_prob=0.0", "prompts.box_prob=0.0", "prompts.mask_prob=1.0",
-        "prompts.second_cond_prob=0.0", "prompts.correction_prob=0.0",
-        "optim.batch_size=1", "optim.warmup_steps=0", "optim.lr=3e-3", f"optim.max_steps={MAX_STEPS}",
-        "val.every=0", "log_every=1", "checkpoint_every=2", "feature_cache.dtype=float32",
+        f"sam_checkpoint={sam_file}",
+        f"output_dir={out}",
+        "data.0.num_videos=2",
+        "data.0.synthetic.height=64",
+        "data.0.synthetic.width=80",
+        "data.0.synthetic.num_frames=4",
+        "data.0.synthetic.max_objects=1",
+        "clip.num_frames=4",
+        "clip.stride=[1,1]",
+        "clip.max_objects=1",
+        "prompts.point_prob=0.0",
+        "prompts.box_prob=0.0",
+        "prompts.mask_prob=1.0",
+        "prompts.second_cond_prob=0.0",
+        "prompts.correction_prob=0.0",
+        "optim.batch_size=1",
+        "optim.warmup_steps=0",
+        "optim.lr=3e-3",
+        f"optim.max_steps={MAX_STEPS}",
+        "val.every=0",
+        "log_every=1",
+        "checkpoint_every=2",
+        "feature_cache.dtype=float32",
         *extra,
     ]
 
@@ -74,8 +89,13 @@ def straight_run(tmp_path_factory: pytest.TempPathFactory, tiny_sam_file: Path) 
     loss_before = fixed_clip_loss(tr)
     result = tr.run()
     return {
-        "out": out, "result": result, "trainer": tr, "sam_before": sam_before,
-        "adapters_before": adapters_before, "loss_before": loss_before, "loss_after": fixed_clip_loss(tr),
+        "out": out,
+        "result": result,
+        "trainer": tr,
+        "sam_before": sam_before,
+        "adapters_before": adapters_before,
+        "loss_before": loss_before,
+        "loss_after": fixed_clip_loss(tr),
     }
 
 
@@ -87,8 +107,11 @@ def test_training_lowers_the_loss_and_changes_only_adapters(straight_run: Dict[s
     for name, value in tr.model.sam.state_dict().items():
         if "lora_" not in name:
             assert torch.equal(value, straight_run["sam_before"][name]), f"frozen SAM weight {name} changed"
-    changed = [n for n, p in tr.model.named_parameters()
-               if p.requires_grad and not torch.equal(p.detach(), straight_run["adapters_before"][n])]
+    changed = [
+        n
+        for n, p in tr.model.named_parameters()
+        if p.requires_grad and not torch.equal(p.detach(), straight_run["adapters_before"][n])
+    ]
     assert len(changed) > len(straight_run["adapters_before"]) // 2
     steps = [r["step"] for r in read_metrics(out) if r["type"] == "train"]
     assert steps == list(range(1, MAX_STEPS + 1))
@@ -137,10 +160,20 @@ def _adapters(checkpoint: Path) -> Dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_continues_exactly(tmp_path: Path, tiny_sam_file: Path, straight_run: Dict[str, Any]) -> None:
+def test_resume_after_sigkill_continues_exactly(
+    tmp_path: Path, tiny_sam_file: Path, straight_run: Dict[str, Any]
+) -> None:
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "i2v.cli", "train", "--config", str(RECIPE), "--no-progress",
-           *tiny_overrides(out, tiny_sam_file)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "i2v.cli",
+        "train",
+        "--config",
+        str(RECIPE),
+        "--no-progress",
+        *tiny_overrides(out, tiny_sam_file),
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     while not (out / "latest").is_file():
@@ -154,8 +187,12 @@ def test_resume_after_sigkill_continues_exactly(tmp_path: Path, tiny_sam_file: P
     assert checkpoints, "the first checkpoint should have survived the kill"
     for c in checkpoints:  # nothing half-written under a checkpoint-* name
         assert ckpt.is_complete(c)
-        assert {p.name for p in c.iterdir()} == {"adapter_model.safetensors", "adapter_config.json",
-                                                  "training_state.pt", "checkpoint.json"}
+        assert {p.name for p in c.iterdir()} == {
+            "adapter_model.safetensors",
+            "adapter_config.json",
+            "training_state.pt",
+            "checkpoint.json",
+        }
     resumed_from = int(ckpt.latest_checkpoint(out).name.split("-")[1])
     assert resumed_from < MAX_STEPS
 
@@ -187,10 +224,29 @@ def test_two_process_ddp_run_keeps_adapters_identical(tmp_path: Path, tiny_sam_f
     # ``accelerate launch --cpu`` starts one process unless MPI is set up; the torchrun launcher
     # (``--multi_gpu``) with no visible GPU gives two gloo CPU processes.
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), "-m", "i2v.cli", "train", "--config", str(RECIPE),
-           "--no-progress", *tiny_overrides(out, tiny_sam_file, "optim.max_steps=2", "dump_weight_hashes=true")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "i2v.cli",
+        "train",
+        "--config",
+        str(RECIPE),
+        "--no-progress",
+        *tiny_overrides(out, tiny_sam_file, "optim.max_steps=2", "dump_weight_hashes=true"),
+    ]
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -201,7 +257,9 @@ def test_two_process_ddp_run_keeps_adapters_identical(tmp_path: Path, tiny_sam_f
 
 
 @pytest.mark.slow
-def test_nonfinite_losses_skip_steps_then_stop(tmp_path: Path, tiny_sam_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nonfinite_losses_skip_steps_then_stop(
+    tmp_path: Path, tiny_sam_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = trainer_module.clip_loss
     calls = {"n": 0}
     nan_calls = {3, 5, 6}  # one clip per step: steps 3, 5 and 6 are non-finite
@@ -215,8 +273,10 @@ def test_nonfinite_losses_skip_steps_then_stop(tmp_path: Path, tiny_sam_file: Pa
 
     monkeypatch.setattr(trainer_module, "clip_loss", flaky_clip_loss)
     out = tmp_path / "nan"
-    cfg = load_train_config(RECIPE, tiny_overrides(out, tiny_sam_file, "optim.max_steps=10",
-                                                   "max_nonfinite_in_row=2", "dump_weight_hashes=true"))
+    cfg = load_train_config(
+        RECIPE,
+        tiny_overrides(out, tiny_sam_file, "optim.max_steps=10", "max_nonfinite_in_row=2", "dump_weight_hashes=true"),
+    )
     tr = Trainer(cfg, progress=False)
     with pytest.raises(NonFiniteLossError, match="2 steps in a row.*checkpoint-0000004"):
         tr.run()

@@ -36,11 +36,19 @@ def test_resume_without_a_checkpoint_redoes_every_logged_step(tmp_path: Path, ti
     # a run killed before its first checkpoint: validation at step 0 and two train steps logged
     old = [{"type": "val", "step": 0}, {"type": "train", "step": 1}, {"type": "train", "step": 2}]
     (out / METRICS_NAME).write_text("".join(json.dumps(r) + "\n" for r in old))
-    cfg = load_train_config(RECIPE, [
-        f"sam_checkpoint={tiny_sam_file}", f"output_dir={out}", "data.0.num_videos=2",
-        "data.0.synthetic.height=64", "data.0.synthetic.width=80", "data.0.synthetic.num_frames=4",
-        "clip.num_frames=4", "val.every=0",
-    ])
+    cfg = load_train_config(
+        RECIPE,
+        [
+            f"sam_checkpoint={tiny_sam_file}",
+            f"output_dir={out}",
+            "data.0.num_videos=2",
+            "data.0.synthetic.height=64",
+            "data.0.synthetic.width=80",
+            "data.0.synthetic.num_frames=4",
+            "clip.num_frames=4",
+            "val.every=0",
+        ],
+    )
     tr = Trainer(cfg, resume=True, progress=False)
     assert tr.step == 0
     tr.metrics.close()
@@ -56,14 +64,24 @@ def _earlier_run(out: Path) -> None:
 
 
 def _tiny_cfg(out: Path, sam_file: Path):
-    return load_train_config(RECIPE, [
-        f"sam_checkpoint={sam_file}", f"output_dir={out}", "data.0.num_videos=2",
-        "data.0.synthetic.height=64", "data.0.synthetic.width=80", "data.0.synthetic.num_frames=4",
-        "clip.num_frames=4", "val.every=0",
-    ])
+    return load_train_config(
+        RECIPE,
+        [
+            f"sam_checkpoint={sam_file}",
+            f"output_dir={out}",
+            "data.0.num_videos=2",
+            "data.0.synthetic.height=64",
+            "data.0.synthetic.width=80",
+            "data.0.synthetic.num_frames=4",
+            "clip.num_frames=4",
+            "val.every=0",
+        ],
+    )
 
 
-def test_a_fresh_run_refuses_a_folder_with_an_earlier_run_and_leaves_it_intact(tmp_path: Path, tiny_sam_file: Path) -> None:
+def test_a_fresh_run_refuses_a_folder_with_an_earlier_run_and_leaves_it_intact(
+    tmp_path: Path, tiny_sam_file: Path
+) -> None:
     out = tmp_path / "run"
     _earlier_run(out)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}

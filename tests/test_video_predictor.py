@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from video_files import write_video
 
 import i2v
 from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from i2v.errors import FrameIndexError, StateError, VideoError
-from video_files import write_video
 
 T, H, W = 8, 64, 80
 ABSENT = -1024.0
@@ -36,7 +36,9 @@ def predictor(tiny_sam_file: Path) -> i2v.I2VVideoPredictor:
 @pytest.fixture(scope="module")
 def clip() -> Tuple[np.ndarray, np.ndarray]:
     """(T, H, W, 3) uint8 frames and (T, 3, H, W) exact masks of 3 objects."""
-    ds = SyntheticVideoDataset("test", 1, config=SyntheticConfig(height=H, width=W, num_frames=T, min_objects=3, max_objects=3))
+    ds = SyntheticVideoDataset(
+        "test", 1, config=SyntheticConfig(height=H, width=W, num_frames=T, min_objects=3, max_objects=3)
+    )
     c = ds.clip(0, range(T))
     assert c.frames.shape == (T, H, W, 3) and c.masks.shape == (T, 3, H, W)
     return c.frames, c.masks
@@ -105,7 +107,11 @@ def test_sam2_notebook_flow(predictor, clip, tmp_path: Path) -> None:
     points = np.array([inside_point(gt[0, 0])], dtype=np.float32)
     labels = np.array([1], np.int32)
     frame_idx, out_obj_ids, out_mask_logits = predictor.add_new_points_or_box(
-        inference_state=inference_state, frame_idx=ann_frame_idx, obj_id=ann_obj_id, points=points, labels=labels,
+        inference_state=inference_state,
+        frame_idx=ann_frame_idx,
+        obj_id=ann_obj_id,
+        points=points,
+        labels=labels,
     )
     assert frame_idx == 0 and out_obj_ids == [1]
     check_masks(out_mask_logits, 1)
@@ -129,7 +135,10 @@ def test_sam2_notebook_flow(predictor, clip, tmp_path: Path) -> None:
     box_frame = 3
     box = np.array(bbox(gt[box_frame, 1]), dtype=np.float32)
     frame_idx, out_obj_ids, out_mask_logits = predictor.add_new_points_or_box(
-        inference_state=inference_state, frame_idx=box_frame, obj_id=2, box=box,
+        inference_state=inference_state,
+        frame_idx=box_frame,
+        obj_id=2,
+        box=box,
     )
     assert frame_idx == box_frame and out_obj_ids == [1, 2]
     check_masks(out_mask_logits, 2)
@@ -139,7 +148,12 @@ def test_sam2_notebook_flow(predictor, clip, tmp_path: Path) -> None:
     # ... refined with a click that keeps the box
     click = np.array([inside_point(gt[box_frame, 1])], dtype=np.float32)
     _, out_obj_ids, out_mask_logits = predictor.add_new_points_or_box(
-        inference_state, box_frame, 2, points=click, labels=np.array([1], np.int32), clear_old_points=False,
+        inference_state,
+        box_frame,
+        2,
+        points=click,
+        labels=np.array([1], np.int32),
+        clear_old_points=False,
     )
     assert out_obj_ids == [1, 2]
     check_masks(out_mask_logits, 2)
@@ -165,7 +179,11 @@ def test_sam2_notebook_flow(predictor, clip, tmp_path: Path) -> None:
     assert (out_mask_logits[1] == ABSENT).all()
     # ... and object 3, whose only prompt is on frame 5, is absent on a frame it has no output.
     _, out_obj_ids, out_mask_logits = predictor.add_new_points_or_box(
-        inference_state, 7, 1, points=np.array([inside_point(gt[7, 0])], np.float32), labels=np.array([1], np.int32),
+        inference_state,
+        7,
+        1,
+        points=np.array([inside_point(gt[7, 0])], np.float32),
+        labels=np.array([1], np.int32),
     )
     assert out_obj_ids == [1, 2, 3]
     assert (out_mask_logits[1:] == ABSENT).all()
@@ -191,7 +209,9 @@ def test_sam2_notebook_flow(predictor, clip, tmp_path: Path) -> None:
     with pytest.raises(StateError):
         predictor.propagate_in_video(inference_state)
     # The state is still usable after a reset.
-    _, out_obj_ids, out_mask_logits = predictor.add_new_points_or_box(inference_state, 2, 5, points=points, labels=labels)
+    _, out_obj_ids, out_mask_logits = predictor.add_new_points_or_box(
+        inference_state, 2, 5, points=points, labels=labels
+    )
     assert out_obj_ids == [5]
     check_masks(out_mask_logits, 1)
 
@@ -203,7 +223,9 @@ def test_normalized_coordinates_equal_pixels(predictor, clip) -> None:
     box = bbox(gt[0, 1])
     # Separate objects: a second prompt of the same object would be a correction of the first.
     _, _, pixels = predictor.add_new_points_or_box(state, 0, 1, points=[[x, y]], labels=[1])
-    _, _, unit = predictor.add_new_points_or_box(state, 0, 2, points=[[x / W, y / H]], labels=[1], normalize_coords=False)
+    _, _, unit = predictor.add_new_points_or_box(
+        state, 0, 2, points=[[x / W, y / H]], labels=[1], normalize_coords=False
+    )
     torch.testing.assert_close(unit[1], pixels[0], atol=1e-5, rtol=0)
     _, _, pixels = predictor.add_new_points_or_box(state, 0, 3, box=box)
     unit_box = [box[0] / W, box[1] / H, box[2] / W, box[3] / H]
@@ -230,8 +252,13 @@ def test_clear_all_prompts_in_frame(predictor, clip) -> None:
 
 @pytest.mark.parametrize(
     "start, k, reverse, expected",
-    [(2, 0, False, [2]), (2, 2, False, [2, 3, 4]), (5, 9, False, [5, 6, 7]),
-     (4, 2, True, [4, 3, 2]), (1, 5, True, [1, 0])],
+    [
+        (2, 0, False, [2]),
+        (2, 2, False, [2, 3, 4]),
+        (5, 9, False, [5, 6, 7]),
+        (4, 2, True, [4, 3, 2]),
+        (1, 5, True, [1, 0]),
+    ],
 )
 def test_max_frame_num_to_track_and_reverse(predictor, clip, start, k, reverse, expected) -> None:
     frames, gt = clip
@@ -292,7 +319,9 @@ def test_streaming(predictor, clip) -> None:
     state = predictor.init_stream(buffer_size=buffer_size)
     assert predictor.add_frame(state, frames[0]) == 0
     assert state["num_frames"] == 1 and (state["video_height"], state["video_width"]) == (H, W)
-    frame_idx, obj_ids, masks = predictor.add_new_points_or_box(state, 0, 1, points=[inside_point(gt[0, 0])], labels=[1])
+    frame_idx, obj_ids, masks = predictor.add_new_points_or_box(
+        state, 0, 1, points=[inside_point(gt[0, 0])], labels=[1]
+    )
     assert frame_idx == 0 and obj_ids == [1]
     check_masks(masks, 1)
     _, _, masks = predictor.add_new_mask(state, 0, 2, gt[0, 1])

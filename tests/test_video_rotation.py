@@ -18,11 +18,11 @@ from typing import Iterator, List, Optional, Tuple
 import av
 import numpy as np
 import pytest
+from video_files import decode_all, has_encoder, write_video
 
 from i2v.errors import VideoError
 from i2v.io.pyav_source import _display_rotation, display_quarter_turns, rotate_for_display
 from i2v.io.video_source import open_video
-from video_files import decode_all, has_encoder, write_video
 
 T, H, W, SQUARE = 20, 32, 48, 8  # stored frames are landscape, with a bright top-left square
 
@@ -40,7 +40,8 @@ def can_write_rotation() -> bool:
 
 
 needs_rotation_writer = pytest.mark.skipif(
-    not can_write_rotation(), reason="this PyAV cannot write a display matrix with libx264")
+    not can_write_rotation(), reason="this PyAV cannot write a display matrix with libx264"
+)
 
 
 def stored_frames() -> np.ndarray:
@@ -74,10 +75,10 @@ def corner_of_square(image: np.ndarray) -> str:
 def boxes(data: bytes, start: int, end: int) -> Iterator[Tuple[bytes, int, int]]:
     """(type, payload start, box end) of the ISO BMFF boxes in data[start:end]."""
     while start + 8 <= end:
-        size, kind = struct.unpack(">I4s", data[start:start + 8])
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
         header = 8
         if size == 1:
-            size, header = struct.unpack(">Q", data[start + 8:start + 16])[0], 16
+            size, header = struct.unpack(">Q", data[start + 8 : start + 16])[0], 16
         elif size == 0:
             size = end - start
         yield kind, start + header, start + size
@@ -99,9 +100,8 @@ def tkhd_matrix(path: Path) -> Tuple[float, ...]:
                     # version/flags, times, track id, reserved, duration, then 16 bytes of
                     # reserved, layer, alternate group, volume, reserved.
                     offset = begin + 4 + (32 if version == 1 else 20) + 16
-                    raw = struct.unpack(">9i", data[offset:offset + 36])
-                    return tuple(value / (1 << 30 if i in (2, 5, 8) else 1 << 16)
-                                 for i, value in enumerate(raw))
+                    raw = struct.unpack(">9i", data[offset : offset + 36])
+                    return tuple(value / (1 << 30 if i in (2, 5, 8) else 1 << 16) for i, value in enumerate(raw))
     raise AssertionError(f"no tkhd box in {path}")
 
 
@@ -125,26 +125,29 @@ def corner_by_container_matrix(path: Path) -> str:
 
 # ---- the rotation itself -------------------------------------------------------------------
 
-IMAGE = np.array([[1, 2, 3],
-                  [4, 5, 6]])
-COUNTER_CLOCKWISE = np.array([[3, 6],
-                              [2, 5],
-                              [1, 4]])
-CLOCKWISE = np.array([[4, 1],
-                      [5, 2],
-                      [6, 3]])
-HALF_TURN = np.array([[6, 5, 4],
-                      [3, 2, 1]])
+IMAGE = np.array([[1, 2, 3], [4, 5, 6]])
+COUNTER_CLOCKWISE = np.array([[3, 6], [2, 5], [1, 4]])
+CLOCKWISE = np.array([[4, 1], [5, 2], [6, 3]])
+HALF_TURN = np.array([[6, 5, 4], [3, 2, 1]])
 
 
-@pytest.mark.parametrize("rotation, expected", [
-    (0, IMAGE), (360, IMAGE), (-0.4, IMAGE),
-    (90, COUNTER_CLOCKWISE), (89.6, COUNTER_CLOCKWISE), (-270, COUNTER_CLOCKWISE),
-    (-90, CLOCKWISE), (270, CLOCKWISE), (-90.5, CLOCKWISE),
-    (180, HALF_TURN), (-180, HALF_TURN),
-])
-def test_rotate_for_display_follows_ffmpeg_convention(rotation: float, expected: np.ndarray
-                                                      ) -> None:
+@pytest.mark.parametrize(
+    "rotation, expected",
+    [
+        (0, IMAGE),
+        (360, IMAGE),
+        (-0.4, IMAGE),
+        (90, COUNTER_CLOCKWISE),
+        (89.6, COUNTER_CLOCKWISE),
+        (-270, COUNTER_CLOCKWISE),
+        (-90, CLOCKWISE),
+        (270, CLOCKWISE),
+        (-90.5, CLOCKWISE),
+        (180, HALF_TURN),
+        (-180, HALF_TURN),
+    ],
+)
+def test_rotate_for_display_follows_ffmpeg_convention(rotation: float, expected: np.ndarray) -> None:
     # FFmpeg's display rotation is the counter-clockwise angle that turns the stored frame
     # upright; the channel axis rides along untouched.
     image = np.stack([IMAGE, IMAGE + 10], axis=-1)
@@ -212,7 +215,8 @@ def test_rotated_file_random_and_reverse_reads_match_sequential(tmp_path: Path) 
         for t in order:
             np.testing.assert_array_equal(video.frame(t), sequential[t], err_msg=f"frame {t}")
     assert [int(frame[-1, 0, 0]) for frame in sequential] == pytest.approx(
-        [120 - 5 * t for t in range(T)], abs=3)  # every frame in place, none skipped
+        [120 - 5 * t for t in range(T)], abs=3
+    )  # every frame in place, none skipped
 
 
 @pytest.mark.skipif(not has_libx264(), reason="this PyAV build lacks libx264")

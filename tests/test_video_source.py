@@ -10,14 +10,13 @@ import av
 import numpy as np
 import pytest
 import torch
+import video_files
 from PIL import Image
+from video_files import decode_all, has_encoder
 
 from i2v.errors import ConfigError, FrameIndexError, StateError, VideoError, VideoNotFoundError
 from i2v.io import video_source
 from i2v.io.video_source import VideoSource, open_video
-
-import video_files
-from video_files import decode_all, has_encoder
 
 T, H, W = 12, 24, 32
 
@@ -92,8 +91,7 @@ def test_torch_tensor(channels_first: bool) -> None:
 
 def test_list_of_arrays_and_pil_images() -> None:
     frames = make_frames()
-    items = [frames[0], Image.fromarray(frames[1]), Image.fromarray(frames[2]).convert("RGBA"),
-             frames[3, :, :, 0]]
+    items = [frames[0], Image.fromarray(frames[1]), Image.fromarray(frames[2]).convert("RGBA"), frames[3, :, :, 0]]
     video = open_video(items)
     assert len(video) == 4
     for t in range(3):
@@ -161,8 +159,7 @@ def test_list_of_image_paths(tmp_path: Path) -> None:
     np.testing.assert_array_equal(video.frame(1), frames[0])
 
 
-def test_folder_decodes_only_requested_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                              ) -> None:
+def test_folder_decodes_only_requested_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     frames = make_frames()
     paths = write_folder(tmp_path / "v", frames, [f"{i:05d}.png" for i in range(T)])
     video = open_video(tmp_path / "v", cache_size=3)
@@ -269,7 +266,7 @@ def test_corrupt_frame_in_video_names_the_frame(tmp_path: Path) -> None:
         packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
     pos, size = packets[15]
     data = bytearray(path.read_bytes())
-    data[pos:pos + size] = np.random.default_rng(1).integers(0, 256, size, np.uint8).tobytes()
+    data[pos : pos + size] = np.random.default_rng(1).integers(0, 256, size, np.uint8).tobytes()
     path.write_bytes(bytes(data))
     video = open_video(path)
     video.frame(3)

@@ -49,8 +49,7 @@ class VideoClip:
             )
         if self.masks.shape[1] != len(self.obj_ids):
             raise ValueError(
-                f"VideoClip {self.name!r}: {self.masks.shape[1]} mask channels but "
-                f"{len(self.obj_ids)} obj_ids."
+                f"VideoClip {self.name!r}: {self.masks.shape[1]} mask channels but {len(self.obj_ids)} obj_ids."
             )
 
 

@@ -84,10 +84,13 @@ class ClipBatch:
 
     def to(self, device: Union[str, torch.device], non_blocking: bool = False) -> "ClipBatch":
         """A copy with every tensor moved to ``device``."""
-        return ClipBatch(**{
-            f.name: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v
-            for f in fields(self) for v in [getattr(self, f.name)]
-        })
+        return ClipBatch(
+            **{
+                f.name: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v
+                for f in fields(self)
+                for v in [getattr(self, f.name)]
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -150,23 +153,21 @@ class ClipAugment:
                 return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
         return 0, 0, h, w
 
-    def apply(
-        self, frames: torch.Tensor, masks: torch.Tensor, p: AugmentParams
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def apply(self, frames: torch.Tensor, masks: torch.Tensor, p: AugmentParams) -> Tuple[torch.Tensor, torch.Tensor]:
         """Augment (T, 3, H, W) uint8 frames and (T, N, H, W) bool masks with the same params."""
         if p.hflip:
             frames, masks = TF.hflip(frames), TF.hflip(masks)
         if self.size is not None:
             top, left, ch, cw = p.box
             size = list(self.size)
-            frames = TF.resized_crop(frames, top, left, ch, cw, size,
-                                     interpolation=InterpolationMode.BILINEAR, antialias=True)
+            frames = TF.resized_crop(
+                frames, top, left, ch, cw, size, interpolation=InterpolationMode.BILINEAR, antialias=True
+            )
             t, n = masks.shape[:2]
             # resizing a (T*N, H, W) uint8 stack with nearest keeps masks binary
             m = masks.reshape(t * n, *masks.shape[2:]).to(torch.uint8)
             if t * n:
-                m = TF.resized_crop(m, top, left, ch, cw, size,
-                                    interpolation=InterpolationMode.NEAREST)
+                m = TF.resized_crop(m, top, left, ch, cw, size, interpolation=InterpolationMode.NEAREST)
             masks = m.reshape(t, n, *size).bool()
         frames = TF.adjust_brightness(frames, p.brightness)
         frames = TF.adjust_contrast(frames, p.contrast)
@@ -210,8 +211,7 @@ class ClipDataset(Dataset):
         lo, hi = (stride, stride) if isinstance(stride, int) else stride
         if num_frames < 1 or max_objects < 1 or not 1 <= lo <= hi:
             raise ValueError(
-                f"need num_frames >= 1, max_objects >= 1, 1 <= stride; got {num_frames}, "
-                f"{max_objects}, {stride}"
+                f"need num_frames >= 1, max_objects >= 1, 1 <= stride; got {num_frames}, {max_objects}, {stride}"
             )
         if len(dataset) == 0:
             raise DatasetError("ClipDataset needs a dataset with at least one video.")
@@ -274,16 +274,13 @@ class ClipDataset(Dataset):
             visible = np.flatnonzero(first_masks.reshape(len(first_masks), -1).any(axis=1))
             if len(visible) == 0:
                 continue
-            chosen = np.sort(rng.choice(visible, size=min(self.max_objects, len(visible)),
-                                        replace=False))
+            chosen = np.sort(rng.choice(visible, size=min(self.max_objects, len(visible)), replace=False))
             clip = self._build(v, idx, chosen, rng)
             if clip is not None:
                 return clip
         return None
 
-    def _build(
-        self, v: int, idx: np.ndarray, chosen: np.ndarray, rng: np.random.Generator
-    ) -> Optional[TrainClip]:
+    def _build(self, v: int, idx: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> Optional[TrainClip]:
         raw = self.dataset.clip(v, idx.tolist())
         frames = torch.from_numpy(raw.frames).permute(0, 3, 1, 2).contiguous()
         masks = torch.from_numpy(raw.masks[:, chosen])
@@ -309,6 +306,7 @@ class ClipDataset(Dataset):
             video_index=v,
         )
 
+
 class MixedDataset(Dataset):
     """Draws each item from one of several clip datasets, chosen by weight.
 
@@ -323,9 +321,7 @@ class MixedDataset(Dataset):
         seed: base seed.
     """
 
-    def __init__(
-        self, datasets: Sequence[ClipDataset], weights: Sequence[float], length: int, seed: int = 0
-    ) -> None:
+    def __init__(self, datasets: Sequence[ClipDataset], weights: Sequence[float], length: int, seed: int = 0) -> None:
         w = np.asarray(weights, dtype=float)
         if len(datasets) == 0 or w.shape != (len(datasets),) or (w < 0).any() or w.sum() <= 0:
             raise ValueError(
@@ -361,8 +357,7 @@ def collate_clips(clips: Sequence[TrainClip]) -> ClipBatch:
     shapes = {tuple(c.frames.shape) for c in clips}
     if len(shapes) > 1:
         raise ValueError(
-            f"clips have different frame shapes {sorted(shapes)}; give ClipAugment a fixed "
-            f"size, or use batch size 1"
+            f"clips have different frame shapes {sorted(shapes)}; give ClipAugment a fixed size, or use batch size 1"
         )
     n_max = max(int(c.masks.shape[1]) for c in clips)
     t, _, h, w = clips[0].frames.shape

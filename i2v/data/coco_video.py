@@ -43,26 +43,34 @@ def decode_segmentation(seg: Any, size: Tuple[int, int], where: str) -> np.ndarr
         except DatasetError as exc:
             raise DatasetError(f"{where} is not a valid COCO RLE: {exc}") from exc
     elif isinstance(seg, list):
-        polygons = [p for p in seg if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
-                    and all(isinstance(v, (int, float)) for v in p)]
+        polygons = [
+            p
+            for p in seg
+            if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(isinstance(v, (int, float)) for v in p)
+        ]
         if len(polygons) != len(seg):
-            raise DatasetError(f"{where}: polygons must be lists of at least 3 x, y pairs "
-                               "([[x0, y0, x1, y1, x2, y2, ...], ...]).")
+            raise DatasetError(
+                f"{where}: polygons must be lists of at least 3 x, y pairs ([[x0, y0, x1, y1, x2, y2, ...], ...])."
+            )
         if not polygons:
             return np.zeros(size, dtype=bool)
         mask = masks_io.decode_rle(mask_utils.merge(mask_utils.frPyObjects(polygons, h, w)))
     else:
         raise DatasetError(f"{where} is a {type(seg).__name__}; expected an RLE dict, a list of polygons or null.")
     if mask.shape != tuple(size):
-        raise DatasetError(f"{where} decodes to {mask.shape[1]}x{mask.shape[0]} (WxH) but the video is "
-                           f"{w}x{h}; expected matching sizes.")
+        raise DatasetError(
+            f"{where} decodes to {mask.shape[1]}x{mask.shape[0]} (WxH) but the video is "
+            f"{w}x{h}; expected matching sizes."
+        )
     return mask
 
 
 def _field(record: Mapping[str, Any], key: str, where: str) -> Any:
     if not isinstance(record, Mapping) or key not in record:
-        raise DatasetError(f"{where} has no {key!r}; expected the YouTube-VIS layout (videos with id and "
-                           "file_names; annotations with video_id and segmentations).")
+        raise DatasetError(
+            f"{where} has no {key!r}; expected the YouTube-VIS layout (videos with id and "
+            "file_names; annotations with video_id and segmentations)."
+        )
     return record[key]
 
 
@@ -100,8 +108,10 @@ class CocoVideoDataset(VideoDataset):
             segs = _field(ann, "segmentations", aw)
             entry = self._videos[by_id[vid]]
             if not isinstance(segs, list) or len(segs) != len(entry["files"]):
-                raise DatasetError(f"{aw}: segmentations must list one entry (or null) per frame of video "
-                                   f"{vid!r}: {len(entry['files'])}, got {len(segs) if isinstance(segs, list) else segs!r}.")
+                raise DatasetError(
+                    f"{aw}: segmentations must list one entry (or null) per frame of video "
+                    f"{vid!r}: {len(entry['files'])}, got {len(segs) if isinstance(segs, list) else segs!r}."
+                )
             obj_id = int(ann.get("id", len(entry["anns"]) + 1))
             if any(a["id"] == obj_id for a in entry["anns"]):
                 raise DatasetError(f"{aw}: annotation id {obj_id} appears twice in video {vid!r}.")
@@ -148,8 +158,10 @@ class CocoVideoDataset(VideoDataset):
         rgb = load_rgb(path)
         video = self._videos[index]["video"]
         if "height" in video and "width" in video and rgb.shape[:2] != (int(video["height"]), int(video["width"])):
-            raise DatasetError(f"frame {path} is {rgb.shape[1]}x{rgb.shape[0]} (WxH) but {self.path} gives video "
-                               f"{video['id']!r} the size {video['width']}x{video['height']}.")
+            raise DatasetError(
+                f"frame {path} is {rgb.shape[1]}x{rgb.shape[0]} (WxH) but {self.path} gives video "
+                f"{video['id']!r} the size {video['width']}x{video['height']}."
+            )
         return rgb
 
     def masks(self, index: int, t: int) -> np.ndarray:
@@ -174,8 +186,12 @@ def coco_video_json(videos: Sequence[Mapping[str, Any]], category_name: str = "o
         ``{"info", "videos", "annotations", "categories"}``, JSON-serialisable. Annotation ids
         are the object ids (made unique across videos by numbering on when they repeat).
     """
-    out: Dict[str, Any] = {"info": {"description": "sam-i2v masks"}, "videos": [], "annotations": [],
-                           "categories": [{"id": 1, "name": category_name}]}
+    out: Dict[str, Any] = {
+        "info": {"description": "sam-i2v masks"},
+        "videos": [],
+        "annotations": [],
+        "categories": [{"id": 1, "name": category_name}],
+    }
     used: set = set()
     for v, video in enumerate(videos, start=1):
         files = list(video["file_names"])
@@ -199,7 +215,18 @@ def coco_video_json(videos: Sequence[Mapping[str, Any]], category_name: str = "o
                 segs.append(rle)
                 boxes.append([float(x) for x in mask_utils.toBbox(coco)])
                 areas.append(int(mask_utils.area(coco)))
-            out["annotations"].append({"id": ann_id, "video_id": v, "category_id": 1, "iscrowd": 0,
-                                       "height": h, "width": w, "length": len(files),
-                                       "segmentations": segs, "bboxes": boxes, "areas": areas})
+            out["annotations"].append(
+                {
+                    "id": ann_id,
+                    "video_id": v,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "height": h,
+                    "width": w,
+                    "length": len(files),
+                    "segmentations": segs,
+                    "bboxes": boxes,
+                    "areas": areas,
+                }
+            )
     return out

@@ -60,8 +60,10 @@ class UserVideos(VideoDataset):
 
 
 def _fail(name: str, problem: str) -> DatasetError:
-    return DatasetError(f"the dataset object ({name}) {problem}. A dataset object needs "
-                        f"{', '.join(REQUIRED_METHODS)} (and optionally is_annotated); see i2v.data.custom.")
+    return DatasetError(
+        f"the dataset object ({name}) {problem}. A dataset object needs "
+        f"{', '.join(REQUIRED_METHODS)} (and optionally is_annotated); see i2v.data.custom."
+    )
 
 
 def as_video_dataset(videos: Any) -> VideoDataset:
@@ -84,12 +86,21 @@ def as_video_dataset(videos: Any) -> VideoDataset:
         raise _fail(name, f"says video 0 ({dataset.video_name(0)!r}) has {dataset.num_frames(0)} frames")
     frame = dataset.frame(0, 0)
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        what = f"a {frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        what = (
+            f"a {frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        )
         raise _fail(name, f"returns {what} from frame(0, 0); expected an (H, W, 3) uint8 RGB array")
     masks, ids = dataset.masks(0, 0), dataset.obj_ids(0)
-    if not isinstance(masks, np.ndarray) or masks.ndim != 3 or masks.shape[1:] != frame.shape[:2] \
-            or masks.shape[0] != len(ids):
+    if (
+        not isinstance(masks, np.ndarray)
+        or masks.ndim != 3
+        or masks.shape[1:] != frame.shape[:2]
+        or masks.shape[0] != len(ids)
+    ):
         shape = masks.shape if isinstance(masks, np.ndarray) else type(masks).__name__
-        raise _fail(name, f"returns masks(0, 0) of shape {shape} for a frame of {frame.shape[:2]} and {len(ids)} "
-                          f"object(s) {list(ids)}; expected (N, H, W) bool, one mask per object id")
+        raise _fail(
+            name,
+            f"returns masks(0, 0) of shape {shape} for a frame of {frame.shape[:2]} and {len(ids)} "
+            f"object(s) {list(ids)}; expected (N, H, W) bool, one mask per object id",
+        )
     return dataset

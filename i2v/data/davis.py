@@ -90,9 +90,7 @@ def load_label_png(path: Path) -> np.ndarray:
     except FileNotFoundError:
         raise DatasetError(f"Annotation file {path} does not exist.") from None
     except OSError as exc:
-        raise DatasetError(
-            f"Annotation file {path} is not a readable PNG (expected an indexed PNG): {exc}"
-        ) from exc
+        raise DatasetError(f"Annotation file {path} is not a readable PNG (expected an indexed PNG): {exc}") from exc
 
 
 def load_json(path: Path, what: str) -> Any:
@@ -278,8 +276,11 @@ class PaletteVOSDataset(VideoDataset):
             return [1]
         ids = sorted(int(k) for k in labels - {0, VOID_LABEL})
         if not ids:
-            where = (f"its first-frame annotation {sources[0]}" if self.ids_from == "first_frame"
-                     else f"none of its {len(sources)} annotations in {self.annotation_dir / name}")
+            where = (
+                f"its first-frame annotation {sources[0]}"
+                if self.ids_from == "first_frame"
+                else f"none of its {len(sources)} annotations in {self.annotation_dir / name}"
+            )
             raise DatasetError(
                 f"Video {name!r} has no object: {where} holds only background"
                 f"{' and void' if VOID_LABEL in labels else ''}, so there is nothing to track "
@@ -354,9 +355,7 @@ class DavisDataset(PaletteVOSDataset):
         resolution: ``"480p"`` or ``"Full-Resolution"``.
     """
 
-    def __init__(
-        self, root: PathLike, split: str = "val", year: int = 2017, resolution: str = "480p"
-    ) -> None:
+    def __init__(self, root: PathLike, split: str = "val", year: int = 2017, resolution: str = "480p") -> None:
         if year not in (2016, 2017):
             raise DatasetError(f"DAVIS year must be 2016 or 2017, got {year!r}")
         root = Path(root)
@@ -415,17 +414,13 @@ class YouTubeVOSDataset(PaletteVOSDataset):
         meta_file: str = "meta.json",
     ) -> None:
         split_dir = require_dir(Path(root) / split, f"the {split!r} split folder")
-        image_dir = require_dir(
-            Path(root) / (image_split or split) / "JPEGImages", "the JPEGImages folder"
-        )
+        image_dir = require_dir(Path(root) / (image_split or split) / "JPEGImages", "the JPEGImages folder")
         declared: Dict[str, List[int]] = {}
         meta_path = split_dir / meta_file
         if meta_path.is_file():
             declared = self._read_meta(meta_path)
         names = sorted(p.name for p in image_dir.iterdir() if p.is_dir())
-        super().__init__(
-            image_dir, split_dir / "Annotations", names, declared, ids_from="all_frames"
-        )
+        super().__init__(image_dir, split_dir / "Annotations", names, declared, ids_from="all_frames")
         # valid/test annotate each object only where it first appears: server-scored.
         self.has_full_ground_truth = split not in SERVER_SCORED_SPLITS["ytvos"]
 

@@ -68,7 +68,7 @@ def _palette_colours(path: Path, ids: Sequence[int]) -> Optional[Dict[int, Tuple
         if image.mode != "P":
             return None
         palette = image.getpalette() or []
-    return {i: tuple(palette[3 * i: 3 * i + 3]) for i in ids}
+    return {i: tuple(palette[3 * i : 3 * i + 3]) for i in ids}
 
 
 class FolderDataset(VideoDataset):
@@ -182,11 +182,14 @@ class FolderDataset(VideoDataset):
         images = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
         videos = [p for p in entries if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
         if images and videos:
-            raise DatasetError(f"video folder {folder} holds both frame images and a video file ({videos[0].name}); "
-                               "keep one of them.")
+            raise DatasetError(
+                f"video folder {folder} holds both frame images and a video file ({videos[0].name}); keep one of them."
+            )
         if len(videos) > 1:
-            raise DatasetError(f"video folder {folder} holds {len(videos)} video files ({', '.join(p.name for p in videos)}); "
-                               "put each video in its own folder.")
+            raise DatasetError(
+                f"video folder {folder} holds {len(videos)} video files ({', '.join(p.name for p in videos)}); "
+                "put each video in its own folder."
+            )
         try:
             if images:
                 frames: Union[List[Path], Path] = list_frame_files(folder)
@@ -199,8 +202,10 @@ class FolderDataset(VideoDataset):
                     size, count = (source.height, source.width), len(source)
                 stems = [f"{t:05d}" for t in range(count)]
             else:
-                raise DatasetError(f"video folder {folder} has no frames: expected JPEG/PNG frames "
-                                   f"({', '.join(IMAGE_SUFFIXES)}) or one video file ({', '.join(VIDEO_SUFFIXES)}).")
+                raise DatasetError(
+                    f"video folder {folder} has no frames: expected JPEG/PNG frames "
+                    f"({', '.join(IMAGE_SUFFIXES)}) or one video file ({', '.join(VIDEO_SUFFIXES)})."
+                )
         except VideoError as exc:
             raise DatasetError(f"video {name!r}: {exc}") from exc
         mask_paths = self._match_masks(folder, stems, isinstance(frames, Path))
@@ -211,12 +216,18 @@ class FolderDataset(VideoDataset):
     def _match_masks(folder: Path, stems: List[str], from_video_file: bool) -> Dict[int, Path]:
         mask_dir = next((folder / m for m in MASK_FOLDERS if (folder / m).is_dir()), None)
         if mask_dir is None:
-            raise DatasetError(f"video folder {folder} has no masks/ (or Annotations/) folder; put a PNG mask "
-                               "of each annotated frame there, named like its frame.")
-        pngs = sorted((p for p in _visible(mask_dir) if p.is_file() and p.suffix.lower() == ".png"),
-                      key=lambda p: natural_key(p.stem))
+            raise DatasetError(
+                f"video folder {folder} has no masks/ (or Annotations/) folder; put a PNG mask "
+                "of each annotated frame there, named like its frame."
+            )
+        pngs = sorted(
+            (p for p in _visible(mask_dir) if p.is_file() and p.suffix.lower() == ".png"),
+            key=lambda p: natural_key(p.stem),
+        )
         if not pngs:
-            raise DatasetError(f"mask folder {mask_dir} holds no PNG masks; a video needs at least one annotated frame.")
+            raise DatasetError(
+                f"mask folder {mask_dir} holds no PNG masks; a video needs at least one annotated frame."
+            )
         index_of = {s: t for t, s in enumerate(stems)}
         out: Dict[int, Path] = {}
         for p in pngs:
@@ -224,10 +235,14 @@ class FolderDataset(VideoDataset):
             if t is None and from_video_file and p.stem.isdecimal() and int(p.stem) < len(stems):
                 t = int(p.stem)  # "12.png" as well as "00012.png"
             if t is None:
-                want = "its frame index (00000.png is the first frame)" if from_video_file else \
-                    f"the frame it annotates (e.g. {stems[0]}.png for the first frame)"
-                raise DatasetError(f"mask {p} matches no frame of the video ({len(stems)} frames); name each mask "
-                                   f"after {want}.")
+                want = (
+                    "its frame index (00000.png is the first frame)"
+                    if from_video_file
+                    else f"the frame it annotates (e.g. {stems[0]}.png for the first frame)"
+                )
+                raise DatasetError(
+                    f"mask {p} matches no frame of the video ({len(stems)} frames); name each mask after {want}."
+                )
             if t in out:
                 raise DatasetError(f"masks {out[t].name} and {p.name} in {mask_dir} both annotate frame {t}; keep one.")
             out[t] = p

@@ -67,8 +67,10 @@ def _coco(root: Optional[str], split: str, **kw: Any) -> VideoDataset:
 
     annotations = kw.pop("annotations", None)
     if not annotations:
-        raise DatasetError("dataset 'coco' needs its JSON file (--annotations FILE or 'annotations:' in the "
-                           "config); root is the folder its file_names are relative to.")
+        raise DatasetError(
+            "dataset 'coco' needs its JSON file (--annotations FILE or 'annotations:' in the "
+            "config); root is the folder its file_names are relative to."
+        )
     return CocoVideoDataset(annotations, root, **kw)
 
 
@@ -90,8 +92,17 @@ DATASETS: Dict[str, Callable[..., VideoDataset]] = {
     "coco": _coco,
 }
 
-DEFAULT_SPLITS = {"synthetic": "val", "davis": "val", "ytvos": "valid", "mose": "valid", "sav": "sav_val", "sa1b": "", "sa1b_pseudo": "",
-                  "folder": "", "coco": ""}
+DEFAULT_SPLITS = {
+    "synthetic": "val",
+    "davis": "val",
+    "ytvos": "valid",
+    "mose": "valid",
+    "sav": "sav_val",
+    "sa1b": "",
+    "sa1b_pseudo": "",
+    "folder": "",
+    "coco": "",
+}
 
 
 def make_dataset(kind: str, root: Optional[str] = None, split: Optional[str] = None, **kwargs: Any) -> VideoDataset:
@@ -106,5 +117,7 @@ def make_dataset(kind: str, root: Optional[str] = None, split: Optional[str] = N
         match = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
         if match is None:
             raise
-        raise DatasetError(f"dataset {kind!r} has no option {match.group(1)!r}; check its spelling against "
-                           f"the reader's documentation (i2v.data.registry.DATASETS[{kind!r}]).") from None
+        raise DatasetError(
+            f"dataset {kind!r} has no option {match.group(1)!r}; check its spelling against "
+            f"the reader's documentation (i2v.data.registry.DATASETS[{kind!r}])."
+        ) from None

@@ -68,9 +68,7 @@ class SA1BDataset(VideoDataset):
         self.images = sorted(p for p in self.root.iterdir() if p.suffix.lower() == ".jpg")
         if not self.images:
             raise DatasetError(f"SA-1B folder {self.root} holds no .jpg images.")
-        self.max_objects, self.selection, self.seed, self.min_area = (
-            max_objects, selection, seed, min_area
-        )
+        self.max_objects, self.selection, self.seed, self.min_area = (max_objects, selection, seed, min_area)
         self._cache: "OrderedDict[int, Tuple[List[int], List[Dict[str, Any]], Tuple[int, int]]]"
         self._cache = OrderedDict()
 
@@ -92,8 +90,7 @@ class SA1BDataset(VideoDataset):
         try:
             size = (int(data["image"]["height"]), int(data["image"]["width"]))
             anns = [
-                (int(a.get("id", k)), float(a["area"]), a["segmentation"])
-                for k, a in enumerate(data["annotations"])
+                (int(a.get("id", k)), float(a["area"]), a["segmentation"]) for k, a in enumerate(data["annotations"])
             ]
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise DatasetError(
@@ -102,15 +99,19 @@ class SA1BDataset(VideoDataset):
                 f'"segmentation": {{"size", "counts"}}}}, ...]}}.'
             ) from exc
         if not (1 <= size[0] <= MAX_SIDE and 1 <= size[1] <= MAX_SIDE):
-            raise DatasetError(f"SA-1B annotation {path}: image height x width is {size[0]}x{size[1]}, "
-                               f"expected sides in 1..{MAX_SIDE}; the file is corrupt. Re-extract it.")
+            raise DatasetError(
+                f"SA-1B annotation {path}: image height x width is {size[0]}x{size[1]}, "
+                f"expected sides in 1..{MAX_SIDE}; the file is corrupt. Re-extract it."
+            )
         seen: Dict[int, int] = {}
         for ann_id, _, _ in anns:
             seen[ann_id] = seen.get(ann_id, 0) + 1
         repeated = sorted(i for i, n in seen.items() if n > 1)
         if repeated:
-            raise DatasetError(f"SA-1B annotation {path}: annotation id(s) {repeated[:5]} occur more than once; "
-                               "each mask needs its own id. Re-extract the file or renumber its annotations.")
+            raise DatasetError(
+                f"SA-1B annotation {path}: annotation id(s) {repeated[:5]} occur more than once; "
+                "each mask needs its own id. Re-extract the file or renumber its annotations."
+            )
         anns = [a for a in anns if a[1] >= self.min_area]
         if self.max_objects is not None and len(anns) > self.max_objects:
             if self.selection == "area":
@@ -206,8 +207,7 @@ class SA1BPseudoVideo(VideoDataset):
         """(T, 4) motion parameters per frame: tx, ty (fractions), log-scale, angle (degrees)."""
         rng = np.random.default_rng([self.seed, index])
         mid, end = rng.uniform(-self.bounds, self.bounds, size=(2, 4))
-        u = np.linspace(0.0, 1.0, self.frames_per_video)[:, None] if self.frames_per_video > 1 \
-            else np.zeros((1, 1))
+        u = np.linspace(0.0, 1.0, self.frames_per_video)[:, None] if self.frames_per_video > 1 else np.zeros((1, 1))
         return 2 * u * (1 - u) * mid + u**2 * end
 
     def _load(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -225,8 +225,12 @@ class SA1BPseudoVideo(VideoDataset):
         tx, ty, log_s, angle = self.motion(index)[t]
         if t > 0:  # frame 0 is the identity; skip resampling so it is bit-exact
             h, w = img.shape[-2:]
-            kw = dict(angle=float(angle), translate=[float(tx * w), float(ty * h)],
-                      scale=float(np.exp(log_s)), shear=[0.0, 0.0])
+            kw = dict(
+                angle=float(angle),
+                translate=[float(tx * w), float(ty * h)],
+                scale=float(np.exp(log_s)),
+                shear=[0.0, 0.0],
+            )
             img = TF.affine(img, interpolation=InterpolationMode.BILINEAR, **kw)
             if masks.shape[0] > 0:
                 masks = TF.affine(masks, interpolation=InterpolationMode.NEAREST, **kw)

@@ -95,8 +95,9 @@ class _Video:
 class _JsonVideo(_Video):
     """Train layout: masklet JSON plus mp4 or extracted JPEG frames."""
 
-    def __init__(self, name: str, ann: Dict[str, Any], ann_path: Path, jpeg_dir: Optional[Path],
-                 mp4: Path, every: int) -> None:
+    def __init__(
+        self, name: str, ann: Dict[str, Any], ann_path: Path, jpeg_dir: Optional[Path], mp4: Path, every: int
+    ) -> None:
         self.name, self.ann_path, self.every = name, ann_path, every
         try:
             self.size = (int(ann["video_height"]), int(ann["video_width"]))
@@ -120,8 +121,10 @@ class _JsonVideo(_Video):
             self.numbers = list(range(n_frames))
 
     def _bad(self, what: str) -> DatasetError:
-        return DatasetError(f"SA-V annotation {self.ann_path}: {what}; the file is corrupt or not "
-                            f"an SA-V masklet JSON. Re-download or re-extract it.")
+        return DatasetError(
+            f"SA-V annotation {self.ann_path}: {what}; the file is corrupt or not "
+            f"an SA-V masklet JSON. Re-download or re-extract it."
+        )
 
     def _check(self, n_frames: int) -> None:
         """Sizes, masklet shape and ids, before anything is allocated or decoded."""
@@ -136,14 +139,18 @@ class _JsonVideo(_Video):
         for k, rles in enumerate(self.masklet):
             if not isinstance(rles, list) or len(rles) != n_obj:
                 got = f"{len(rles)} entries" if isinstance(rles, list) else f"a {type(rles).__name__}"
-                raise self._bad(f"annotated frame {k * self.every} (masklet[{k}]) holds {got}, expected a "
-                                f"list of {n_obj} RLEs or nulls, one per masklet id")
+                raise self._bad(
+                    f"annotated frame {k * self.every} (masklet[{k}]) holds {got}, expected a "
+                    f"list of {n_obj} RLEs or nulls, one per masklet id"
+                )
         if len(set(self.obj_ids)) != n_obj:
             raise self._bad(f"masklet_id {self.obj_ids[:10]} repeats an id")
         last = (len(self.masklet) - 1) * self.every
         if last >= n_frames:
-            raise self._bad(f"'masklet' has {len(self.masklet)} annotated frames, the last at frame {last}, "
-                            f"but video_frame_count is {n_frames}")
+            raise self._bad(
+                f"'masklet' has {len(self.masklet)} annotated frames, the last at frame {last}, "
+                f"but video_frame_count is {n_frames}"
+            )
 
     def _check_jpegs(self, n_frames: int) -> None:
         """Every annotated frame needs its JPEG; a folder of all 24 fps frames needs every one."""
@@ -219,9 +226,7 @@ class _PngVideo(_Video):
         try:
             self.obj_ids = [int(p.name) for p in obj_dirs]
         except ValueError as exc:
-            raise DatasetError(
-                f"SA-V annotation folder {ann_dir} holds a non-numeric object folder: {exc}"
-            ) from exc
+            raise DatasetError(f"SA-V annotation folder {ann_dir} holds a non-numeric object folder: {exc}") from exc
         self.pngs = [{_frame_number(p): p for p in d.glob("*.png")} for d in obj_dirs]
         self.annotated_numbers = set().union(*self.pngs) if self.pngs else set()
         orphans = sorted(self.annotated_numbers - set(self.numbers))
@@ -338,12 +343,9 @@ class SAVDataset(VideoDataset):
             jpeg_dir = self.jpeg_root / name
             mp4 = ann_path.with_name(name + ".mp4")
             if not jpeg_dir.is_dir() and not mp4.is_file():
-                raise DatasetError(
-                    f"SA-V video {name!r} has neither frames at {jpeg_dir} nor a video file {mp4}."
-                )
+                raise DatasetError(f"SA-V video {name!r} has neither frames at {jpeg_dir} nor a video file {mp4}.")
             ann = load_json(ann_path, "SA-V masklet annotation")
-            video = _JsonVideo(name, ann, ann_path, jpeg_dir if jpeg_dir.is_dir() else None,
-                               mp4, self.every)
+            video = _JsonVideo(name, ann, ann_path, jpeg_dir if jpeg_dir.is_dir() else None, mp4, self.every)
         self._videos[index] = video
         if len(self._videos) > _JSON_CACHE_SIZE:
             self._videos.popitem(last=False)

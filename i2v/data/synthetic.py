@@ -41,8 +41,15 @@ from i2v.data.synthetic_scene import SceneEvent
 from i2v.data.synthetic_shapes import Scene, render_frame
 from i2v.errors import ConfigError, FrameIndexError
 
-__all__ = ["SPLITS", "SceneEvent", "SyntheticConfig", "SyntheticVideoDataset", "generate_video", "sample_scene",
-           "video_seed"]
+__all__ = [
+    "SPLITS",
+    "SceneEvent",
+    "SyntheticConfig",
+    "SyntheticVideoDataset",
+    "generate_video",
+    "sample_scene",
+    "video_seed",
+]
 
 SPLITS: Tuple[str, ...] = ("train", "val", "test")
 _SPLIT_CODES: Dict[str, int] = {"train": 1, "val": 2, "test": 3}
@@ -118,11 +125,17 @@ class SyntheticConfig:
             ("num_frames", self.num_frames >= 1, "must be >= 1"),
             ("min_objects", self.min_objects >= 1, "must be >= 1"),
             ("max_objects", self.min_objects <= self.max_objects <= 16, "must be in [min_objects, 16]"),
-            ("object_size", 0.02 <= self.object_size[0] <= self.object_size[1] <= 0.3,
-             "must satisfy 0.02 <= low <= high <= 0.3"),
+            (
+                "object_size",
+                0.02 <= self.object_size[0] <= self.object_size[1] <= 0.3,
+                "must satisfy 0.02 <= low <= high <= 0.3",
+            ),
             ("max_distractors", 0 <= self.max_distractors <= 16, "must be in [0, 16]"),
-            ("max_distractors", self.distractor_prob == 0 or self.max_distractors >= 1,
-             "must be >= 1 when distractor_prob > 0"),
+            (
+                "max_distractors",
+                self.distractor_prob == 0 or self.max_distractors >= 1,
+                "must be >= 1 when distractor_prob > 0",
+            ),
             ("min_hidden_frames", self.min_hidden_frames >= 1, "must be >= 1"),
             ("max_hidden_frames", self.max_hidden_frames >= self.min_hidden_frames, "must be >= min_hidden_frames"),
             ("deformation", 0.0 <= self.deformation <= 0.5, "must be in [0, 0.5]"),
@@ -173,8 +186,14 @@ class SyntheticVideoDataset(VideoDataset):
         cache_size: scenes kept in memory (a scene is a few kB; sampling one costs 5-10 ms).
     """
 
-    def __init__(self, split: str = "train", num_videos: int = 100, config: Optional[SyntheticConfig] = None,
-                 seed: int = 0, cache_size: int = 16) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        num_videos: int = 100,
+        config: Optional[SyntheticConfig] = None,
+        seed: int = 0,
+        cache_size: int = 16,
+    ) -> None:
         if not isinstance(num_videos, int) or not 0 <= num_videos <= 2**_FIELD_BITS:
             raise ConfigError(f"num_videos must be an int in [0, 2**31], got {num_videos!r}.")
         if config is not None and not isinstance(config, SyntheticConfig):

@@ -51,8 +51,10 @@ class SceneEvent:
 def _drift(rng: np.random.Generator, n: int, amp: float) -> np.ndarray:
     """(n,) smooth random curve, 0 at t = 0, peak magnitude ``amp * U(0.3, 1)``."""
     t = np.arange(n, dtype=np.float64) / max(n, 1)
-    g = sum(rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * rng.uniform(0.25, 1.0) * t + rng.uniform(0, 2 * np.pi))
-            for _ in range(2))
+    g = sum(
+        rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * rng.uniform(0.25, 1.0) * t + rng.uniform(0, 2 * np.pi))
+        for _ in range(2)
+    )
     g = g - g[0]
     peak = np.abs(g).max()
     scale = amp * rng.uniform(0.3, 1.0) / peak if peak > 1e-9 else 0.0
@@ -125,23 +127,33 @@ class _SceneBuilder:
         self.v_max = max(0.08 * self.side, 3.0 * cfg.max_speed * self.side)
         self.failed = False
 
-    def track(self, obj_id: int, role: str, texture: Texture, a0: float, aspect: float, exponent: float,
-              deform: float) -> ObjectTrack:
+    def track(
+        self, obj_id: int, role: str, texture: Texture, a0: float, aspect: float, exponent: float, deform: float
+    ) -> ObjectTrack:
         """Sample a blob whose frame-0 position avoids the blobs placed so far."""
         rng, cfg, n = self.rng, self.cfg, self.n
         amps = deform * rng.uniform(0.4, 1.0) / 1.5 * rng.dirichlet(np.ones(NUM_HARMONICS))
         # Amplitudes drift by up to +-50%, so their sum stays below ``deform``.
         harm_amp = amps * (1 + 0.5 * np.stack([_drift(rng, n, 1.0) for _ in range(NUM_HARMONICS)], 1))
         harm_phase = rng.uniform(0, 2 * np.pi, NUM_HARMONICS) + np.stack(
-            [_drift(rng, n, 1.5) for _ in range(NUM_HARMONICS)], 1)
+            [_drift(rng, n, 1.5) for _ in range(NUM_HARMONICS)], 1
+        )
         t = np.arange(n, dtype=np.float32)
         obj = ObjectTrack(
-            obj_id=obj_id, role=role, depth=float(rng.uniform()), center=np.zeros((n, 2), np.float32),
+            obj_id=obj_id,
+            role=role,
+            depth=float(rng.uniform()),
+            center=np.zeros((n, 2), np.float32),
             scale=(a0 * np.exp(_drift(rng, n, cfg.max_scale_change)) * self.zoom).astype(np.float32),
-            angle=(rng.uniform(0, 2 * np.pi) + rng.uniform(-1, 1) * cfg.max_rotation * t
-                   + _drift(rng, n, 0.3)).astype(np.float32),
-            harm_amp=harm_amp.astype(np.float32), harm_phase=harm_phase.astype(np.float32),
-            aspect=float(aspect), exponent=float(exponent), texture=texture, shading=float(rng.uniform(0.1, 0.45)),
+            angle=(rng.uniform(0, 2 * np.pi) + rng.uniform(-1, 1) * cfg.max_rotation * t + _drift(rng, n, 0.3)).astype(
+                np.float32
+            ),
+            harm_amp=harm_amp.astype(np.float32),
+            harm_phase=harm_phase.astype(np.float32),
+            aspect=float(aspect),
+            exponent=float(exponent),
+            texture=texture,
+            shading=float(rng.uniform(0.1, 0.45)),
         )
         r0 = float(obj.outer_radius()[0])
         lo, hi = np.array([r0, r0]), np.array([self.w - r0, self.h - r0])
@@ -149,8 +161,10 @@ class _SceneBuilder:
         best, best_gap = lo, -np.inf
         for _ in range(20):
             p = rng.uniform(lo, hi)
-            gap = min((np.linalg.norm(p - o.center[0]) - 0.8 * (r0 + o.outer_radius()[0]) for o in self.tracks),
-                      default=np.inf)
+            gap = min(
+                (np.linalg.norm(p - o.center[0]) - 0.8 * (r0 + o.outer_radius()[0]) for o in self.tracks),
+                default=np.inf,
+            )
             if gap > best_gap:
                 best, best_gap = p, gap
             if gap >= 0:
@@ -170,8 +184,15 @@ class _SceneBuilder:
     def random_track(self, obj_id: int, role: str) -> ObjectTrack:
         rng, cfg = self.rng, self.cfg
         tex = _texture(rng, False, self.background.colors.mean(0), cfg.min_color_distance)
-        return self.track(obj_id, role, tex, rng.uniform(*cfg.object_size) * self.side, rng.uniform(0.55, 1.0),
-                          math.exp(rng.uniform(0.0, math.log(4.0))), cfg.deformation)
+        return self.track(
+            obj_id,
+            role,
+            tex,
+            rng.uniform(*cfg.object_size) * self.side,
+            rng.uniform(0.55, 1.0),
+            math.exp(rng.uniform(0.0, math.log(4.0))),
+            cfg.deformation,
+        )
 
     def plan_events(self) -> List[Tuple[str, int, int, int, int, int, int]]:
         """Place scripted events on disjoint time spans. Returns, per event, (kind, h0, h1,
@@ -182,8 +203,14 @@ class _SceneBuilder:
         if self.level >= 1:
             kinds = [k for k in kinds if k == "exit"] if self.level == 1 else []
         rng.shuffle(kinds)
-        spans = [(int(rng.integers(2, 5)), int(rng.integers(cfg.min_hidden_frames, cfg.max_hidden_frames + 1)),
-                  int(rng.integers(2, 5))) for _ in kinds]
+        spans = [
+            (
+                int(rng.integers(2, 5)),
+                int(rng.integers(cfg.min_hidden_frames, cfg.max_hidden_frames + 1)),
+                int(rng.integers(2, 5)),
+            )
+            for _ in kinds
+        ]
         # Events start on frame 2 at the earliest and end (object fully back) by the last frame.
         while kinds and sum(sum(s) for s in spans) > self.n - 2:
             kinds.pop(), spans.pop()
@@ -199,8 +226,9 @@ class _SceneBuilder:
             plan.append((kind, h0, h0 + hidden, r_in, r_out, lo, hi))
         return plan
 
-    def approach(self, mover: np.ndarray, goal: np.ndarray, h0: int, h1: int, ramp_in: int, ramp_out: int,
-                 lo: int, hi: int) -> np.ndarray:
+    def approach(
+        self, mover: np.ndarray, goal: np.ndarray, h0: int, h1: int, ramp_in: int, ramp_out: int, lo: int, hi: int
+    ) -> np.ndarray:
         """(T,) blend weight taking ``mover`` (T, 2) onto ``goal`` (T, 2) for frames [h0, h1),
         with ramps long enough to keep the speed near ``v_max`` but within frames [lo, hi]."""
         d_in = float(np.linalg.norm(mover[h0] - goal[h0]))
@@ -251,12 +279,24 @@ class _SceneBuilder:
         """A look-alike of ``target`` that comes next to it, or next to where it vanished."""
         rng, n = self.rng, self.n
         tex = target.texture
-        look = Texture(tex.pattern, np.clip(tex.colors + rng.normal(0, 0.05, (1, 3)), 0, 1).astype(np.float32),
-                       tex.freq * rng.uniform(0.8, 1.25), tex.angle + rng.normal(0, 0.3), tex.noise,
-                       tex.noise_freq, tex.noise_weight)
-        obj = self.track(0, "distractor", look, float(target.scale[0] / self.zoom[0]) * rng.uniform(0.85, 1.15),
-                         float(np.clip(target.aspect + rng.normal(0, 0.1), 0.5, 1.0)),
-                         target.exponent * rng.uniform(0.8, 1.25), self.cfg.deformation)
+        look = Texture(
+            tex.pattern,
+            np.clip(tex.colors + rng.normal(0, 0.05, (1, 3)), 0, 1).astype(np.float32),
+            tex.freq * rng.uniform(0.8, 1.25),
+            tex.angle + rng.normal(0, 0.3),
+            tex.noise,
+            tex.noise_freq,
+            tex.noise_weight,
+        )
+        obj = self.track(
+            0,
+            "distractor",
+            look,
+            float(target.scale[0] / self.zoom[0]) * rng.uniform(0.85, 1.15),
+            float(np.clip(target.aspect + rng.normal(0, 0.1), 0.5, 1.0)),
+            target.exponent * rng.uniform(0.8, 1.25),
+            self.cfg.deformation,
+        )
         if target.obj_id in self.last_seen:
             h0, h1, seen = self.last_seen[target.obj_id]
             anchor = np.broadcast_to(seen, target.center.shape)
@@ -287,14 +327,20 @@ class _SceneBuilder:
                 self.distractor(targets[int(rng.integers(count))])
         lt = cfg.lighting
         scene = Scene(
-            height=cfg.height, width=cfg.width, background=self.background, bg_unit=self.side / 4,
-            pan=self.pan, zoom=self.zoom.astype(np.float32),
+            height=cfg.height,
+            width=cfg.width,
+            background=self.background,
+            bg_unit=self.side / 4,
+            pan=self.pan,
+            zoom=self.zoom.astype(np.float32),
             brightness=(rng.uniform(-0.05, 0.05) + _drift(rng, self.n, 0.5 * lt)).astype(np.float32),
             contrast=np.exp(_drift(rng, self.n, lt)).astype(np.float32),
             gain=np.exp(np.stack([_drift(rng, self.n, 0.4 * lt) for _ in range(3)], 1)).astype(np.float32),
-            light_grad=(rng.uniform(-0.1, 0.1, 2) * lt / 0.2 + np.stack(
-                [_drift(rng, self.n, 0.5 * lt) for _ in range(2)], 1)).astype(np.float32),
-            objects=sorted(self.tracks, key=lambda o: o.depth), noise_std=float(cfg.noise_std),
+            light_grad=(
+                rng.uniform(-0.1, 0.1, 2) * lt / 0.2 + np.stack([_drift(rng, self.n, 0.5 * lt) for _ in range(2)], 1)
+            ).astype(np.float32),
+            objects=sorted(self.tracks, key=lambda o: o.depth),
+            noise_std=float(cfg.noise_std),
             noise_seed=int(rng.integers(2**63)),
         )
         return scene, sorted(self.events, key=lambda e: (e.start, e.obj_id, e.kind))
@@ -329,4 +375,3 @@ def sample_scene(seed: int, cfg: SyntheticConfig) -> Tuple[Scene, List[SceneEven
         if level == 2 or (not builder.failed and _frame0_ok(scene)):
             return scene, events
     raise AssertionError("unreachable")
-

@@ -51,8 +51,9 @@ from i2v.eval.vos import PROTOCOLS, VOSResult, evaluate, export_masks
 
 
 @contextlib.contextmanager
-def model_variant(model, upgrader: Optional[bool] = None, strategy: Optional[str] = None,
-                  motion: Optional[bool] = None) -> Iterator[None]:
+def model_variant(
+    model, upgrader: Optional[bool] = None, strategy: Optional[str] = None, motion: Optional[bool] = None
+) -> Iterator[None]:
     """Temporarily switch the upgrader off, change the memory strategy or switch motion-aware
     selection on or off in ``model``."""
     saved = (model.config, model.upgrader.cfg)
@@ -77,9 +78,19 @@ def method_name(trained: bool, motion: bool = False) -> str:
     return ("trained upgrade" if trained else "untrained upgrade") + (" + motion" if motion else "")
 
 
-def run_methods(model, untrained, dataset, protocols: List[str], *, baselines: bool, ablations: bool,
-                trained: bool, indices=None, progress: bool = True,
-                save_masks: Optional[Path] = None) -> List[VOSResult]:
+def run_methods(
+    model,
+    untrained,
+    dataset,
+    protocols: List[str],
+    *,
+    baselines: bool,
+    ablations: bool,
+    trained: bool,
+    indices=None,
+    progress: bool = True,
+    save_masks: Optional[Path] = None,
+) -> List[VOSResult]:
     """Evaluate the model (and optionally baselines / ablations) under each protocol.
 
     With ``save_masks`` a folder, the evaluated method's predictions under the first protocol
@@ -103,8 +114,14 @@ def run_methods(model, untrained, dataset, protocols: List[str], *, baselines: b
             if strategy != model.config.memory.filter.strategy:
                 runs.append((f"{name}, memory={strategy}", I2VVideoPredictor(model), {"strategy": strategy}, False))
         motion = not model.config.motion.enabled
-        runs.append((f"{name}, motion-aware selection {'on' if motion else 'off'}", I2VVideoPredictor(model),
-                     {"motion": motion}, False))
+        runs.append(
+            (
+                f"{name}, motion-aware selection {'on' if motion else 'off'}",
+                I2VVideoPredictor(model),
+                {"motion": motion},
+                False,
+            )
+        )
     results = []
     for k, protocol in enumerate(protocols):
         for label, predictor, variant, evaluated in runs:
@@ -115,45 +132,91 @@ def run_methods(model, untrained, dataset, protocols: List[str], *, baselines: b
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="evaluate on a VOS dataset (J, F, J&F)", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=("davis", "sav", "ytvos", "mose", "folder", "coco", "synthetic"), required=True,
-                   help="folder: one's own videos, ROOT/<video>/ frames (or a video file) plus masks/ PNGs; "
-                        "coco: a YouTube-VIS / OVIS style JSON (--annotations) of frames under ROOT")
-    p.add_argument("--root", default=None, help="dataset folder (not needed for synthetic; coco: the folder the "
-                                                "JSON's file_names are relative to, default the JSON's folder)")
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate on a VOS dataset (J, F, J&F)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--dataset",
+        choices=("davis", "sav", "ytvos", "mose", "folder", "coco", "synthetic"),
+        required=True,
+        help="folder: one's own videos, ROOT/<video>/ frames (or a video file) plus masks/ PNGs; "
+        "coco: a YouTube-VIS / OVIS style JSON (--annotations) of frames under ROOT",
+    )
+    p.add_argument(
+        "--root",
+        default=None,
+        help="dataset folder (not needed for synthetic; coco: the folder the "
+        "JSON's file_names are relative to, default the JSON's folder)",
+    )
     p.add_argument("--annotations", default=None, metavar="JSON", help="coco only: the video instance JSON file")
     p.add_argument("--split", default=None, help="split name (default: the dataset's validation split)")
     p.add_argument("--num-videos", type=int, default=20, help="synthetic only: how many held-out videos")
     p.add_argument("--max-videos", type=int, default=None, help="evaluate only the first N videos")
-    p.add_argument("--predictions", metavar="DIR", default=None,
-                   help="score the masks in DIR/<video>/<frame>.png (palette PNGs, pixel value = object id) "
-                        "instead of running a model")
-    p.add_argument("--protocol", nargs="+", default=None, choices=PROTOCOLS,
-                   help="how each object is prompted on its first frame (default: mask)")
-    p.add_argument("--config", default=None, help="bundled config name or YAML path (default: inferred from "
-                                                  "--sam-checkpoint; tiny without one)")
+    p.add_argument(
+        "--predictions",
+        metavar="DIR",
+        default=None,
+        help="score the masks in DIR/<video>/<frame>.png (palette PNGs, pixel value = object id) "
+        "instead of running a model",
+    )
+    p.add_argument(
+        "--protocol",
+        nargs="+",
+        default=None,
+        choices=PROTOCOLS,
+        help="how each object is prompted on its first frame (default: mask)",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="bundled config name or YAML path (default: inferred from --sam-checkpoint; tiny without one)",
+    )
     p.add_argument("--checkpoint", default=None, help="adapter directory from save_pretrained")
-    p.add_argument("--sam-checkpoint", default=None,
-                   help="your SAM checkpoint (file or folder, any supported format); default: the bundled "
-                        "tiny SAM, a stand-in for synthetic data only")
+    p.add_argument(
+        "--sam-checkpoint",
+        default=None,
+        help="your SAM checkpoint (file or folder, any supported format); default: the bundled "
+        "tiny SAM, a stand-in for synthetic data only",
+    )
     p.add_argument("--device", default=None, help="cpu / cuda / mps (default: best available)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
-                   help="precision of SAM's image encoder (default float32)")
-    p.add_argument("--preprocess", choices=("sam", "medsam"), default=None,
-                   help="frame preprocessing: SAM's, or MedSAM's square [0, 1] input (default: the config's)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default=None,
+        help="precision of SAM's image encoder (default float32)",
+    )
+    p.add_argument(
+        "--preprocess",
+        choices=("sam", "medsam"),
+        default=None,
+        help="frame preprocessing: SAM's, or MedSAM's square [0, 1] input (default: the config's)",
+    )
     p.add_argument("--baselines", action="store_true", help="also per-frame SAM and the untrained upgrade")
     p.add_argument("--ablations", action="store_true", help="also upgrader off and each memory strategy")
-    p.add_argument("--out", default="eval_out", help="directory for results.csv, results.json and the DAVIS "
-                                                     "toolkit's global / per-sequence CSVs")
-    p.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None,
-                   help="motion-aware mask selection when tracking: a box Kalman filter picks among SAM's "
-                        "candidate masks and looks for lost objects where their motion says (default: "
-                        "the adapter's or config's setting, off unless saved on)")
-    p.add_argument("--save-masks", metavar="DIR", default=None,
-                   help="also write the evaluated method's masks (first protocol) as DIR/<video>/<frame>.png "
-                        "palette PNGs for the DAVIS / YouTube-VOS servers; required on splits without "
-                        "local ground truth (YouTube-VOS / MOSE valid, DAVIS test-dev)")
+    p.add_argument(
+        "--out",
+        default="eval_out",
+        help="directory for results.csv, results.json and the DAVIS toolkit's global / per-sequence CSVs",
+    )
+    p.add_argument(
+        "--motion",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="motion-aware mask selection when tracking: a box Kalman filter picks among SAM's "
+        "candidate masks and looks for lost objects where their motion says (default: "
+        "the adapter's or config's setting, off unless saved on)",
+    )
+    p.add_argument(
+        "--save-masks",
+        metavar="DIR",
+        default=None,
+        help="also write the evaluated method's masks (first protocol) as DIR/<video>/<frame>.png "
+        "palette PNGs for the DAVIS / YouTube-VOS servers; required on splits without "
+        "local ground truth (YouTube-VOS / MOSE valid, DAVIS test-dev)",
+    )
     p.set_defaults(func=run)
 
 
@@ -165,23 +228,28 @@ def _score_predictions(args: argparse.Namespace, dataset, split: str, indices) -
     from i2v.eval.predictions import score_predictions, unscored_videos
     from i2v.eval.report import format_header, format_table, write_davis_csvs, write_reports
 
-    given = [f"--{f.replace('_', '-')}" for f in MODEL_FLAGS
-             if getattr(args, f) not in (None, False)]
+    given = [f"--{f.replace('_', '-')}" for f in MODEL_FLAGS if getattr(args, f) not in (None, False)]
     if given:
-        raise ConfigError(f"--predictions scores existing masks without a model, so {', '.join(given)} "
-                          "mean(s) nothing; leave them out, or leave out --predictions to run the model.")
+        raise ConfigError(
+            f"--predictions scores existing masks without a model, so {', '.join(given)} "
+            "mean(s) nothing; leave them out, or leave out --predictions to run the model."
+        )
     if args.dataset == "sav":
-        raise ConfigError("--predictions reads DAVIS / YouTube-VOS label-map PNGs (object ids 1..255), but SA-V "
-                          "numbers its objects from 0 and is scored from per-object PNGs; score SA-V with "
-                          "SAM 2's sav_evaluator.")
+        raise ConfigError(
+            "--predictions reads DAVIS / YouTube-VOS label-map PNGs (object ids 1..255), but SA-V "
+            "numbers its objects from 0 and is scored from per-object PNGs; score SA-V with "
+            "SAM 2's sav_evaluator."
+        )
     pred_dir = Path(args.predictions)
     header = {"dataset": f"{args.dataset} split {split!r}", "predictions": f"{pred_dir} (no model)"}
     print(format_header(header))
     result = score_predictions(pred_dir, dataset, indices)
     extra = sorted(unscored_videos(pred_dir, dataset))
     if extra:
-        print(f"note: {len(extra)} folder(s) of {pred_dir} name no video of this split and were not "
-              f"scored: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
+        print(
+            f"note: {len(extra)} folder(s) of {pred_dir} name no video of this split and were not "
+            f"scored: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}"
+        )
     print(format_table([result]))
     out = Path(args.out)
     paths = write_reports([result], out, {**header, "split": split})
@@ -194,17 +262,28 @@ def _model_header(args: argparse.Namespace, model, split: str) -> dict:
     from i2v.build import uses_stand_in_sam
 
     sam = model.sam_sha256 + (" (the bundled tiny SAM, a synthetic-only stand-in)" if uses_stand_in_sam(model) else "")
-    return {"dataset": f"{args.dataset} split {split!r}", "config": (args.config or model.config.sam) if args.checkpoint is None else
-            f"from {args.checkpoint}", "checkpoint": args.checkpoint or "none (untrained adapters)",
-            "sam_checkpoint": args.sam_checkpoint or "bundled default", "sam_sha256": sam,
-            "device": str(next(model.parameters()).device)}
+    return {
+        "dataset": f"{args.dataset} split {split!r}",
+        "config": (args.config or model.config.sam) if args.checkpoint is None else f"from {args.checkpoint}",
+        "checkpoint": args.checkpoint or "none (untrained adapters)",
+        "sam_checkpoint": args.sam_checkpoint or "bundled default",
+        "sam_sha256": sam,
+        "device": str(next(model.parameters()).device),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
     from i2v.build import REAL_SAM_CLI, build_sam_i2v, uses_stand_in_sam, warn_stand_in_sam
     from i2v.data.registry import DEFAULT_SPLITS, make_dataset
-    from i2v.eval.report import (format_gain, format_header, format_table, gains_vs_baseline, submission_hint,
-                                 write_davis_csvs, write_reports)
+    from i2v.eval.report import (
+        format_gain,
+        format_header,
+        format_table,
+        gains_vs_baseline,
+        submission_hint,
+        write_davis_csvs,
+        write_reports,
+    )
 
     kwargs = {"num_videos": args.num_videos} if args.dataset == "synthetic" else {}
     if args.dataset == "coco":
@@ -220,7 +299,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"the {args.dataset} split {split!r} has no local ground truth beyond each object's first "
                 f"mask, so --predictions cannot be scored here: upload them to the challenge server. "
-                f"{submission_hint(args.dataset, args.predictions)}")
+                f"{submission_hint(args.dataset, args.predictions)}"
+            )
         return _score_predictions(args, dataset, split, indices)
     protocols = args.protocol or ["mask"]
     if not full_gt and not args.save_masks:
@@ -235,8 +315,15 @@ def run(args: argparse.Namespace) -> int:
             "numbers its objects from 0 and is scored from per-object PNGs; its val/test ground "
             "truth is local, so evaluate SA-V without --save-masks."
         )
-    model = build_sam_i2v(args.config, args.checkpoint, args.sam_checkpoint, args.device, motion=args.motion,
-                          preprocess=args.preprocess, dtype=args.dtype)
+    model = build_sam_i2v(
+        args.config,
+        args.checkpoint,
+        args.sam_checkpoint,
+        args.device,
+        motion=args.motion,
+        preprocess=args.preprocess,
+        dtype=args.dtype,
+    )
     if args.dataset != "synthetic" and args.sam_checkpoint is None and uses_stand_in_sam(model):
         warn_stand_in_sam(REAL_SAM_CLI)
     header = _model_header(args, model, split)
@@ -247,21 +334,42 @@ def run(args: argparse.Namespace) -> int:
     if not full_gt:
         from i2v.video_predictor import I2VVideoPredictor
 
-        skipped = [flag for flag, on in (("--baselines", args.baselines), ("--ablations", args.ablations),
-                                         ("protocols after the first", len(protocols) > 1)) if on]
+        skipped = [
+            flag
+            for flag, on in (
+                ("--baselines", args.baselines),
+                ("--ablations", args.ablations),
+                ("protocols after the first", len(protocols) > 1),
+            )
+            if on
+        ]
         if skipped:
-            print(f"note: split {split!r} is scored by the challenge server; only the {name} "
-                  f"under protocol {protocols[0]!r} is written ({', '.join(skipped)} ignored).")
+            print(
+                f"note: split {split!r} is scored by the challenge server; only the {name} "
+                f"under protocol {protocols[0]!r} is written ({', '.join(skipped)} ignored)."
+            )
         folders = export_masks(I2VVideoPredictor(model), dataset, save_masks, indices, protocols[0], name)
         print(f"no scores for {args.dataset} split {split!r}: its ground truth is on the challenge server.")
         videos = f"{len(folders)} video{'' if len(folders) == 1 else 's'}"
         print(f"wrote the {name}'s masks of {videos} to {save_masks}/<video>/<frame>.png")
         print(submission_hint(args.dataset, save_masks))
         return 0
-    untrained = (build_sam_i2v(model.config, None, args.sam_checkpoint, args.device, dtype=args.dtype)
-                 if args.checkpoint else model)
-    results = run_methods(model, untrained, dataset, protocols, baselines=args.baselines,
-                          ablations=args.ablations, trained=trained, indices=indices, save_masks=save_masks)
+    untrained = (
+        build_sam_i2v(model.config, None, args.sam_checkpoint, args.device, dtype=args.dtype)
+        if args.checkpoint
+        else model
+    )
+    results = run_methods(
+        model,
+        untrained,
+        dataset,
+        protocols,
+        baselines=args.baselines,
+        ablations=args.ablations,
+        trained=trained,
+        indices=indices,
+        save_masks=save_masks,
+    )
     print(format_table(results))
     for row in gains_vs_baseline(results):
         print(format_gain(row))
@@ -269,8 +377,10 @@ def run(args: argparse.Namespace) -> int:
     paths = write_reports(results, out, {**header, "split": args.split, "sam_sha256": model.sam_sha256})
     evaluated = next(r for r in results if r.method == name and r.protocol == protocols[0])
     davis = write_davis_csvs(evaluated, out, split or "all")
-    print(f"wrote {paths['csv']}, {paths['json']}, and the {name}'s ({protocols[0]}) "
-          f"{davis['global'].name} and {davis['per_sequence'].name}")
+    print(
+        f"wrote {paths['csv']}, {paths['json']}, and the {name}'s ({protocols[0]}) "
+        f"{davis['global'].name} and {davis['per_sequence'].name}"
+    )
     if save_masks is not None:
         print(f"wrote the {name}'s masks ({protocols[0]}) to {save_masks}/<video>/<frame>.png")
     return 0

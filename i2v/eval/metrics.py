@@ -89,9 +89,7 @@ def _chunked(fn: Callable[..., np.ndarray], *arrays: np.ndarray | None) -> np.nd
     lead, hw = arrays[0].shape[:-2], arrays[0].shape[-2:]
     flat = [None if a is None else a.reshape(-1, *hw) for a in arrays]
     k = flat[0].shape[0]
-    parts = [
-        fn(*(None if a is None else a[i : i + _CHUNK] for a in flat)) for i in range(0, k, _CHUNK)
-    ]
+    parts = [fn(*(None if a is None else a[i : i + _CHUNK] for a in flat)) for i in range(0, k, _CHUNK)]
     return (np.concatenate(parts) if parts else np.zeros(0)).reshape(lead)
 
 
@@ -104,9 +102,7 @@ def _jaccard_stack(p: np.ndarray, g: np.ndarray, void: np.ndarray | None) -> np.
     return np.where(n_union == 0, 1.0, n_inter / np.maximum(n_union, 1))
 
 
-def jaccard_batch(
-    preds: np.ndarray, gts: np.ndarray, void: np.ndarray | None = None
-) -> np.ndarray:
+def jaccard_batch(preds: np.ndarray, gts: np.ndarray, void: np.ndarray | None = None) -> np.ndarray:
     """Region similarity J for a stack of masks.
 
     Args:
@@ -130,9 +126,7 @@ def _seg2bmap(seg: np.ndarray) -> np.ndarray:
     """(..., H, W) bool -> boundary map, with the toolkit's ``_seg2bmap`` edge handling."""
     b = np.zeros_like(seg)
     core = seg[..., :-1, :-1]
-    b[..., :-1, :-1] = (core != seg[..., :-1, 1:]) | (core != seg[..., 1:, :-1]) | (
-        core != seg[..., 1:, 1:]
-    )
+    b[..., :-1, :-1] = (core != seg[..., :-1, 1:]) | (core != seg[..., 1:, :-1]) | (core != seg[..., 1:, 1:])
     b[..., -1, :-1] = seg[..., -1, :-1] != seg[..., -1, 1:]
     b[..., :-1, -1] = seg[..., :-1, -1] != seg[..., 1:, -1]
     return b  # bottom-right pixel stays False, as in the toolkit
@@ -185,9 +179,7 @@ def _dilate(bmap: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out
 
 
-def _boundary_f_stack(
-    p: np.ndarray, g: np.ndarray, void: np.ndarray | None, kernel: np.ndarray
-) -> np.ndarray:
+def _boundary_f_stack(p: np.ndarray, g: np.ndarray, void: np.ndarray | None, kernel: np.ndarray) -> np.ndarray:
     if void is not None:
         p, g = p & ~void, g & ~void
     fg_b, gt_b = _seg2bmap(p), _seg2bmap(g)

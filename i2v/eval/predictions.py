@@ -31,8 +31,9 @@ from i2v.io.masks import label_map_to_masks, load_palette_png
 PathLike = Union[str, Path]
 
 
-def read_predictions(pred_dir: PathLike, dataset: VideoDataset, index: int,
-                     frames: Optional[Sequence[int]] = None) -> np.ndarray:
+def read_predictions(
+    pred_dir: PathLike, dataset: VideoDataset, index: int, frames: Optional[Sequence[int]] = None
+) -> np.ndarray:
     """The predicted masks of video ``index`` read from ``pred_dir/<video>/<frame stem>.png``.
 
     Args:
@@ -105,8 +106,9 @@ def score_predictions(
     """
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
-        raise DatasetError(f"--predictions {pred_dir} is not a folder; pass the folder that holds "
-                           "<video>/<frame>.png for each video.")
+        raise DatasetError(
+            f"--predictions {pred_dir} is not a folder; pass the folder that holds <video>/<frame>.png for each video."
+        )
     scoring = scoring_rule(dataset) if scoring is None else scoring
     if scoring not in SCORING_RULES:
         raise ValueError(f"unknown scoring {scoring!r}; choose one of {SCORING_RULES}.")

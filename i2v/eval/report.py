@@ -28,11 +28,19 @@ def summary_rows(results: Sequence[VOSResult]) -> List[Dict[str, Any]]:
     rows = []
     for r in results:
         s = r.summary()
-        rows.append({
-            "method": r.method, "protocol": r.protocol, "J&F": s["jf_mean"], "J": s["j_mean"],
-            "J-recall": s["j_recall"], "J-decay": s["j_decay"], "F": s["f_mean"],
-            "F-recall": s["f_recall"], "F-decay": s["f_decay"],
-        })
+        rows.append(
+            {
+                "method": r.method,
+                "protocol": r.protocol,
+                "J&F": s["jf_mean"],
+                "J": s["j_mean"],
+                "J-recall": s["j_recall"],
+                "J-decay": s["j_decay"],
+                "F": s["f_mean"],
+                "F-recall": s["f_recall"],
+                "F-decay": s["f_decay"],
+            }
+        )
     return rows
 
 
@@ -77,8 +85,10 @@ def write_davis_csvs(result: VOSResult, out_dir: Path, split: str) -> Dict[str, 
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(DAVIS_GLOBAL_COLUMNS)
     writer.writerow([f"{v:.3f}" for v in glob])
-    paths = {"global": out_dir / f"global_results-{split}.csv",
-             "per_sequence": out_dir / f"per-sequence_results-{split}.csv"}
+    paths = {
+        "global": out_dir / f"global_results-{split}.csv",
+        "per_sequence": out_dir / f"per-sequence_results-{split}.csv",
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(paths["global"], buf.getvalue())
     buf = io.StringIO()
@@ -118,8 +128,9 @@ def _per_video_gain(base: VOSResult, other: VOSResult) -> tuple:
     return sums[keep], counts[keep]
 
 
-def paired_gain(base: VOSResult, other: VOSResult, confidence: float = 0.95, resamples: int = 9999,
-                seed: int = 0) -> Dict[str, Any]:
+def paired_gain(
+    base: VOSResult, other: VOSResult, confidence: float = 0.95, resamples: int = 9999, seed: int = 0
+) -> Dict[str, Any]:
     """J&F of ``other`` minus ``base``'s (a fraction, like every score), with a paired bootstrap interval.
 
     The gain is the difference of the two methods' overall J&F (means over all objects). The
@@ -134,8 +145,13 @@ def paired_gain(base: VOSResult, other: VOSResult, confidence: float = 0.95, res
     from scipy.stats import bootstrap
 
     sums, counts = _per_video_gain(base, other)
-    out: Dict[str, Any] = {"gain": float("nan"), "low": None, "high": None, "confidence": confidence,
-                           "videos": int(len(sums))}
+    out: Dict[str, Any] = {
+        "gain": float("nan"),
+        "low": None,
+        "high": None,
+        "confidence": confidence,
+        "videos": int(len(sums)),
+    }
     if not len(sums):
         return out
     out["gain"] = float(sums.sum() / counts.sum())
@@ -149,8 +165,16 @@ def paired_gain(base: VOSResult, other: VOSResult, confidence: float = 0.95, res
     def mean_gain(s: np.ndarray, c: np.ndarray, axis: int = -1) -> np.ndarray:
         return s.sum(axis=axis) / c.sum(axis=axis)
 
-    res = bootstrap((sums, counts), mean_gain, n_resamples=resamples, paired=True, vectorized=True,
-                    confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    res = bootstrap(
+        (sums, counts),
+        mean_gain,
+        n_resamples=resamples,
+        paired=True,
+        vectorized=True,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     out["low"] = float(res.confidence_interval.low)
     out["high"] = float(res.confidence_interval.high)
     return out
@@ -162,8 +186,14 @@ def gains_vs_baseline(results: Sequence[VOSResult], baseline: str = BASELINE) ->
     for base in (r for r in results if r.method == baseline):
         for other in results:
             if other.protocol == base.protocol and other.method != baseline:
-                rows.append({"method": other.method, "baseline": baseline, "protocol": base.protocol,
-                             **paired_gain(base, other)})
+                rows.append(
+                    {
+                        "method": other.method,
+                        "baseline": baseline,
+                        "protocol": base.protocol,
+                        **paired_gain(base, other),
+                    }
+                )
     return rows
 
 
@@ -199,17 +229,24 @@ def submission_hint(dataset: str, masks_dir: Union[str, Path]) -> str:
     """
     folder = Path(masks_dir)
     if dataset == "davis":
-        return (f"To submit, zip the video folders at the top of the archive (cd {folder} && "
-                f"zip -r ../{folder.name or 'submission'}.zip .) and upload the zip to the DAVIS "
-                f"challenge's evaluation server.")
+        return (
+            f"To submit, zip the video folders at the top of the archive (cd {folder} && "
+            f"zip -r ../{folder.name or 'submission'}.zip .) and upload the zip to the DAVIS "
+            f"challenge's evaluation server."
+        )
     if dataset == "ytvos":
         if folder.name == "Annotations":
             how = f"cd {folder.parent} && zip -r submission.zip Annotations"
         else:
-            how = (f"e.g. mkdir -p sub && cp -r {folder} sub/Annotations && cd sub && "
-                   f"zip -r ../submission.zip Annotations")
-        return (f"To submit, zip the video folders inside a top-level Annotations/ folder "
-                f"({how}) and upload the zip to the YouTube-VOS challenge's server.")
+            how = (
+                f"e.g. mkdir -p sub && cp -r {folder} sub/Annotations && cd sub && zip -r ../submission.zip Annotations"
+            )
+        return (
+            f"To submit, zip the video folders inside a top-level Annotations/ folder "
+            f"({how}) and upload the zip to the YouTube-VOS challenge's server."
+        )
     server = {"mose": "MOSE", "sav": "SA-V"}.get(dataset, dataset)
-    return (f"To submit, pack the video folders of {folder} as the {server} server's instructions "
-            f"ask (its layout is <video>/<frame>.png) and upload the archive there.")
+    return (
+        f"To submit, pack the video folders of {folder} as the {server} server's instructions "
+        f"ask (its layout is <video>/<frame>.png) and upload the archive there."
+    )

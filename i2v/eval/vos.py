@@ -90,10 +90,12 @@ def prompt_object(predictor: Any, state: Any, t: int, obj_id: int, gt: np.ndarra
     if protocol == "box":
         predictor.add_new_points_or_box(state, t, obj_id, box=_box(gt))
         return
-    clicks = int(protocol[len("click"):])
+    clicks = int(protocol[len("click") :])
     points, labels = [interior_point(gt)], [1]
     for k in range(clicks):
-        _, ids, logits = predictor.add_new_points_or_box(state, t, obj_id, points=points[-1:], labels=labels[-1:], clear_old_points=k == 0)
+        _, ids, logits = predictor.add_new_points_or_box(
+            state, t, obj_id, points=points[-1:], labels=labels[-1:], clear_old_points=k == 0
+        )
         if k + 1 == clicks:
             break
         pred = logits_to_masks(logits[ids.index(obj_id)])[0]
@@ -127,7 +129,9 @@ class VOSResult:
     method: str
     protocol: str
     rows: List[VideoRow] = field(default_factory=list)
-    objects: Dict[str, List[float]] = field(default_factory=lambda: {k: [] for k in ("j_mean", "j_recall", "j_decay", "f_mean", "f_recall", "f_decay")})
+    objects: Dict[str, List[float]] = field(
+        default_factory=lambda: {k: [] for k in ("j_mean", "j_recall", "j_decay", "f_mean", "f_recall", "f_decay")}
+    )
     scoring: str = "davis"  # frame-scoring rule of the scores (see i2v.eval.metrics)
     # "<video>_<object id>" per entry of ``objects``, as the DAVIS toolkit names its rows
     object_names: List[str] = field(default_factory=list)
@@ -138,13 +142,15 @@ class VOSResult:
             self.objects[key].extend(getattr(scores, key).tolist())
         self.object_names.extend(f"{name}_{int(i)}" for i in obj_ids)
         means = {k: float(np.nanmean(getattr(scores, k))) for k in self.objects}
-        self.rows.append(VideoRow(name, len(obj_ids), **means, jf_mean=(means["j_mean"] + means["f_mean"]) / 2,
-                                  seconds=seconds))
+        self.rows.append(
+            VideoRow(name, len(obj_ids), **means, jf_mean=(means["j_mean"] + means["f_mean"]) / 2, seconds=seconds)
+        )
 
     def object_rows(self) -> List[Dict[str, Any]]:
         """Per object: ``{"name", "j_mean", "f_mean", ...}``, in scoring order."""
-        return [{"name": n, **{k: float(v[i]) for k, v in self.objects.items()}}
-                for i, n in enumerate(self.object_names)]
+        return [
+            {"name": n, **{k: float(v[i]) for k, v in self.objects.items()}} for i, n in enumerate(self.object_names)
+        ]
 
     def summary(self) -> Dict[str, float]:
         """DAVIS-style overall figures: means over all objects of all videos."""
@@ -153,8 +159,14 @@ class VOSResult:
         return out
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"method": self.method, "protocol": self.protocol, "scoring": self.scoring, "summary": self.summary(),
-                "videos": [asdict(r) for r in self.rows], "objects": self.object_rows()}
+        return {
+            "method": self.method,
+            "protocol": self.protocol,
+            "scoring": self.scoring,
+            "summary": self.summary(),
+            "videos": [asdict(r) for r in self.rows],
+            "objects": self.object_rows(),
+        }
 
 
 def segment_video(predictor: Any, dataset: VideoDataset, index: int, protocol: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -177,8 +189,16 @@ def segment_video(predictor: Any, dataset: VideoDataset, index: int, protocol: s
         video.close()
 
 
-def _segment(predictor: Any, dataset: VideoDataset, index: int, protocol: str, video: VideoSource,
-             gts: np.ndarray, ids: List[int], num: int) -> Tuple[np.ndarray, np.ndarray]:
+def _segment(
+    predictor: Any,
+    dataset: VideoDataset,
+    index: int,
+    protocol: str,
+    video: VideoSource,
+    gts: np.ndarray,
+    ids: List[int],
+    num: int,
+) -> Tuple[np.ndarray, np.ndarray]:
     from i2v.video_predictor import apply_non_overlapping_constraints
 
     state = predictor.init_state(video)

@@ -98,8 +98,9 @@ def write_text_atomic(path: PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def remove_stale_temporaries(folder: PathLike, older_than: Optional[float] = None,
-                             recursive: bool = False) -> List[Path]:
+def remove_stale_temporaries(
+    folder: PathLike, older_than: Optional[float] = None, recursive: bool = False
+) -> List[Path]:
     """Delete the temporary files :func:`atomic_path` leaves when its process is killed.
 
     Args:

@@ -52,9 +52,7 @@ class ImageFilesSource(VideoSource):
             with Image.open(path) as image:
                 rgb = pil_to_rgb(image)
         except FileNotFoundError:
-            raise VideoNotFoundError(
-                f"frame {t} ({path}) was deleted after the video was opened."
-            ) from None
+            raise VideoNotFoundError(f"frame {t} ({path}) was deleted after the video was opened.") from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise VideoError(
                 f"frame {t} ({path}) could not be decoded: {exc}. The file is corrupt or "
@@ -76,8 +74,7 @@ def header_size(path: Path) -> Tuple[int, int]:
     except FileNotFoundError:
         raise VideoNotFoundError(f"image file {path} does not exist.") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise VideoError(f"{path} is not a readable image ({exc}); it is corrupt or not "
-                         "a JPEG/PNG file.") from exc
+        raise VideoError(f"{path} is not a readable image ({exc}); it is corrupt or not a JPEG/PNG file.") from exc
 
 
 def natural_key(name: str) -> Tuple[Tuple[int, Union[int, str]], ...]:
@@ -91,7 +88,8 @@ def natural_key(name: str) -> Tuple[Tuple[int, Union[int, str]], ...]:
 def list_frame_files(folder: Path) -> List[Path]:
     """Frame files of ``folder`` in frame order (see the module docstring)."""
     files = [
-        p for p in folder.iterdir()
+        p
+        for p in folder.iterdir()
         # Dot-files are skipped: macOS copies leave "._00001.jpg" resource forks beside frames.
         if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
     ]
@@ -99,8 +97,7 @@ def list_frame_files(folder: Path) -> List[Path]:
         others = sorted(p.name for p in folder.iterdir())[:3]
         found = f"it holds {others} ..." if others else "it is empty"
         raise VideoError(
-            f"folder {folder} has no frames: expected JPEG or PNG files "
-            f"({', '.join(IMAGE_SUFFIXES)}) but {found}."
+            f"folder {folder} has no frames: expected JPEG or PNG files ({', '.join(IMAGE_SUFFIXES)}) but {found}."
         )
     jpegs = [p for p in files if p.suffix.lower() in JPEG_SUFFIXES]
     if jpegs:

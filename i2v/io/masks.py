@@ -51,9 +51,7 @@ def logits_to_masks(logits: Any, threshold: float = 0.0) -> np.ndarray:
     if masks.ndim == 4 and masks.shape[1] == 1:
         masks = masks[:, 0]
     if masks.ndim != 3:
-        raise DatasetError(
-            f"mask logits have shape {masks.shape}; expected (N, 1, H, W) or (N, H, W)."
-        )
+        raise DatasetError(f"mask logits have shape {masks.shape}; expected (N, 1, H, W) or (N, H, W).")
     return masks
 
 
@@ -63,8 +61,9 @@ def _check_masks(masks: np.ndarray, ndim: int, what: str) -> np.ndarray:
         want = "(H, W)" if ndim == 2 else "(N, H, W)"
         raise DatasetError(f"{what} has shape {masks.shape}; expected {want}.")
     if masks.dtype != bool and not np.isin(masks, (0, 1)).all():
-        raise DatasetError(f"{what} has dtype {masks.dtype} with values other than 0 and 1; "
-                           "pass a boolean mask (e.g. logits > 0).")
+        raise DatasetError(
+            f"{what} has dtype {masks.dtype} with values other than 0 and 1; pass a boolean mask (e.g. logits > 0)."
+        )
     return masks
 
 
@@ -139,15 +138,16 @@ def _to_coco(rle: RLE) -> RLE:
             try:
                 counts = counts.encode("ascii")
             except UnicodeEncodeError:
-                raise DatasetError(f"RLE counts {counts!r:.40} are not a COCO compressed "
-                                   "string (ASCII characters only).") from None
+                raise DatasetError(
+                    f"RLE counts {counts!r:.40} are not a COCO compressed string (ASCII characters only)."
+                ) from None
         if not isinstance(counts, bytes):
-            raise DatasetError(f"RLE counts must be a str, bytes or list of ints, got "
-                               f"{type(counts).__name__}.")
+            raise DatasetError(f"RLE counts must be a str, bytes or list of ints, got {type(counts).__name__}.")
         total = _compressed_total(counts)
         if total is None:
-            raise DatasetError(f"RLE counts {counts!r:.40} are not a valid COCO compressed "
-                               "string; the annotation is corrupt.")
+            raise DatasetError(
+                f"RLE counts {counts!r:.40} are not a valid COCO compressed string; the annotation is corrupt."
+            )
     if total != height * width:
         raise DatasetError(
             f"RLE counts cover {total} pixels but its size [{height}, {width}] has "
@@ -168,8 +168,7 @@ def decode_rle(rle: RLE) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             # pycocotools' Cython array lacks NumPy 2's __array__(copy=...); harmless noise.
-            warnings.filterwarnings("ignore", message="__array__ implementation",
-                                    category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
             mask = mask_utils.decode(coco)
     except Exception as exc:  # pycocotools raises bare exceptions on malformed counts
         raise DatasetError(f"RLE of size {coco['size']} could not be decoded: {exc}") from exc
@@ -220,8 +219,9 @@ def save_palette_png(path: PathLike, label_map: np.ndarray) -> None:
     """
     label_map = np.asarray(label_map)
     if label_map.ndim != 2 or label_map.dtype != np.uint8:
-        raise DatasetError(f"label map has shape {label_map.shape} and dtype {label_map.dtype}; "
-                           "expected (H, W) uint8 object ids.")
+        raise DatasetError(
+            f"label map has shape {label_map.shape} and dtype {label_map.dtype}; expected (H, W) uint8 object ids."
+        )
     image = Image.fromarray(np.ascontiguousarray(label_map))
     image.putpalette(davis_palette().tobytes())  # makes the "L" image a "P" image
     with atomic_path(Path(path)) as tmp:
@@ -246,8 +246,7 @@ def load_palette_png(path: PathLike) -> np.ndarray:
     except FileNotFoundError:
         raise DatasetError(f"annotation {path} does not exist.") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"annotation {path} could not be read ({exc}); it is corrupt "
-                           "or not an image.") from exc
+        raise DatasetError(f"annotation {path} could not be read ({exc}); it is corrupt or not an image.") from exc
     if labels is None:
         raise DatasetError(
             f"annotation {path} is a {mode} image; expected a single-channel PNG (palette or "
@@ -265,8 +264,7 @@ def _check_obj_ids(obj_ids: Sequence[int], count: int) -> List[int]:
         raise DatasetError(f"{count} masks but {len(ids)} obj_ids; give one id per mask.")
     bad = [i for i in ids if not 1 <= i <= 255]
     if bad:
-        raise DatasetError(f"object ids {bad} do not fit a uint8 label map: use 1..255 "
-                           "(0 is background).")
+        raise DatasetError(f"object ids {bad} do not fit a uint8 label map: use 1..255 (0 is background).")
     return ids
 
 

@@ -38,29 +38,24 @@ def object_color(obj_id: int) -> Tuple[int, int, int]:
 def _erode(region: np.ndarray) -> np.ndarray:
     """4-neighbour erosion of (H, W) bool; the image edge does not count as outside."""
     padded = np.pad(region, 1, mode="edge")
-    return (region & padded[:-2, 1:-1] & padded[2:, 1:-1]
-            & padded[1:-1, :-2] & padded[1:-1, 2:])
+    return region & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
 
 
-def _check_overlay_inputs(frame: Any, masks: Any, obj_ids: Sequence[int]) -> Tuple[np.ndarray,
-                                                                                   np.ndarray]:
+def _check_overlay_inputs(frame: Any, masks: Any, obj_ids: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
     frame = np.asarray(frame)
     masks = np.asarray(masks)
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise VideoError(f"frame has shape {frame.shape} and dtype {frame.dtype}; expected "
-                         "(H, W, 3) uint8 RGB.")
+        raise VideoError(f"frame has shape {frame.shape} and dtype {frame.dtype}; expected (H, W, 3) uint8 RGB.")
     if masks.ndim != 3 or masks.shape[1:] != frame.shape[:2]:
-        raise VideoError(f"masks have shape {masks.shape}; expected (N, {frame.shape[0]}, "
-                         f"{frame.shape[1]}) to match the frame.")
+        raise VideoError(
+            f"masks have shape {masks.shape}; expected (N, {frame.shape[0]}, {frame.shape[1]}) to match the frame."
+        )
     if len(obj_ids) != masks.shape[0]:
-        raise VideoError(f"{masks.shape[0]} masks but {len(obj_ids)} obj_ids; give one id "
-                         "per mask.")
+        raise VideoError(f"{masks.shape[0]} masks but {len(obj_ids)} obj_ids; give one id per mask.")
     return frame, masks.astype(bool, copy=False)
 
 
-def overlay_masks(
-    frame: np.ndarray, masks: np.ndarray, obj_ids: Sequence[int], alpha: float = 0.5
-) -> np.ndarray:
+def overlay_masks(frame: np.ndarray, masks: np.ndarray, obj_ids: Sequence[int], alpha: float = 0.5) -> np.ndarray:
     """Blend each object's colour over its mask and darken its boundary.
 
     Args:
@@ -98,11 +93,14 @@ def overlay_masks(
 def _checked_frame(frame: Any, index: int, size: Optional[Tuple[int, int]]) -> np.ndarray:
     frame = np.asarray(frame)
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise VideoError(f"frame {index} has shape {frame.shape} and dtype {frame.dtype}; "
-                         "expected (H, W, 3) uint8 RGB.")
+        raise VideoError(
+            f"frame {index} has shape {frame.shape} and dtype {frame.dtype}; expected (H, W, 3) uint8 RGB."
+        )
     if size is not None and frame.shape[:2] != size:
-        raise VideoError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]} (WxH) but frame 0 "
-                         f"is {size[1]}x{size[0]}; all frames of a video must have one size.")
+        raise VideoError(
+            f"frame {index} is {frame.shape[1]}x{frame.shape[0]} (WxH) but frame 0 "
+            f"is {size[1]}x{size[0]}; all frames of a video must have one size."
+        )
     return frame
 
 
@@ -112,10 +110,8 @@ def _write_gif(tmp: Path, frames: Iterable[np.ndarray], fps: float) -> int:
         raise VideoError("write_overlay_video got no frames.")
     sizes = {image.size for image in images}
     if len(sizes) > 1:
-        raise VideoError(f"frames have different sizes {sorted(sizes)}; all frames of a video "
-                         "must have one size.")
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                   duration=1000.0 / fps, loop=0)
+        raise VideoError(f"frames have different sizes {sorted(sizes)}; all frames of a video must have one size.")
+    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=1000.0 / fps, loop=0)
     return len(images)
 
 
@@ -128,8 +124,10 @@ def _mp4_codec() -> str:
             return name
         except Exception:  # not compiled into this FFmpeg build
             continue
-    raise VideoError(f"this PyAV build has none of the MP4 encoders {_MP4_CODECS}; write a "
-                     ".gif instead or install a PyAV wheel with libx264.")
+    raise VideoError(
+        f"this PyAV build has none of the MP4 encoders {_MP4_CODECS}; write a "
+        ".gif instead or install a PyAV wheel with libx264."
+    )
 
 
 def _write_mp4(tmp: Path, frames: Iterable[np.ndarray], fps: float) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 from i2v.errors import VideoError
 from i2v.io.video_source import _SUPPORTED, VideoSource
 
+
 def _av() -> Any:
     """PyAV, imported on first use so that array-only users never load FFmpeg."""
     import av
@@ -41,9 +42,11 @@ def display_quarter_turns(rotation: float, what: str = "the video") -> int:
     """
     turns = round(rotation / 90.0) if math.isfinite(rotation) else 0
     if not abs(rotation - 90.0 * turns) <= 1.0:  # NaN and infinities fail this too
-        raise VideoError(f"{what} has a display rotation of {rotation} degrees; only multiples "
-                         "of 90 degrees are supported. Re-encode it upright (ffmpeg applies the "
-                         "rotation when it re-encodes).")
+        raise VideoError(
+            f"{what} has a display rotation of {rotation} degrees; only multiples "
+            "of 90 degrees are supported. Re-encode it upright (ffmpeg applies the "
+            "rotation when it re-encodes)."
+        )
     return turns % 4
 
 
@@ -87,8 +90,10 @@ def _open_container(path: Path) -> Any:
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as exc:
-        raise VideoError(f"{path} could not be opened as a video ({exc}); it is corrupt or "
-                         f"not a video. Supported sources: {_SUPPORTED}.") from exc
+        raise VideoError(
+            f"{path} could not be opened as a video ({exc}); it is corrupt or "
+            f"not a video. Supported sources: {_SUPPORTED}."
+        ) from exc
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path} has no video stream (audio-only or data file).")
@@ -164,8 +169,9 @@ class _VideoFileSource(VideoSource):
                 num_frames = self._packets.count
             width, height = stream.codec_context.width, stream.codec_context.height
             if num_frames <= 0 or width <= 0 or height <= 0:
-                raise VideoError(f"{path} has no decodable video frames ({num_frames} frames "
-                                 f"of {width}x{height} pixels).")
+                raise VideoError(
+                    f"{path} has no decodable video frames ({num_frames} frames of {width}x{height} pixels)."
+                )
             self._stored_size = (height, width)
             self._start(container)
             # The rotation lives in the container, but PyAV reads it reliably only from a
@@ -194,11 +200,14 @@ class _VideoFileSource(VideoSource):
         try:
             first = next(self._decoded, None)
         except _av().error.FFmpegError as exc:
-            raise VideoError(f"frame 0 of {self.path} could not be decoded ({exc}); the file "
-                             "is corrupt near its start.") from exc
+            raise VideoError(
+                f"frame 0 of {self.path} could not be decoded ({exc}); the file is corrupt near its start."
+            ) from exc
         if first is None:
-            raise VideoError(f"{self.path} has no decodable video frames: the stream ends "
-                             "before its first frame; the file is truncated or corrupt.")
+            raise VideoError(
+                f"{self.path} has no decodable video frames: the stream ends "
+                "before its first frame; the file is truncated or corrupt."
+            )
         return first
 
     def _restart(self) -> None:
@@ -252,8 +261,10 @@ class _VideoFileSource(VideoSource):
             if index is None or index > t:
                 # The seek landed somewhere we cannot place, or past t: start over once.
                 if restarted:
-                    raise VideoError(f"frame {t} of {self.path} cannot be located: its "
-                                     "timestamps are inconsistent. Re-encode the video.")
+                    raise VideoError(
+                        f"frame {t} of {self.path} cannot be located: its "
+                        "timestamps are inconsistent. Re-encode the video."
+                    )
                 self._restart()
                 restarted = True
                 continue
@@ -275,8 +286,9 @@ class _VideoFileSource(VideoSource):
             ) from None
         except _av().error.FFmpegError as exc:
             self._decoded = None
-            raise VideoError(f"frame {t} of {self.path} could not be decoded ({exc}); the "
-                             "file is corrupt near this frame.") from exc
+            raise VideoError(
+                f"frame {t} of {self.path} could not be decoded ({exc}); the file is corrupt near this frame."
+            ) from exc
 
     def _frame_index(self, frame: Any) -> Optional[int]:
         if self._packets is not None and frame.pts in self._packets.position:

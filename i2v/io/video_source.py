@@ -45,9 +45,7 @@ _SUPPORTED = (
     "(T,3,H,W), or a list of (H,W,3) uint8 arrays, PIL images or image paths"
 )
 
-VideoLike = Union[
-    str, "os.PathLike[str]", np.ndarray, "torch.Tensor", Sequence[Any], "VideoSource"
-]
+VideoLike = Union[str, "os.PathLike[str]", np.ndarray, "torch.Tensor", Sequence[Any], "VideoSource"]
 
 
 class _LRUCache:
@@ -156,9 +154,7 @@ class VideoSource(abc.ABC):
         try:
             index = operator.index(t)
         except TypeError:
-            raise FrameIndexError(
-                f"frame index must be an integer, got {type(t).__name__} {t!r}."
-            ) from None
+            raise FrameIndexError(f"frame index must be an integer, got {type(t).__name__} {t!r}.") from None
         if not 0 <= index < len(self):
             raise FrameIndexError(
                 f"frame index {index} is outside the video: it has {len(self)} frames "
@@ -274,16 +270,16 @@ def _channels_first(shape: Tuple[int, ...], kind: str) -> Optional[bool]:
 def _open_array(frames: Any, kind: str) -> VideoSource:
     shape = tuple(frames.shape)
     if str(frames.dtype) not in ("uint8", "torch.uint8"):
-        raise VideoError(f"the {kind} has dtype {frames.dtype}; only uint8 (0..255) video is "
-                         "supported. Convert with (x * 255).round() and a cast to uint8.")
+        raise VideoError(
+            f"the {kind} has dtype {frames.dtype}; only uint8 (0..255) video is "
+            "supported. Convert with (x * 255).round() and a cast to uint8."
+        )
     channels_first = _channels_first(shape, kind)
     if channels_first is None:
-        layouts = "(T,H,W,3), (T,3,H,W), (T,H,W)" if kind == "tensor" else \
-            "(T,H,W,3), (T,H,W), (T,H,W,1), (T,H,W,4)"
+        layouts = "(T,H,W,3), (T,3,H,W), (T,H,W)" if kind == "tensor" else "(T,H,W,3), (T,H,W), (T,H,W,1), (T,H,W,4)"
         raise VideoError(f"the {kind} has shape {shape}; supported video layouts are {layouts}.")
     if min(shape) == 0:
-        raise VideoError(f"the {kind} has shape {shape}: a video needs at least one frame "
-                         "of at least 1x1 pixels.")
+        raise VideoError(f"the {kind} has shape {shape}: a video needs at least one frame of at least 1x1 pixels.")
     return _ArraySource(frames, channels_first)
 
 
@@ -297,8 +293,10 @@ def _open_sequence(items: Sequence[Any], cache_size: int) -> VideoSource:
     sizes = [_item_size(item, i) for i, item in enumerate(items)]
     for i, size in enumerate(sizes):
         if size != sizes[0]:
-            raise VideoError(f"frame {i} is {size[1]}x{size[0]} (WxH) but frame 0 is "
-                             f"{sizes[0][1]}x{sizes[0][0]}; all frames must have the same size.")
+            raise VideoError(
+                f"frame {i} is {size[1]}x{size[0]} (WxH) but frame 0 is "
+                f"{sizes[0][1]}x{sizes[0][0]}; all frames must have the same size."
+            )
     return _SequenceSource(items, sizes[0])
 
 
@@ -307,8 +305,9 @@ def _item_size(item: Any, index: int) -> Tuple[int, int]:
     if isinstance(item, Image.Image):
         return item.height, item.width
     if not isinstance(item, np.ndarray):
-        raise VideoError(f"frame {index} is a {type(item).__name__}; list elements must be "
-                         "numpy arrays, PIL images or image paths.")
+        raise VideoError(
+            f"frame {index} is a {type(item).__name__}; list elements must be numpy arrays, PIL images or image paths."
+        )
     image = _to_rgb(item, f"frame {index}")
     return image.shape[0], image.shape[1]
 

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from i2v.errors import ConfigError
 from i2v.train.config import TrainConfig, load_train_config
@@ -20,8 +20,15 @@ from i2v.train.config import TrainConfig, load_train_config
 __all__ = ["TrainConfig", "load_train_config", "train"]
 
 
-def train(config: Union[TrainConfig, str, Path], dataset: Any = None, *, val_dataset: Any = None,
-          resume: bool = False, overwrite: bool = False, progress: bool = True) -> "TrainResult":  # noqa: F821
+def train(
+    config: Union[TrainConfig, str, Path],
+    dataset: Any = None,
+    *,
+    val_dataset: Any = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> "TrainResult":  # noqa: F821
     """Train the adapters a config describes; returns the run's :class:`~i2v.train.trainer.TrainResult`.
 
     Args:
@@ -50,8 +57,10 @@ def train(config: Union[TrainConfig, str, Path], dataset: Any = None, *, val_dat
     if isinstance(config, (str, Path)):
         config = load_train_config(config)
     if not isinstance(config, TrainConfig):
-        raise ConfigError(f"i2v.train needs a TrainConfig or a recipe path, got {type(config).__name__}; "
-                          "build one with i2v.load_train_config(path, overrides) or i2v.TrainConfig(...).")
+        raise ConfigError(
+            f"i2v.train needs a TrainConfig or a recipe path, got {type(config).__name__}; "
+            "build one with i2v.load_train_config(path, overrides) or i2v.TrainConfig(...)."
+        )
     videos = as_video_dataset(dataset) if dataset is not None else None
     val = as_video_dataset(val_dataset) if val_dataset is not None else None
     return run_training(config, resume=resume, progress=progress, overwrite=overwrite, dataset=videos, val_dataset=val)

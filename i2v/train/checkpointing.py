@@ -157,7 +157,7 @@ def list_checkpoints(output_dir: PathLike) -> List[Path]:
     if not out.is_dir():
         return []
     found = [p for p in out.iterdir() if p.is_dir() and re.fullmatch(rf"{PREFIX}\d+", p.name)]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
 def find_resumable(output_dir: PathLike) -> Tuple[Optional[Path], Dict[Path, str]]:
@@ -211,7 +211,9 @@ def load_training_state(path: PathLike) -> Dict[str, Any]:
     """The training state of a checkpoint directory (safe unpickling only)."""
     file = Path(path) / STATE_NAME
     if not is_complete(path):
-        raise CheckpointError(f"{str(path)!r} is not a complete training checkpoint ({MANIFEST_NAME} or a file is missing).")
+        raise CheckpointError(
+            f"{str(path)!r} is not a complete training checkpoint ({MANIFEST_NAME} or a file is missing)."
+        )
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load fails in many ways on damaged files

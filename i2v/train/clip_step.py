@@ -134,7 +134,9 @@ def prepare_clip(model: SamI2V, frames: torch.Tensor, masks: torch.Tensor) -> Pr
         thresholded at half coverage.
     """
     if frames.ndim != 4 or frames.shape[1] != 3 or masks.ndim != 4 or masks.shape[0] != frames.shape[0]:
-        raise ValueError(f"expected frames (T, 3, H, W) and masks (T, N, H, W); got {tuple(frames.shape)} and {tuple(masks.shape)}.")
+        raise ValueError(
+            f"expected frames (T, 3, H, W) and masks (T, N, H, W); got {tuple(frames.shape)} and {tuple(masks.shape)}."
+        )
     if masks.shape[-2:] != frames.shape[-2:]:
         raise ValueError(f"masks {tuple(masks.shape[-2:])} and frames {tuple(frames.shape[-2:])} differ in size.")
     t, n, h, w = masks.shape
@@ -144,7 +146,9 @@ def prepare_clip(model: SamI2V, frames: torch.Tensor, masks: torch.Tensor) -> Pr
         images.append(x)
     gt = torch.zeros(t, n, *model.low_res_size, dtype=torch.bool, device=model.device)
     if t * n:
-        frac = mask_to_low_res(masks.reshape(t * n, h, w).to(model.device), input_size, model.image_size, model.low_res_size)
+        frac = mask_to_low_res(
+            masks.reshape(t * n, h, w).to(model.device), input_size, model.image_size, model.low_res_size
+        )
         gt = (frac[:, 0] > 0.5).reshape(t, n, *model.low_res_size)
     return PreparedClip(torch.cat(images), gt, gt.flatten(2).any(dim=2), input_size, (h, w))
 
@@ -198,8 +202,15 @@ def _decode_clicks(
 
 
 def _prompt_frame(
-    model: SamI2V, frame: FrameFeatures, c: int, gt: torch.Tensor, banks: List[MemoryBank],
-    sim: PromptSimConfig, weights: LossWeights, rng: np.random.Generator, rec: _Recorder,
+    model: SamI2V,
+    frame: FrameFeatures,
+    c: int,
+    gt: torch.Tensor,
+    banks: List[MemoryBank],
+    sim: PromptSimConfig,
+    weights: LossWeights,
+    rng: np.random.Generator,
+    rec: _Recorder,
 ) -> List[_Output]:
     """Prompt every object on conditioning frame ``c``; gt: (N, 4h, 4w) bool on the device."""
     scale = model.image_size / model.low_res_size[1]
@@ -220,10 +231,18 @@ def _prompt_frame(
                 coords, labels = sample_points(gt_cpu[n], int(rng.integers(1, sim.max_points + 1)), rng)
                 box = None
             else:
-                coords, labels, box = torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), sample_box(gt_cpu[n], sim.box_noise, rng)
-            rec.prompts.append(SimulatedPrompt(c, n, kind, coords if box is None else None, labels if box is None else None, box))
+                coords, labels, box = (
+                    torch.zeros(0, 2),
+                    torch.zeros(0, dtype=torch.long),
+                    sample_box(gt_cpu[n], sim.box_noise, rng),
+                )
+            rec.prompts.append(
+                SimulatedPrompt(c, n, kind, coords if box is None else None, labels if box is None else None, box)
+            )
             dec = _decode_clicks(model, frame, coords, labels, box, None, scale)
-            rec.parts.append(pair_losses(dec.all_low_res_logits, dec.all_iou, dec.presence_logits, gt[n : n + 1], weights))
+            rec.parts.append(
+                pair_losses(dec.all_low_res_logits, dec.all_iou, dec.presence_logits, gt[n : n + 1], weights)
+            )
             out, iou = _Output(dec.low_res_logits, PROMPTED_PRESENCE), dec.iou
         presence = torch.tensor([out.presence], device=model.device)
         bank.add(model.make_memory(frame, c, out.logits, iou, presence, prompted=True)[0])
@@ -233,8 +252,16 @@ def _prompt_frame(
 
 
 def _correct_frame(
-    model: SamI2V, raw: torch.Tensor, k: int, gt: torch.Tensor, banks: List[MemoryBank], last: List[_Output],
-    sim: PromptSimConfig, weights: LossWeights, rng: np.random.Generator, rec: _Recorder,
+    model: SamI2V,
+    raw: torch.Tensor,
+    k: int,
+    gt: torch.Tensor,
+    banks: List[MemoryBank],
+    last: List[_Output],
+    sim: PromptSimConfig,
+    weights: LossWeights,
+    rng: np.random.Generator,
+    rec: _Recorder,
 ) -> None:
     """Corrective clicks on tracked frame ``k`` for every object with an error."""
     frame = model.prepare_frame(raw, None)  # the predictor prepares prompted frames this way
@@ -253,7 +280,9 @@ def _correct_frame(
             labels.append(click[1])
             prior = current.detach()  # a correction of what is there, as in the predictor
             dec = _decode_clicks(model, frame, torch.stack(coords), torch.tensor(labels), None, prior, scale)
-            rec.parts.append(pair_losses(dec.all_low_res_logits, dec.all_iou, dec.presence_logits, gt[n : n + 1], weights))
+            rec.parts.append(
+                pair_losses(dec.all_low_res_logits, dec.all_iou, dec.presence_logits, gt[n : n + 1], weights)
+            )
             current = dec.low_res_logits
         if dec is None:
             continue
@@ -290,9 +319,13 @@ def clip_loss(
     """
     t_len, n_obj = gt.shape[:2]
     if embeddings.shape[0] != t_len or annotated.shape != (t_len,):
-        raise ValueError(f"embeddings {tuple(embeddings.shape)}, gt {tuple(gt.shape)} and annotated {tuple(annotated.shape)} disagree on T.")
+        raise ValueError(
+            f"embeddings {tuple(embeddings.shape)}, gt {tuple(gt.shape)} and annotated {tuple(annotated.shape)} disagree on T."
+        )
     if tuple(gt.shape[-2:]) != model.low_res_size:
-        raise ValueError(f"gt must be at the decoder's resolution {model.low_res_size} (use prepare_clip); got {tuple(gt.shape[-2:])}.")
+        raise ValueError(
+            f"gt must be at the decoder's resolution {model.low_res_size} (use prepare_clip); got {tuple(gt.shape[-2:])}."
+        )
     ann = [bool(a) for a in annotated.tolist()]
     if n_obj == 0 or not ann[0]:
         raise ValueError("clip_loss needs at least one object and an annotated frame 0 to prompt on.")
@@ -326,9 +359,18 @@ def clip_loss(
         priors = [None if withhold else o.prior() for o, withhold in zip(last, _withheld(gt_present, t, sim, rng))]
         out = track_objects(model, frame, t, priors, [bank.select(t, frame.descriptor) for bank in banks])
         if ann[t]:
-            rec.parts.append(pair_losses(out.all_logits, out.all_iou, out.presence_logits, gt[t], weights,
-                                         readout_logits=out.plan.readout_logits, has_readout=out.plan.has_readout,
-                                         decoded=out.decoded))
+            rec.parts.append(
+                pair_losses(
+                    out.all_logits,
+                    out.all_iou,
+                    out.presence_logits,
+                    gt[t],
+                    weights,
+                    readout_logits=out.plan.readout_logits,
+                    has_readout=out.plan.has_readout,
+                    decoded=out.decoded,
+                )
+            )
         presence = out.presence_logits.detach().float().cpu().tolist()
         for n, bank in enumerate(banks):
             bank.add(out.entries[n])

@@ -167,11 +167,15 @@ class ClipConfig:
         if self.num_frames < 1 or self.max_objects < 1 or not 1 <= self.stride[0] <= self.stride[1]:
             raise ValueError("clip needs num_frames >= 1, max_objects >= 1 and 1 <= stride[0] <= stride[1].")
         if self.num_frames > MAX_CLIP_FRAMES:
-            raise ValueError(f"clip.num_frames is {self.num_frames}; at most {MAX_CLIP_FRAMES} frames fit one "
-                             "training clip (8 is usual).")
+            raise ValueError(
+                f"clip.num_frames is {self.num_frames}; at most {MAX_CLIP_FRAMES} frames fit one "
+                "training clip (8 is usual)."
+            )
         in_range("clip.reverse_prob", self.reverse_prob, 0.0, 1.0)
         if self.size is not None and (len(self.size) != 2 or not all(1 <= side <= MAX_SIDE for side in self.size)):
-            raise ValueError(f"clip.size must be null or [height, width], each in 1..{MAX_SIDE}; got {list(self.size)}.")
+            raise ValueError(
+                f"clip.size must be null or [height, width], each in 1..{MAX_SIDE}; got {list(self.size)}."
+            )
 
 
 @dataclass
@@ -256,7 +260,9 @@ class ValConfig:
         from i2v.eval.vos import PROTOCOLS  # the evaluation defines them; imported only here
 
         if self.every < 0 or self.num_videos < 1:
-            raise ValueError(f"val needs every >= 0 (0: never) and num_videos >= 1; got {self.every} and {self.num_videos}.")
+            raise ValueError(
+                f"val needs every >= 0 (0: never) and num_videos >= 1; got {self.every} and {self.num_videos}."
+            )
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"val.protocol must be one of {', '.join(PROTOCOLS)}; got {self.protocol!r}.")
 
@@ -329,11 +335,15 @@ class TrainConfig:
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0 (0: load in the training process), got {self.num_workers}.")
         if self.epoch_length is not None and self.epoch_length < 1:
-            raise ValueError(f"epoch_length must be >= 1, or null for the videos of all datasets; got {self.epoch_length}.")
+            raise ValueError(
+                f"epoch_length must be >= 1, or null for the videos of all datasets; got {self.epoch_length}."
+            )
         if self.trackers is not None:
             unknown = [t for t in self.trackers if t not in KNOWN_TRACKERS]
             if unknown:
-                raise ValueError(f"trackers: unknown {unknown}; choose among {', '.join(KNOWN_TRACKERS)} (or [] for none).")
+                raise ValueError(
+                    f"trackers: unknown {unknown}; choose among {', '.join(KNOWN_TRACKERS)} (or [] for none)."
+                )
         check_model_sizes(self.model)
         if self.feature_cache.enabled:
             check_cacheable(self.model)
@@ -348,7 +358,9 @@ def _model_mapping(value: Any, where: str) -> Dict[str, Any]:
     if isinstance(value, dict):
         return value
     if not isinstance(value, str):
-        raise ConfigError(f"{where}.model: expected a bundled name ({', '.join(BUNDLED_CONFIGS)}), a YAML path or a mapping; got {value!r}.")
+        raise ConfigError(
+            f"{where}.model: expected a bundled name ({', '.join(BUNDLED_CONFIGS)}), a YAML path or a mapping; got {value!r}."
+        )
     path = bundled_config_path(value) if value in BUNDLED_CONFIGS else Path(value)
     data = read_yaml(path)
     return data["model"] if isinstance(data.get("model"), dict) else data

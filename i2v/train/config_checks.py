@@ -22,8 +22,13 @@ MAX_SIDE = 8192  # largest clip side, in pixels
 MAX_CLIP_FRAMES = 1024  # longest training clip; far beyond what fits in GPU memory
 # Upper bounds of the adapters' sizes: far above any useful value, far below an allocator error.
 MODEL_SIZE_LIMITS = {
-    "upgrader.dim": 8192, "upgrader.heads": 256, "upgrader.window": 64, "upgrader.pool": 256,
-    "memory_readout.grid": 256, "memory_readout.short_term": 10_000, "memory_readout.chunk": 1 << 20,
+    "upgrader.dim": 8192,
+    "upgrader.heads": 256,
+    "upgrader.window": 64,
+    "upgrader.pool": 256,
+    "memory_readout.grid": 256,
+    "memory_readout.short_term": 10_000,
+    "memory_readout.chunk": 1 << 20,
     "lora.r": 1024,
 }
 
@@ -41,8 +46,10 @@ def check_model_sizes(model: ModelConfig) -> None:
         part, attr = name.split(".")
         value = getattr(getattr(model, part), attr)
         if value > limit:
-            raise ConfigError(f"model.{name} is {value}; at most {limit} is supported (the bundled configs use "
-                              f"{getattr(getattr(ModelConfig(), part), attr)}).")
+            raise ConfigError(
+                f"model.{name} is {value}; at most {limit} is supported (the bundled configs use "
+                f"{getattr(getattr(ModelConfig(), part), attr)})."
+            )
 
 
 def lora_on_image_encoder(model: ModelConfig) -> List[str]:

@@ -53,7 +53,7 @@ def plot_training_curve(metrics_path: Path, png: Path, title: Optional[str] = No
     ax.plot(steps, losses, color="tab:blue", alpha=0.3, marker="." if len(losses) < 20 else None)
     if len(losses) >= window > 1:
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1:], smooth, color="tab:blue", label="training loss (running mean)")
+        ax.plot(steps[window - 1 :], smooth, color="tab:blue", label="training loss (running mean)")
     ax.set_xlabel("step")
     ax.set_ylabel("loss", color="tab:blue")
     if val:

@@ -91,16 +91,27 @@ def open_reader(spec: DataSpec, split: Optional[str] = None, num_videos: Optiona
 
     split = split or spec.split
     if spec.type == "synthetic":
-        return make_dataset("synthetic", split=split, num_videos=num_videos or spec.num_videos or 100,
-                            config=spec.synthetic, seed=spec.seed)
+        return make_dataset(
+            "synthetic",
+            split=split,
+            num_videos=num_videos or spec.num_videos or 100,
+            config=spec.synthetic,
+            seed=spec.seed,
+        )
     images = dict(annotation_dir=spec.annotation_dir, max_objects=spec.max_masks, min_area=spec.min_area)
     kwargs = {
         "davis": dict(year=spec.year, resolution=spec.resolution),
         "coco": dict(annotations=spec.annotations),
         "sav": dict(annotation=spec.annotation, annotated_only=spec.annotated_only),
         "sa1b": images,
-        "sa1b_pseudo": dict(images, num_frames=spec.frames_per_video, seed=spec.seed, max_translate=spec.max_translate,
-                            max_scale=spec.max_scale, max_rotate=spec.max_rotate),
+        "sa1b_pseudo": dict(
+            images,
+            num_frames=spec.frames_per_video,
+            seed=spec.seed,
+            max_translate=spec.max_translate,
+            max_scale=spec.max_scale,
+            max_rotate=spec.max_rotate,
+        ),
     }.get(spec.type, {})
     return make_dataset(spec.type, str(spec.root) if spec.root else None, split, **kwargs)
 
@@ -140,19 +151,36 @@ def clip_augment(cfg: TrainConfig) -> Optional[ClipAugment]:
     aug = cfg.clip.augment
     if cfg.feature_cache.enabled or not aug.enabled:
         return ResizeOnly(size=size) if size else None  # type: ignore[arg-type]
-    return ClipAugment(size=size, hflip_prob=aug.hflip_prob, crop_scale=tuple(aug.crop_scale),  # type: ignore[arg-type]
-                       brightness=aug.brightness, contrast=aug.contrast, saturation=aug.saturation, hue=aug.hue)
+    return ClipAugment(
+        size=size,
+        hflip_prob=aug.hflip_prob,
+        crop_scale=tuple(aug.crop_scale),  # type: ignore[arg-type]
+        brightness=aug.brightness,
+        contrast=aug.contrast,
+        saturation=aug.saturation,
+        hue=aug.hue,
+    )
 
 
 def build_train_dataset(cfg: TrainConfig, videos: Optional[VideoDataset] = None) -> Dataset:
     """Clips drawn from the recipe's datasets by weight (one dataset: every video once per epoch),
     or from ``videos`` (a dataset object given instead of ``cfg.data``)."""
     augment = clip_augment(cfg)
-    sources = [open_videos(spec) for spec in cfg.data] if videos is None else \
-        [KeyedVideos(videos, f"custom-{type(videos).__name__}")]
+    sources = (
+        [open_videos(spec) for spec in cfg.data]
+        if videos is None
+        else [KeyedVideos(videos, f"custom-{type(videos).__name__}")]
+    )
     clips = [
-        ClipDataset(source, cfg.clip.num_frames, tuple(cfg.clip.stride), cfg.clip.reverse_prob,  # type: ignore[arg-type]
-                    cfg.clip.max_objects, seed=cfg.seed, augment=augment)
+        ClipDataset(
+            source,
+            cfg.clip.num_frames,
+            tuple(cfg.clip.stride),
+            cfg.clip.reverse_prob,  # type: ignore[arg-type]
+            cfg.clip.max_objects,
+            seed=cfg.seed,
+            augment=augment,
+        )
         for source in sources
     ]
     length = cfg.epoch_length or sum(len(c) for c in clips)
@@ -186,8 +214,14 @@ def _as_list(clips: List[TrainClip]) -> List[TrainClip]:
     return clips
 
 
-def make_loader(dataset: Dataset, position: int, batch_size: int, rank: int, world_size: int,
-                num_workers: int) -> DataLoader:
+def make_loader(
+    dataset: Dataset, position: int, batch_size: int, rank: int, world_size: int, num_workers: int
+) -> DataLoader:
     """A DataLoader yielding lists of :class:`TrainClip` (clips are processed one at a time)."""
-    return DataLoader(dataset, batch_sampler=StepBatchSampler(position, batch_size, rank, world_size),
-                      collate_fn=_as_list, num_workers=num_workers, persistent_workers=False)
+    return DataLoader(
+        dataset,
+        batch_sampler=StepBatchSampler(position, batch_size, rank, world_size),
+        collate_fn=_as_list,
+        num_workers=num_workers,
+        persistent_workers=False,
+    )

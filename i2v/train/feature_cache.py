@@ -79,9 +79,16 @@ class FeatureCache:
         encoder_dtype: precision the image encoder ran in ("float32" unless built with dtype=).
     """
 
-    def __init__(self, root: Union[str, Path], sam_sha256: str, image_size: int,
-                 resize: Optional[Tuple[int, int]] = None, dtype: str = "float16",
-                 preprocess: str = "sam", encoder_dtype: str = "float32") -> None:
+    def __init__(
+        self,
+        root: Union[str, Path],
+        sam_sha256: str,
+        image_size: int,
+        resize: Optional[Tuple[int, int]] = None,
+        dtype: str = "float16",
+        preprocess: str = "sam",
+        encoder_dtype: str = "float32",
+    ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
         self.sam_sha256, self.dtype = sam_sha256, dtype
@@ -96,8 +103,15 @@ class FeatureCache:
     def for_run(cls, cfg: TrainConfig, model: SamI2V) -> "FeatureCache":
         """The cache a training recipe uses with this model."""
         resize = tuple(cfg.clip.size) if cfg.clip.size else None
-        return cls(cfg.cache_dir, model.sam_sha256, model.image_size, resize, cfg.feature_cache.dtype,  # type: ignore[arg-type]
-                   model.config.preprocess, str(model.encoder_dtype).replace("torch.", ""))
+        return cls(
+            cfg.cache_dir,
+            model.sam_sha256,
+            model.image_size,
+            resize,
+            cfg.feature_cache.dtype,  # type: ignore[arg-type]
+            model.config.preprocess,
+            str(model.encoder_dtype).replace("torch.", ""),
+        )
 
     def remove_stale_temporaries(self, older_than: float) -> List[Path]:
         """Delete the temporary files that killed writers left in this cache (a video's file
@@ -112,8 +126,13 @@ class FeatureCache:
 
     def _metadata(self, clip_name: str) -> Dict[str, str]:
         key, video = split_clip_name(clip_name)
-        return {"format_version": FORMAT_VERSION, "sam_sha256": self.sam_sha256,
-                "preprocessing": self.preprocessing, "dataset": key, "video": video}
+        return {
+            "format_version": FORMAT_VERSION,
+            "sam_sha256": self.sam_sha256,
+            "preprocessing": self.preprocessing,
+            "dataset": key,
+            "video": video,
+        }
 
     def stored_frames(self, clip_name: str) -> List[int]:
         """Frame indices of the video already in the cache (empty when none or unusable).
@@ -139,8 +158,11 @@ class FeatureCache:
 
     @staticmethod
     def _damaged(path: Path, why: str) -> List[int]:
-        warnings.warn(f"feature cache file {path} is damaged ({why}); its frames are recomputed "
-                      "and the file rewritten.", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"feature cache file {path} is damaged ({why}); its frames are recomputed and the file rewritten.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return []
 
     def read(self, clip_name: str, frames: Sequence[int]) -> Dict[int, torch.Tensor]:
@@ -167,12 +189,16 @@ class FeatureCache:
         merged = self.read(clip_name, self.stored_frames(clip_name))
         merged.update({int(t): f.detach().to("cpu", DTYPES[self.dtype]) for t, f in new.items()})
         order = sorted(merged)
-        tensors = {"features": torch.stack([merged[t] for t in order]).contiguous(),
-                   "frame_indices": torch.tensor(order, dtype=torch.int64)}
+        tensors = {
+            "features": torch.stack([merged[t] for t in order]).contiguous(),
+            "frame_indices": torch.tensor(order, dtype=torch.int64),
+        }
         with atomic_path(self.path(clip_name)) as tmp:
             save_file(tensors, str(tmp), metadata=self._metadata(clip_name))
 
-    def embeddings(self, clip_name: str, frames: Sequence[int], encode: Optional[Callable[[List[int]], torch.Tensor]]) -> torch.Tensor:
+    def embeddings(
+        self, clip_name: str, frames: Sequence[int], encode: Optional[Callable[[List[int]], torch.Tensor]]
+    ) -> torch.Tensor:
         """(T, C, h, w) features of a clip's frames, computing and storing missing ones.
 
         Args:
@@ -207,8 +233,15 @@ class CacheReport:
     dir: str = ""
 
 
-def fill_cache(cfg: TrainConfig, model: SamI2V, rank: int = 0, world_size: int = 1, chunk: int = 8,
-               autocast: Optional[Callable[[], ContextManager]] = None, progress: bool = True) -> CacheReport:
+def fill_cache(
+    cfg: TrainConfig,
+    model: SamI2V,
+    rank: int = 0,
+    world_size: int = 1,
+    chunk: int = 8,
+    autocast: Optional[Callable[[], ContextManager]] = None,
+    progress: bool = True,
+) -> CacheReport:
     """Compute every frame of every training video into the cache (videos ``rank::world_size``).
 
     Frames go through exactly what training does to them: the clip resize, then

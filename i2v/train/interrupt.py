@@ -27,11 +27,15 @@ class TrainingInterrupted(KeyboardInterrupt):
 def interrupted_message(step: int, checkpoint: Optional[Path]) -> str:
     """What to tell the user when training stops at ``step`` with ``checkpoint`` the newest."""
     if checkpoint is None:
-        return (f"interrupted at step {step}, before any checkpoint was written; run the command again "
-                "with --overwrite to start over.")
+        return (
+            f"interrupted at step {step}, before any checkpoint was written; run the command again "
+            "with --overwrite to start over."
+        )
     at = int(checkpoint.name.rsplit("-", 1)[-1]) if checkpoint.name[-1:].isdigit() else step
-    return (f"interrupted at step {step}; the last checkpoint is {checkpoint} (step {at}): continue from it "
-            "by running the same command with --resume.")
+    return (
+        f"interrupted at step {step}; the last checkpoint is {checkpoint} (step {at}): continue from it "
+        "by running the same command with --resume."
+    )
 
 
 class StopRequest:
@@ -50,8 +54,10 @@ class StopRequest:
 
     def __enter__(self) -> "StopRequest":
         self.requested = False
-        installable = threading.current_thread() is threading.main_thread() and \
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        installable = (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
         if self.enabled and installable:
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
@@ -62,8 +68,9 @@ class StopRequest:
         self.requested = True
         logger.warning("Ctrl-C: stopping after this step and saving a checkpoint (press it again to stop at once).")
 
-    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> None:
+    def __exit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None

@@ -46,7 +46,9 @@ class LossWeights:
                 raise ValueError(f"LossWeights.{name} must be >= 0, got {getattr(self, name)}.")
 
 
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+def sigmoid_focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> torch.Tensor:
     """Focal loss (Lin et al.) of mask logits, averaged over the last two (pixel) dimensions.
 
     Args:
@@ -155,7 +157,9 @@ def pair_losses(
     rows = torch.arange(m, device=best.device)
     iou = (all_iou - mask_iou(all_logits, target).to(all_iou.dtype)).abs().mean(dim=1)
     presence_target = gt.flatten(1).any(dim=1)
-    presence = F.binary_cross_entropy_with_logits(presence_logits, presence_target.to(presence_logits.dtype), reduction="none")
+    presence = F.binary_cross_entropy_with_logits(
+        presence_logits, presence_target.to(presence_logits.dtype), reduction="none"
+    )
     readout = flags = None
     if readout_logits is not None:
         r = readout_logits[:, 0].float()
@@ -163,9 +167,15 @@ def pair_losses(
         flags = has_readout.clone() if has_readout is not None else torch.ones(m, dtype=torch.bool, device=gt.device)
         flags = flags & readout_supervised & presence_target
     return PairLosses(
-        focal=focal[rows, best], dice=dice[rows, best], iou=iou, presence=presence,
-        present=presence_target & supervised, supervised=supervised.clone(), best=best,
-        readout=readout, has_readout=flags,
+        focal=focal[rows, best],
+        dice=dice[rows, best],
+        iou=iou,
+        presence=presence,
+        present=presence_target & supervised,
+        supervised=supervised.clone(),
+        best=best,
+        readout=readout,
+        has_readout=flags,
     )
 
 
@@ -182,7 +192,10 @@ def reduce_losses(parts: Sequence[PairLosses], weights: LossWeights) -> Dict[str
     """
     if not parts:
         raise ValueError("reduce_losses needs at least one PairLosses.")
-    cat = {name: torch.cat([getattr(p, name) for p in parts]) for name in ("focal", "dice", "iou", "presence", "present", "supervised")}
+    cat = {
+        name: torch.cat([getattr(p, name) for p in parts])
+        for name in ("focal", "dice", "iou", "presence", "present", "supervised")
+    }
     present, supervised = cat["present"], cat["supervised"]
     terms: Dict[str, torch.Tensor] = {}
     for name in ("focal", "dice", "iou"):
@@ -199,8 +212,10 @@ def reduce_losses(parts: Sequence[PairLosses], weights: LossWeights) -> Dict[str
     else:
         terms["readout"] = terms["presence"] * 0.0
     terms["total"] = (
-        weights.focal * terms["focal"] + weights.dice * terms["dice"]
-        + weights.iou * terms["iou"] + weights.presence * terms["presence"]
+        weights.focal * terms["focal"]
+        + weights.dice * terms["dice"]
+        + weights.iou * terms["iou"]
+        + weights.presence * terms["presence"]
         + weights.readout * terms["readout"]
     )
     return terms

@@ -84,9 +84,15 @@ class PromptSimConfig:
     prior_dropout: float = 0.4
 
     def __post_init__(self) -> None:
-        probs = {"point_prob": self.point_prob, "box_prob": self.box_prob, "mask_prob": self.mask_prob,
-                 "second_cond_prob": self.second_cond_prob, "correction_prob": self.correction_prob,
-                 "click_jitter": self.click_jitter, "prior_dropout": self.prior_dropout}
+        probs = {
+            "point_prob": self.point_prob,
+            "box_prob": self.box_prob,
+            "mask_prob": self.mask_prob,
+            "second_cond_prob": self.second_cond_prob,
+            "correction_prob": self.correction_prob,
+            "click_jitter": self.click_jitter,
+            "prior_dropout": self.prior_dropout,
+        }
         for name, p in probs.items():
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"PromptSimConfig.{name} must be in [0, 1], got {p}.")
@@ -116,9 +122,7 @@ def _as_numpy(mask: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
     return m
 
 
-def sample_points(
-    mask: Union[torch.Tensor, np.ndarray], n: int, generator: Seed
-) -> Tuple[torch.Tensor, torch.Tensor]:
+def sample_points(mask: Union[torch.Tensor, np.ndarray], n: int, generator: Seed) -> Tuple[torch.Tensor, torch.Tensor]:
     """``n`` clicks drawn uniformly inside a mask (positive), or, when the mask is empty, in the
     background (negative: "the object is not here"), as SAM 2 does for a missing object.
 

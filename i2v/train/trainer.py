@@ -105,8 +105,9 @@ class ClipObjective(nn.Module):
         super().__init__()
         self.model, self.sim, self.weights = model, sim, weights
 
-    def forward(self, embeddings: torch.Tensor, gt: torch.Tensor, annotated: torch.Tensor,
-                generator: np.random.Generator) -> ClipLossOutput:
+    def forward(
+        self, embeddings: torch.Tensor, gt: torch.Tensor, annotated: torch.Tensor, generator: np.random.Generator
+    ) -> ClipLossOutput:
         return clip_loss(self.model, embeddings, gt, annotated, self.sim, self.weights, generator)
 
 
@@ -149,8 +150,13 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
 def build_model(cfg: TrainConfig, device: torch.device) -> SamI2V:
     """The model a recipe trains, adapters in train mode (the frozen SAM stays in eval)."""
     set_seed(cfg.seed)
-    model = build_sam_i2v(cfg.model, sam_checkpoint=cfg.sam_checkpoint, device=device,
-                          allow_random_sam=cfg.allow_random_sam, seed=cfg.seed)
+    model = build_sam_i2v(
+        cfg.model,
+        sam_checkpoint=cfg.sam_checkpoint,
+        device=device,
+        allow_random_sam=cfg.allow_random_sam,
+        seed=cfg.seed,
+    )
     return model.train()
 
 
@@ -177,25 +183,36 @@ def _listing(damaged: Dict[Path, str]) -> str:
 class Trainer:
     """One training run of a :class:`TrainConfig` (see the module docstring)."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False,
-                 dataset: Optional[VideoDataset] = None, val_dataset: Optional[VideoDataset] = None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        resume: bool = False,
+        progress: bool = True,
+        overwrite: bool = False,
+        dataset: Optional[VideoDataset] = None,
+        val_dataset: Optional[VideoDataset] = None,
+    ) -> None:
         started = time.time()  # temporaries older than this are from killed runs
         self.cfg, self.progress = cfg, progress
         resolve_trackers(cfg)  # a missing tracker package fails before anything is built
         self.val_dataset = val_dataset
         if dataset is not None:
             if cfg.feature_cache.enabled:
-                raise ConfigError("a dataset object cannot use the feature cache (its entries are keyed by the "
-                                  "config's datasets); set feature_cache.enabled=false.")
+                raise ConfigError(
+                    "a dataset object cannot use the feature cache (its entries are keyed by the "
+                    "config's datasets); set feature_cache.enabled=false."
+                )
             if cfg.val.every and val_dataset is None:
-                raise ConfigError("with a dataset object, validation needs one too: pass val_dataset=..., "
-                                  "or set val.every=0.")
+                raise ConfigError(
+                    "with a dataset object, validation needs one too: pass val_dataset=..., or set val.every=0."
+                )
         self.out = Path(cfg.output_dir)
         self.resume_from, self.damaged = ckpt.find_resumable(self.out) if resume else (None, {})
         if self.damaged and self.resume_from is None and not overwrite:
             raise CheckpointError(
                 f"--resume: no checkpoint in {str(self.out)!r} is intact ({_listing(self.damaged)}); pass "
-                "--overwrite as well to start again from step 0, replacing them, or resume from a copy.")
+                "--overwrite as well to start again from step 0, replacing them, or resume from a copy."
+            )
         # --resume with no checkpoint at all continues the run's log from step 0; over only
         # damaged checkpoints (with --overwrite) the run is replaced
         replace = not resume or (self.damaged and self.resume_from is None)
@@ -203,7 +220,8 @@ class Trainer:
         if earlier and not overwrite:
             raise ConfigError(
                 f"output_dir {str(self.out)!r} already holds a training run ({', '.join(p.name for p in earlier)}); "
-                "pass --resume to continue it, --overwrite to replace it, or choose another output_dir.")
+                "pass --resume to continue it, --overwrite to replace it, or choose another output_dir."
+            )
         self.acc = make_accelerator(cfg)
         self.main = self.acc.is_main_process
         if earlier and self.main:
@@ -217,7 +235,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=tuple(o.betas))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, WarmupCosine.from_config(o))
         # The scheduler is not prepared: accelerate would step it once per process per step.
-        self.objective, self.optimizer = self.acc.prepare(ClipObjective(self.model, cfg.prompts, cfg.loss), self.optimizer)
+        self.objective, self.optimizer = self.acc.prepare(
+            ClipObjective(self.model, cfg.prompts, cfg.loss), self.optimizer
+        )
         self.step, self.position, self.nonfinite_total, self.nonfinite_in_row = 0, 0, 0, 0
         self.last_checkpoint: Optional[Path] = None
         resumed = self._resume() if resume else None
@@ -227,7 +247,9 @@ class Trainer:
             ckpt.remove_stale_temporaries(self.out, started)
             if self.cache is not None:
                 self.cache.remove_stale_temporaries(started)
-            write_text_atomic(self.out / "train_config.yaml", yaml.safe_dump(train_config_to_dict(cfg), sort_keys=False))
+            write_text_atomic(
+                self.out / "train_config.yaml", yaml.safe_dump(train_config_to_dict(cfg), sort_keys=False)
+            )
             # --resume with no checkpoint starts from step 0: every line already logged is redone
             self.metrics = MetricsLog(self.out / METRICS_NAME, (self.step if resumed else -1) if resume else None)
         if self.acc.log_with:
@@ -268,12 +290,16 @@ class Trainer:
         rngs = gather_object([ckpt.rng_state()])  # every process's RNG, so each resumes its own
         if self.main:
             state = {
-                "step": self.step, "data_position": self.position,
+                "step": self.step,
+                "data_position": self.position,
                 "epoch": self.position // max(1, len(self.dataset)),  # type: ignore[arg-type]
-                "nonfinite_total": self.nonfinite_total, "nonfinite_in_row": self.nonfinite_in_row,
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "nonfinite_total": self.nonfinite_total,
+                "nonfinite_in_row": self.nonfinite_in_row,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
                 "scaler": self.acc.scaler.state_dict() if self.acc.scaler is not None else None,
-                "rng": rngs, "world_size": self.acc.num_processes,
+                "rng": rngs,
+                "world_size": self.acc.num_processes,
             }
             ckpt.save_checkpoint(self.out, self.step, self.model, state, self.cfg.keep_last)
         self.last_checkpoint = self.out / ckpt.checkpoint_name(self.step)
@@ -317,7 +343,9 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + v / micro
         norm = math.nan
         if not skipped:
-            norm = float(self.acc.clip_grad_norm_(self.model.trainable_parameters(), self.cfg.optim.grad_clip or math.inf))
+            norm = float(
+                self.acc.clip_grad_norm_(self.model.trainable_parameters(), self.cfg.optim.grad_clip or math.inf)
+            )
             # fp16's grad scaler skips overflowing steps itself (and adapts its scale)
             skipped = not math.isfinite(norm) and self.cfg.precision != "fp16"
         if not skipped:
@@ -344,13 +372,26 @@ class Trainer:
             dataset = open_reader(spec, split=v.split, num_videos=v.num_videos)
         indices = list(range(min(v.num_videos, len(dataset))))
         try:
-            result = evaluate(I2VVideoPredictor(self.model), dataset, indices, protocol=v.protocol,
-                              method=f"step{self.step}", progress=False)
+            result = evaluate(
+                I2VVideoPredictor(self.model),
+                dataset,
+                indices,
+                protocol=v.protocol,
+                method=f"step{self.step}",
+                progress=False,
+            )
         finally:
             self.model.train()  # the predictor puts the model in eval mode
         s = result.summary()
-        return {"type": "val", "step": self.step, "j": s["j_mean"], "f": s["f_mean"], "jf": s["jf_mean"],
-                "protocol": v.protocol, "videos": [asdict(r) for r in result.rows]}
+        return {
+            "type": "val",
+            "step": self.step,
+            "j": s["j_mean"],
+            "f": s["f_mean"],
+            "jf": s["jf_mean"],
+            "protocol": v.protocol,
+            "videos": [asdict(r) for r in result.rows],
+        }
 
     def _validate_and_log(self) -> None:
         if self.main:
@@ -361,23 +402,37 @@ class Trainer:
     def _log(self, record: Dict[str, Any]) -> None:
         if self.metrics is not None:
             self.metrics.write(record)
-        scalars = {f"{record.get('type', 'train')}/{k}": v for k, v in record.items()
-                   if isinstance(v, (int, float)) and k != "step"}
+        scalars = {
+            f"{record.get('type', 'train')}/{k}": v
+            for k, v in record.items()
+            if isinstance(v, (int, float)) and k != "step"
+        }
         if self.acc.log_with:
             self.acc.log(scalars, step=record["step"])
 
     def _log_train(self, window: List[Dict[str, float]], lr: float, seconds: float) -> None:
         """One metrics line: loss terms averaged over the window's steps and all processes."""
         keys = sorted(k for k in window[-1] if k != "skipped")
-        local = [float(np.nanmean([w.get(k, math.nan) for w in window])) if any(math.isfinite(w.get(k, math.nan)) for w in window)
-                 else math.nan for k in keys]
+        local = [
+            float(np.nanmean([w.get(k, math.nan) for w in window]))
+            if any(math.isfinite(w.get(k, math.nan)) for w in window)
+            else math.nan
+            for k in keys
+        ]
         means = self.acc.reduce(torch.tensor(local, device=self.acc.device), reduction="mean").tolist()
-        self._log({
-            "type": "train", "step": self.step, "lr": lr, "time": round(seconds, 3), "steps_averaged": len(window),
-            **{("loss" if k == "total" else k): float(v) for k, v in zip(keys, means)},
-            "skipped": bool(window[-1]["skipped"]), "nonfinite": self.nonfinite_total,
-            "epoch": self.position // max(1, len(self.dataset)),  # type: ignore[arg-type]
-        })
+        self._log(
+            {
+                "type": "train",
+                "step": self.step,
+                "lr": lr,
+                "time": round(seconds, 3),
+                "steps_averaged": len(window),
+                **{("loss" if k == "total" else k): float(v) for k, v in zip(keys, means)},
+                "skipped": bool(window[-1]["skipped"]),
+                "nonfinite": self.nonfinite_total,
+                "epoch": self.position // max(1, len(self.dataset)),  # type: ignore[arg-type]
+            }
+        )
 
     def _dump_weight_hash(self) -> None:
         folder = self.out / "weight_hashes"
@@ -389,11 +444,18 @@ class Trainer:
 
     def run(self) -> TrainResult:
         cfg, o = self.cfg, self.cfg.optim
-        loader = make_loader(self.dataset, self.position, o.batch_size, self.acc.process_index,
-                             self.acc.num_processes, cfg.num_workers)
+        loader = make_loader(
+            self.dataset, self.position, o.batch_size, self.acc.process_index, self.acc.num_processes, cfg.num_workers
+        )
         clips = (clip for batch in loader for clip in batch)
-        bar = tqdm(total=o.max_steps, initial=self.step, desc="train", unit="step",
-                   disable=not (self.main and self.progress), dynamic_ncols=True)
+        bar = tqdm(
+            total=o.max_steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            disable=not (self.main and self.progress),
+            dynamic_ncols=True,
+        )
         start, last_loss = time.time(), math.nan
         window: List[Dict[str, float]] = []  # steps since the last metrics line
         stop = StopRequest(enabled=self.acc.num_processes == 1)
@@ -414,7 +476,11 @@ class Trainer:
                         self._log_train(window, lr, time.time() - start)
                         window = []
                     if self.nonfinite_in_row >= cfg.max_nonfinite_in_row:
-                        where = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
+                        where = (
+                            f"the last good checkpoint is {self.last_checkpoint}"
+                            if self.last_checkpoint
+                            else "no checkpoint was written"
+                        )
                         raise NonFiniteLossError(
                             f"{self.nonfinite_in_row} steps in a row (up to step {self.step}) had a non-finite loss "
                             f"or gradient and were skipped; stopping ({where}). Lower optim.lr, raise optim.warmup_steps, "
@@ -437,8 +503,16 @@ class Trainer:
             curve = self._finish()
         if stop.requested and self.step < o.max_steps:
             raise TrainingInterrupted(interrupted_message(self.step, self.last_checkpoint))
-        return TrainResult(self.step, self.out, self.last_checkpoint, self.nonfinite_total, last_loss, self.main,
-                           metrics=self.final_metrics(), curve=curve)
+        return TrainResult(
+            self.step,
+            self.out,
+            self.last_checkpoint,
+            self.nonfinite_total,
+            last_loss,
+            self.main,
+            metrics=self.final_metrics(),
+            curve=curve,
+        )
 
     def _finish(self) -> Optional[Path]:
         """Close the log and the trackers, and draw the curve (also after an error: the run
@@ -467,8 +541,14 @@ class Trainer:
         return out
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False,
-          dataset: Optional[VideoDataset] = None, val_dataset: Optional[VideoDataset] = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+    dataset: Optional[VideoDataset] = None,
+    val_dataset: Optional[VideoDataset] = None,
+) -> TrainResult:
     """Train the adapters of ``cfg.model`` on ``cfg.data``; see the module docstring.
 
     Args:
@@ -482,5 +562,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwri
             :func:`i2v.data.custom.as_video_dataset`).
         val_dataset: validate on these videos (needed with ``dataset`` when ``val.every``).
     """
-    return Trainer(cfg, resume=resume, progress=progress, overwrite=overwrite,
-                   dataset=dataset, val_dataset=val_dataset).run()
+    return Trainer(
+        cfg, resume=resume, progress=progress, overwrite=overwrite, dataset=dataset, val_dataset=val_dataset
+    ).run()
