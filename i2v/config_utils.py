@@ -12,7 +12,7 @@ import difflib
 import math
 import typing
 from pathlib import Path
-from typing import Any, Dict, Mapping, Sequence, Type, TypeVar, Union
+from typing import Any, Dict, Mapping, Sequence, Tuple, Type, TypeVar, Union
 
 import yaml
 
@@ -31,7 +31,7 @@ def _suggest(key: str, valid: Sequence[str]) -> str:
 def _convert(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}.")
         return from_dict(tp, value, where)
@@ -41,20 +41,28 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _convert(value, inner[0], where)
     if origin in (list, tuple, Sequence, typing.List, typing.Tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}.")
-        fixed = origin in (tuple, typing.Tuple) and args and Ellipsis not in args
-        if fixed and len(value) != len(args):
-            raise ConfigError(f"{where}: expected a list of {len(args)} items, got {list(value)!r}.")
-        item_tp = args[0] if args else Any
-        items = [_convert(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin in (tuple, typing.Tuple) else items
+        return _convert_sequence(value, origin, args, where)
     if origin in (dict, Mapping, typing.Dict):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}.")
         return dict(value)
-    if tp is Any:
-        return value
+    return _convert_scalar(value, tp, where)
+
+
+def _convert_sequence(value: Any, origin: Any, args: Tuple[Any, ...], where: str) -> Any:
+    """A YAML list as List[X], Sequence[X], Tuple[X, ...] or a fixed-length Tuple[X, Y]."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: expected a list, got {value!r}.")
+    fixed = origin in (tuple, typing.Tuple) and args and Ellipsis not in args
+    if fixed and len(value) != len(args):
+        raise ConfigError(f"{where}: expected a list of {len(args)} items, got {list(value)!r}.")
+    item_tp = args[0] if args else Any
+    items = [_convert(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if origin in (tuple, typing.Tuple) else items
+
+
+def _convert_scalar(value: Any, tp: Any, where: str) -> Any:
+    """float / int / bool / str, strictly (YAML's true is not 1, 1 is not "1"); anything else as is."""
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}.")

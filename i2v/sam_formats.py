@@ -23,7 +23,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 import torch
 
@@ -265,9 +265,8 @@ _MERGE_HINT = (
 )
 
 
-def _read_lora_folder(folder: Path) -> Tuple[Dict[str, torch.Tensor], List[Path], List[str]]:
-    """A peft LoRA folder on a Hugging Face SamModel, merged into its base as peft's
-    ``merge_and_unload`` does: W + (B @ A) * lora_alpha / r (/ sqrt(r) with rsLoRA)."""
+def _read_lora_config(folder: Path) -> Dict[str, Any]:
+    """A peft folder's adapter_config.json, checked to be a LoRA this module can merge onto a local base."""
     config_path = folder / "adapter_config.json"
     try:
         cfg = json.loads(config_path.read_text())
@@ -298,6 +297,14 @@ def _read_lora_folder(folder: Path) -> Tuple[Dict[str, torch.Tensor], List[Path]
             f"{str(folder)!r} is a peft LoRA whose base model {base!r} is not a folder on this machine (nothing "
             f"is downloaded): {_MERGE_HINT}, or save the base SamModel locally and set base_model_name_or_path."
         )
+    return cfg
+
+
+def _read_lora_folder(folder: Path) -> Tuple[Dict[str, torch.Tensor], List[Path], List[str]]:
+    """A peft LoRA folder on a Hugging Face SamModel, merged into its base as peft's
+    ``merge_and_unload`` does: W + (B @ A) * lora_alpha / r (/ sqrt(r) with rsLoRA)."""
+    cfg = _read_lora_config(folder)
+    base = cfg["base_model_name_or_path"]
     adapter = folder / "adapter_model.safetensors"
     if not adapter.is_file():
         adapter = folder / "adapter_model.bin"
@@ -356,8 +363,8 @@ def read_sam_weights(path: PathLike) -> SamWeights:
     """Read any supported SAM checkpoint (file or folder) into segment_anything's names."""
     p = Path(path)
     if p.is_dir() and (p / "adapter_config.json").is_file() and not _hf_weight_files(p):
-        lora_weights, files, notes = _read_lora_folder(p)
-        return _finish(p, lora_weights, "peft LoRA on a Hugging Face SamModel (merged)", files, notes)
+        lora_weights, lora_files, lora_notes = _read_lora_folder(p)
+        return _finish(p, lora_weights, "peft LoRA on a Hugging Face SamModel (merged)", lora_files, lora_notes)
     if p.is_dir():
         files, fmt = _folder_files(p)
     elif p.is_file():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import pytest
@@ -101,12 +101,12 @@ def state():
     return s
 
 
-def assert_usable(state, obj_ids: List[int] = [1, 2]) -> None:
+def assert_usable(state, obj_ids: Sequence[int] = (1, 2)) -> None:
     """Nothing changed, and a valid call still works."""
     predictor = get_predictor()
-    assert state.obj_ids == obj_ids
+    assert state.obj_ids == list(obj_ids)
     check_output(predictor.add_new_points_or_box(state, 1, 1, points=[[20, 18]], labels=[1]), state, 1)
-    assert state.obj_ids == obj_ids
+    assert state.obj_ids == list(obj_ids)
 
 
 # -- bad calls on a good state -----------------------------------------------------------------------

@@ -88,13 +88,13 @@ def boxes(data: bytes, start: int, end: int) -> Iterator[Tuple[bytes, int, int]]
 def tkhd_matrix(path: Path) -> Tuple[float, ...]:
     """(a, b, u, c, d, v, x, y, w) of the first track header, as real numbers."""
     data = path.read_bytes()
-    for kind, begin, end in boxes(data, 0, len(data)):
+    for kind, moov_begin, moov_end in boxes(data, 0, len(data)):
         if kind != b"moov":
             continue
-        for kind, begin, end in boxes(data, begin, end):
+        for kind, trak_begin, trak_end in boxes(data, moov_begin, moov_end):
             if kind != b"trak":
                 continue
-            for kind, begin, _ in boxes(data, begin, end):
+            for kind, begin, _ in boxes(data, trak_begin, trak_end):
                 if kind == b"tkhd":
                     version = data[begin]
                     # version/flags, times, track id, reserved, duration, then 16 bytes of

@@ -147,7 +147,7 @@ class VideoSource(abc.ABC):
     def _read(self, t: int) -> np.ndarray:
         """Decode frame ``t`` (already range-checked) as (H, W, 3) uint8 RGB."""
 
-    def _release(self) -> None:
+    def _release(self) -> None:  # noqa: B027 - an optional hook: sources that hold nothing keep it empty
         """Free resources; subclasses holding files override this."""
 
     def _check_index(self, t: int) -> int:
