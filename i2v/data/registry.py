@@ -1,9 +1,15 @@
-"""One place that turns a dataset name and a folder into a reader (CLI, training, evaluation)."""
+"""The dataset registry: the one list of readers, and how a name and a folder become one.
+
+The CLIs (``sam-i2v eval --dataset``), training recipes (``data: - type: ...``) and
+evaluation all read :data:`DATASETS`. Adding a reader is its module plus one
+:class:`DatasetEntry` here.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Dict, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from i2v.data.base import VideoDataset
 from i2v.errors import DatasetError
@@ -15,7 +21,8 @@ def _synthetic(root: Optional[str], split: str, **kw: Any) -> VideoDataset:
     config = kw.pop("config", None)
     if isinstance(config, dict):
         config = SyntheticConfig(**config)
-    return SyntheticVideoDataset(split, num_videos=int(kw.pop("num_videos", 100)), config=config, **kw)
+    num_videos = kw.pop("num_videos", None)
+    return SyntheticVideoDataset(split, num_videos=100 if num_videos is None else int(num_videos), config=config, **kw)
 
 
 def _davis(root: Optional[str], split: str, **kw: Any) -> VideoDataset:
@@ -80,44 +87,95 @@ def _need(root: Optional[str], kind: str) -> str:
     return root
 
 
-DATASETS: Dict[str, Callable[..., VideoDataset]] = {
-    "synthetic": _synthetic,
-    "davis": _davis,
-    "ytvos": _ytvos,
-    "mose": _mose,
-    "sav": _sav,
-    "sa1b": _sa1b,
-    "sa1b_pseudo": _sa1b_pseudo,
-    "folder": _folder,
-    "coco": _coco,
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One reader, as the CLIs and training recipes know it.
+
+    Attributes:
+        build: ``build(root, split, **options)`` opens the reader.
+        default_split: the split used when none is given (evaluation's validation split).
+        needs_root: whether the reader needs a dataset folder.
+        required: options that must be given, each with what it is (for the error message).
+        recipe_options: reader option → field of a training recipe's dataset spec
+            (:class:`i2v.train.config.DataSpec`) that supplies it.
+        evaluable: offered by ``sam-i2v eval`` (videos with ground-truth masks to score).
+    """
+
+    build: Callable[..., VideoDataset]
+    default_split: str = ""
+    needs_root: bool = True
+    required: Mapping[str, str] = field(default_factory=dict)
+    recipe_options: Mapping[str, str] = field(default_factory=dict)
+    evaluable: bool = True
+
+
+_IMAGE_OPTIONS = {"annotation_dir": "annotation_dir", "max_objects": "max_masks", "min_area": "min_area"}
+
+DATASETS: Dict[str, DatasetEntry] = {
+    # Generated on the fly, no files: scenes of moving shapes (see i2v.data.synthetic).
+    "synthetic": DatasetEntry(
+        _synthetic,
+        "val",
+        needs_root=False,
+        recipe_options={"num_videos": "num_videos", "config": "synthetic", "seed": "seed"},
+    ),
+    # DAVIS 2016 / 2017 at 480p or full resolution.
+    "davis": DatasetEntry(_davis, "val", recipe_options={"year": "year", "resolution": "resolution"}),
+    "ytvos": DatasetEntry(_ytvos, "valid"),
+    "mose": DatasetEntry(_mose, "valid"),
+    # SA-V: JSON masklets (manual or auto), annotated at 6 fps.
+    "sav": DatasetEntry(
+        _sav, "sav_val", recipe_options={"annotation": "annotation", "annotated_only": "annotated_only"}
+    ),
+    # SA-1B images as one-frame videos.
+    "sa1b": DatasetEntry(_sa1b, recipe_options=_IMAGE_OPTIONS, evaluable=False),
+    # SA-1B images moved smoothly into pseudo-videos.
+    "sa1b_pseudo": DatasetEntry(
+        _sa1b_pseudo,
+        recipe_options={
+            **_IMAGE_OPTIONS,
+            "num_frames": "frames_per_video",
+            "seed": "seed",
+            "max_translate": "max_translate",
+            "max_scale": "max_scale",
+            "max_rotate": "max_rotate",
+        },
+        evaluable=False,
+    ),
+    # One's own videos: root/<video>/ frames (or a video file) plus masks/ (see i2v.data.folder).
+    "folder": DatasetEntry(_folder),
+    # A YouTube-VIS / OVIS style JSON (annotations=) of frames under root (see i2v.data.coco_video).
+    "coco": DatasetEntry(
+        _coco,
+        needs_root=False,
+        required={"annotations": "the path of its JSON file"},
+        recipe_options={"annotations": "annotations"},
+    ),
 }
 
-DEFAULT_SPLITS = {
-    "synthetic": "val",
-    "davis": "val",
-    "ytvos": "valid",
-    "mose": "valid",
-    "sav": "sav_val",
-    "sa1b": "",
-    "sa1b_pseudo": "",
-    "folder": "",
-    "coco": "",
-}
+#: The split each reader opens when none is given.
+DEFAULT_SPLITS: Dict[str, str] = {name: entry.default_split for name, entry in DATASETS.items()}
+
+
+def dataset_entry(kind: str) -> DatasetEntry:
+    """The registry entry of reader ``kind``, or DatasetError naming the valid ones."""
+    if kind not in DATASETS:
+        raise DatasetError(f"unknown dataset {kind!r}; choose one of {', '.join(DATASETS)}.")
+    return DATASETS[kind]
 
 
 def make_dataset(kind: str, root: Optional[str] = None, split: Optional[str] = None, **kwargs: Any) -> VideoDataset:
-    """Build reader ``kind`` ("synthetic", "davis", "ytvos", "mose", "sav", "sa1b", "sa1b_pseudo",
-    "folder": one's own videos, see :mod:`i2v.data.folder`; "coco": a YouTube-VIS style JSON,
-    given as ``annotations=``, with ``root`` the folder of its frames)."""
-    if kind not in DATASETS:
-        raise DatasetError(f"unknown dataset {kind!r}; choose one of {', '.join(DATASETS)}.")
+    """Build reader ``kind`` (a name in :data:`DATASETS`) on folder ``root``; ``split`` None
+    opens its default split. ``kwargs`` are the reader's options (e.g. "coco":
+    ``annotations=`` the JSON file, with ``root`` the folder of its frames)."""
+    entry = dataset_entry(kind)
     try:
-        return DATASETS[kind](root, split if split is not None else DEFAULT_SPLITS[kind], **kwargs)
+        return entry.build(root, split if split is not None else entry.default_split, **kwargs)
     except TypeError as exc:  # a misspelt option; anything else is a bug and keeps its traceback
         match = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
         if match is None:
             raise
         raise DatasetError(
             f"dataset {kind!r} has no option {match.group(1)!r}; check its spelling against "
-            f"the reader's documentation (i2v.data.registry.DATASETS[{kind!r}])."
+            f"the reader's documentation (i2v.data.registry.DATASETS[{kind!r}].build)."
         ) from None

@@ -46,6 +46,7 @@ import dataclasses
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
+from i2v.data.registry import DATASETS
 from i2v.errors import ConfigError
 from i2v.eval.vos import PROTOCOLS, VOSResult, evaluate, export_masks
 
@@ -140,7 +141,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--dataset",
-        choices=("davis", "sav", "ytvos", "mose", "folder", "coco", "synthetic"),
+        choices=[name for name, entry in DATASETS.items() if entry.evaluable],
         required=True,
         help="folder: one's own videos, ROOT/<video>/ frames (or a video file) plus masks/ PNGs; "
         "coco: a YouTube-VIS / OVIS style JSON (--annotations) of frames under ROOT",

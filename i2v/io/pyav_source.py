@@ -157,6 +157,9 @@ class _VideoFileSource(VideoSource):
     purely sequential readers never pay for it.
     """
 
+    _decoded: Optional[Iterator[Any]]  # the running decoder; None once it ended or failed
+    _next: Optional[int]  # index of the frame the decoder yields next; None: unknown
+
     def __init__(self, path: Path, cache_size: int) -> None:
         self.path = path
         self._packets: Optional[_PacketIndex] = None
@@ -176,8 +179,7 @@ class _VideoFileSource(VideoSource):
             self._start(container)
             # The rotation lives in the container, but PyAV reads it reliably only from a
             # decoded frame. The frame is put back in front of the decoder, not wasted.
-            first = self._first_frame()
-            self._decoded = itertools.chain([first], self._decoded)
+            first = self._peek_first_frame()
             turns = display_quarter_turns(_display_rotation(first, stream), str(path))
             self._rotation = 90 * turns  # counter-clockwise degrees: 0, 90, 180 or 270
         except BaseException:
@@ -191,14 +193,16 @@ class _VideoFileSource(VideoSource):
         self._container = container
         self._stream = container.streams.video[0]
         self._stream.thread_type = "AUTO"  # decoding dominates the cost of a read
-        self._decoded: Optional[Iterator[Any]] = container.decode(self._stream)
-        self._next: Optional[int] = 0  # index of the frame the decoder yields next; None: unknown
+        self._decoded = container.decode(self._stream)
+        self._next = 0
 
-    def _first_frame(self) -> Any:
-        """Decode frame 0 from the fresh decoder (at open time, before ``len(self)`` is set)."""
-        assert self._decoded is not None
+    def _peek_first_frame(self) -> Any:
+        """Decode frame 0 from the fresh decoder (at open time, before ``len(self)`` is set) and
+        put it back in front of the decoder, so that the first read hands it out."""
+        decoded = self._decoded
+        assert decoded is not None, "_start() sets the decoder first"
         try:
-            first = next(self._decoded, None)
+            first = next(decoded, None)
         except _av().error.FFmpegError as exc:
             raise VideoError(
                 f"frame 0 of {self.path} could not be decoded ({exc}); the file is corrupt near its start."
@@ -208,6 +212,7 @@ class _VideoFileSource(VideoSource):
                 f"{self.path} has no decodable video frames: the stream ends "
                 "before its first frame; the file is truncated or corrupt."
             )
+        self._decoded = itertools.chain([first], decoded)
         return first
 
     def _restart(self) -> None:

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from i2v.config import BUNDLED_CONFIGS, ModelConfig, bundled_config_path, model_config_from_dict
 from i2v.config_utils import apply_overrides, from_dict, read_yaml, to_dict
+from i2v.data.registry import DATASETS
 from i2v.data.synthetic import SyntheticConfig
 from i2v.errors import ConfigError
 from i2v.train.config_checks import (
@@ -37,7 +38,6 @@ from i2v.train.config_checks import (
 from i2v.train.losses import LossWeights
 from i2v.train.prompts import PromptSimConfig
 
-DATASET_TYPES = ("synthetic", "davis", "ytvos", "mose", "sav", "sa1b", "sa1b_pseudo", "folder", "coco")
 PRECISIONS = ("no", "bf16", "fp16")
 CACHE_DTYPES = ("float16", "bfloat16", "float32")
 #: Trackers accelerate can log to (``Accelerator(log_with=...)``).
@@ -49,10 +49,11 @@ class DataSpec:
     """One training dataset. Fields after ``seed`` apply to the types named in their comment.
 
     Attributes:
-        type: "synthetic", "davis", "ytvos", "mose", "sav", "sa1b" (one-frame videos),
-            "sa1b_pseudo" (SA-1B images moved smoothly into pseudo-videos), "folder" (one's
-            own videos: ``root/<video>/`` frames plus ``masks/``, see :mod:`i2v.data.folder`)
-            or "coco" (a YouTube-VIS / OVIS style JSON, see :mod:`i2v.data.coco_video`).
+        type: a reader registered in :data:`i2v.data.registry.DATASETS`, e.g. "davis", "sav",
+            "sa1b" (one-frame videos), "sa1b_pseudo" (SA-1B images moved smoothly into
+            pseudo-videos), "folder" (one's own videos: ``root/<video>/`` frames plus ``masks/``,
+            see :mod:`i2v.data.folder`) or "coco" (a YouTube-VIS / OVIS style JSON, see
+            :mod:`i2v.data.coco_video`). The registry says which fields below each one reads.
         root: the dataset folder (not used by "synthetic"; "coco": the folder its
             ``file_names`` are relative to, default the JSON's folder).
         split: split name ("train"; DAVIS "train"; SA-V "sav_train"; SA-1B and coco: unused;
@@ -92,11 +93,13 @@ class DataSpec:
     annotations: Optional[str] = None
 
     def __post_init__(self) -> None:
-        if self.type not in DATASET_TYPES:
-            raise ValueError(f"data type must be one of {', '.join(DATASET_TYPES)}; got {self.type!r}.")
-        if self.type == "coco" and not self.annotations:
-            raise ValueError("a 'coco' dataset needs annotations: the path of its JSON file.")
-        if self.type not in ("synthetic", "coco") and not self.root:
+        if self.type not in DATASETS:
+            raise ValueError(f"data type must be one of {', '.join(DATASETS)}; got {self.type!r}.")
+        entry = DATASETS[self.type]
+        for name, what in entry.required.items():
+            if not getattr(self, entry.recipe_options.get(name, name)):
+                raise ValueError(f"a {self.type!r} dataset needs {name}: {what}.")
+        if entry.needs_root and not self.root:
             raise ValueError(f"a {self.type!r} dataset needs root: the folder it is stored in.")
         if self.weight < 0:
             raise ValueError(f"weight must be >= 0, got {self.weight}.")

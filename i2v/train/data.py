@@ -87,33 +87,12 @@ def split_clip_name(name: str) -> Tuple[str, str]:
 
 def open_reader(spec: DataSpec, split: Optional[str] = None, num_videos: Optional[int] = None) -> VideoDataset:
     """The raw reader of a spec (``split`` and ``num_videos`` override the spec's)."""
-    from i2v.data.registry import make_dataset
+    from i2v.data.registry import dataset_entry, make_dataset
 
-    split = split or spec.split
-    if spec.type == "synthetic":
-        return make_dataset(
-            "synthetic",
-            split=split,
-            num_videos=num_videos or spec.num_videos or 100,
-            config=spec.synthetic,
-            seed=spec.seed,
-        )
-    images = dict(annotation_dir=spec.annotation_dir, max_objects=spec.max_masks, min_area=spec.min_area)
-    kwargs = {
-        "davis": dict(year=spec.year, resolution=spec.resolution),
-        "coco": dict(annotations=spec.annotations),
-        "sav": dict(annotation=spec.annotation, annotated_only=spec.annotated_only),
-        "sa1b": images,
-        "sa1b_pseudo": dict(
-            images,
-            num_frames=spec.frames_per_video,
-            seed=spec.seed,
-            max_translate=spec.max_translate,
-            max_scale=spec.max_scale,
-            max_rotate=spec.max_rotate,
-        ),
-    }.get(spec.type, {})
-    return make_dataset(spec.type, str(spec.root) if spec.root else None, split, **kwargs)
+    options = {option: getattr(spec, name) for option, name in dataset_entry(spec.type).recipe_options.items()}
+    if num_videos is not None and "num_videos" in options:  # a generator: make this many
+        options["num_videos"] = num_videos
+    return make_dataset(spec.type, str(spec.root) if spec.root else None, split or spec.split, **options)
 
 
 def open_videos(spec: DataSpec) -> KeyedVideos:
@@ -144,17 +123,23 @@ def _resize(frames: torch.Tensor, masks: torch.Tensor, size: Tuple[int, int]) ->
     return out, m.reshape(t, n, *size).bool()
 
 
+def clip_size(cfg: TrainConfig) -> Optional[Tuple[int, int]]:
+    """The recipe's clip (H, W) as a tuple (a config built in Python may hold a list), or None."""
+    size = cfg.clip.size
+    return (size[0], size[1]) if size else None
+
+
 def clip_augment(cfg: TrainConfig) -> Optional[ClipAugment]:
     """The clip transform of a recipe: random augmentation, or (with a feature cache, or
     augmentation off) only the resize to ``clip.size`` that the cache is keyed by."""
-    size = tuple(cfg.clip.size) if cfg.clip.size else None
+    size = clip_size(cfg)
     aug = cfg.clip.augment
     if cfg.feature_cache.enabled or not aug.enabled:
-        return ResizeOnly(size=size) if size else None  # type: ignore[arg-type]
+        return ResizeOnly(size=size) if size else None
     return ClipAugment(
         size=size,
         hflip_prob=aug.hflip_prob,
-        crop_scale=tuple(aug.crop_scale),  # type: ignore[arg-type]
+        crop_scale=(aug.crop_scale[0], aug.crop_scale[1]),
         brightness=aug.brightness,
         contrast=aug.contrast,
         saturation=aug.saturation,
@@ -175,8 +160,8 @@ def build_train_dataset(cfg: TrainConfig, videos: Optional[VideoDataset] = None)
         ClipDataset(
             source,
             cfg.clip.num_frames,
-            tuple(cfg.clip.stride),
-            cfg.clip.reverse_prob,  # type: ignore[arg-type]
+            (cfg.clip.stride[0], cfg.clip.stride[1]),
+            cfg.clip.reverse_prob,
             cfg.clip.max_objects,
             seed=cfg.seed,
             augment=augment,

@@ -46,7 +46,7 @@ from i2v.io.atomic import atomic_path
 from i2v.model import SamI2V
 from i2v.train.clip_step import prepare_clip
 from i2v.train.config import TrainConfig
-from i2v.train.data import ResizeOnly, open_videos, split_clip_name
+from i2v.train.data import ResizeOnly, clip_size, open_videos, split_clip_name
 
 FORMAT_VERSION = "1"
 # A temporary file untouched this long before a run started is no other run's write in progress.
@@ -102,13 +102,12 @@ class FeatureCache:
     @classmethod
     def for_run(cls, cfg: TrainConfig, model: SamI2V) -> "FeatureCache":
         """The cache a training recipe uses with this model."""
-        resize = tuple(cfg.clip.size) if cfg.clip.size else None
         return cls(
             cfg.cache_dir,
             model.sam_sha256,
             model.image_size,
-            resize,
-            cfg.feature_cache.dtype,  # type: ignore[arg-type]
+            clip_size(cfg),
+            cfg.feature_cache.dtype,
             model.config.preprocess,
             str(model.encoder_dtype).replace("torch.", ""),
         )
