@@ -121,7 +121,8 @@ def propagate_masks(
         shift = torch.stack(
             [peak[None].masked_fill(~reads[..., None], float("-inf")).amax(dim=1) for peak, _, _, reads in parts]
         ).amax(dim=0)  # (N, p)
-        num = den = 0.0
+        # 0-dim zeros add like the literal 0.0: each sum keeps the dtype of its terms.
+        num = den = shift.new_zeros(())
         for peak, weighted, mass, reads in parts:
             scale = torch.exp(peak[None] - shift[:, None]).masked_fill(~reads[..., None], 0.0)  # (N, F, p)
             num = num + torch.einsum("nfp,fpn->np", scale, weighted)
@@ -149,6 +150,14 @@ def prototype_similarity(query: torch.Tensor, memory: ReadoutMemory) -> torch.Te
     return torch.einsum("nkd,pd->nkp", F.normalize(protos, dim=-1), query)
 
 
+def _zero_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    """``conv`` with weight and bias zeroed: a residual branch that starts as the identity."""
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
 class ReadoutRefiner(nn.Module):
     """A learned correction of N objects' read-out logits on one frame.
 
@@ -171,9 +180,7 @@ class ReadoutRefiner(nn.Module):
             nn.Conv2d(dim, dim, kernel_size=3, padding=1),
             nn.GELU(),
         )
-        self.out = nn.Conv2d(dim, 1, kernel_size=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self.out = _zero_conv(nn.Conv2d(dim, 1, kernel_size=1))
 
     def forward(self, logits: torch.Tensor, similarity: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """
@@ -210,13 +217,12 @@ class MemoryReadout(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.grid = min(cfg.grid, *embedding_size)
-        self.key_residual = nn.Conv2d(embed_dim, embed_dim, kernel_size=1)
-        nn.init.zeros_(self.key_residual.weight)
-        nn.init.zeros_(self.key_residual.bias)
+        self.key_residual = _zero_conv(nn.Conv2d(embed_dim, embed_dim, kernel_size=1))
         self.key_residual.requires_grad_(cfg.learn_keys)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(cfg.temperature)))
         self.log_locality = nn.Parameter(torch.tensor(math.log(max(cfg.locality, 1e-6))))
         self.refiner = ReadoutRefiner(embed_dim, cfg.refine_dim) if cfg.refine_dim > 0 else None
+        self.positions: torch.Tensor  # (g*g, 2) cell centres of the pooled key grid (a buffer)
         self.register_buffer("positions", grid_positions(self.grid, torch.device("cpu")), persistent=False)
 
     @property

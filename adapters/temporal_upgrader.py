@@ -36,11 +36,11 @@ class TemporalUpgrader(nn.Module):
         nn.init.normal_(self.time_embed, std=0.02)
         self.attn = CrossAttention(embed_dim, embed_dim, cfg.dim, cfg.heads, zero_init=True)
         hidden = max(1, int(embed_dim * cfg.mlp_ratio))
-        self.mlp = nn.Sequential(
-            nn.LayerNorm(embed_dim), nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, embed_dim)
-        )
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
+        norm, up, down = nn.LayerNorm(embed_dim), nn.Linear(embed_dim, hidden), nn.GELU()
+        out = nn.Linear(hidden, embed_dim)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+        self.mlp = nn.Sequential(norm, up, down, out)
 
     def pool(self, embedding: torch.Tensor) -> torch.Tensor:
         """What a frame leaves for later frames to read.

@@ -44,7 +44,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--fps must be a positive frame rate, got {fps:g}.")
     for dest in FOLDERS:
         value = getattr(args, dest, None)
-        blocker = _file_in_the_way(Path(value)) if value is not None else None
+        if value is None:
+            continue
+        blocker = _file_in_the_way(Path(value))
         if blocker is not None:
             what = "is a file" if blocker == Path(value) else f"lies under the file {str(blocker)!r}"
             raise ConfigError(f"{_option(dest)} {value!r} {what}; pass a folder (it is created if missing).")

@@ -32,7 +32,7 @@ class SquashResize:
     def apply_image(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 → (S, S, 3) uint8 (bicubic, as MedSAM's resize)."""
         s = self.target_length
-        return np.array(Image.fromarray(image).resize((s, s), Image.BICUBIC))
+        return np.array(Image.fromarray(image).resize((s, s), Image.Resampling.BICUBIC))
 
     def apply_coords(self, coords: np.ndarray, original_size: Tuple[int, ...]) -> np.ndarray:
         """(..., 2) XY pixel coordinates on the frame → on the S x S input."""

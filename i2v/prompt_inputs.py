@@ -12,7 +12,7 @@ frame (detector boxes often overhang it), and a box entirely outside is an error
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -20,10 +20,14 @@ import torch.nn.functional as F
 
 from i2v.errors import PromptError
 
+#: What the prompt API takes for points, labels, boxes and masks: a numpy array, a torch tensor,
+#: or (nested) lists / tuples of numbers. Shapes and values are checked at run time here.
+ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[Any]]
+
 VALID_LABELS = (0, 1, 2, 3)
 
 
-def _to_numpy(x: Any, what: str) -> np.ndarray:
+def _to_numpy(x: ArrayLike, what: str) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     if _has_complex(x):
@@ -35,7 +39,7 @@ def _to_numpy(x: Any, what: str) -> np.ndarray:
     return arr
 
 
-def _has_complex(x: Any) -> bool:
+def _has_complex(x: object) -> bool:
     """Whether a nested list/tuple holds a complex number (numpy would drop the imaginary part)."""
     if isinstance(x, (complex, np.complexfloating)):
         return True
@@ -60,8 +64,8 @@ def _scale(width: int, height: int, normalize_coords: bool) -> np.ndarray:
 
 
 def check_points(
-    points: Any,
-    labels: Any,
+    points: Optional[ArrayLike],
+    labels: Optional[ArrayLike],
     width: int,
     height: int,
     normalize_coords: bool = True,
@@ -105,7 +109,7 @@ def check_points(
     return pts.astype(np.float64), lab.astype(np.int64)
 
 
-def check_box(box: Any, width: int, height: int, normalize_coords: bool = True) -> Optional[np.ndarray]:
+def check_box(box: Optional[ArrayLike], width: int, height: int, normalize_coords: bool = True) -> Optional[np.ndarray]:
     """Validate a box [x0, y0, x1, y1]; returns (4,) float XYXY in pixels, clipped to the frame."""
     if box is None:
         return None
@@ -126,7 +130,7 @@ def check_box(box: Any, width: int, height: int, normalize_coords: bool = True) 
     return np.clip(b, 0, [width, height, width, height])
 
 
-def check_mask(mask: Any, width: int, height: int) -> torch.Tensor:
+def check_mask(mask: ArrayLike, width: int, height: int) -> torch.Tensor:
     """Validate a mask prompt of any size; returns (H, W) float {0, 1} at the video's size.
 
     Accepts (h, w) or (1, h, w) bool / uint8 / float arrays or tensors; float masks are
@@ -171,7 +175,7 @@ def check_mask(mask: Any, width: int, height: int) -> torch.Tensor:
     return m
 
 
-def check_frame_index(frame_idx: Any, num_frames: int) -> int:
+def check_frame_index(frame_idx: object, num_frames: int) -> int:
     """An integer in [0, num_frames), or FrameIndexError."""
     from i2v.errors import FrameIndexError
 
@@ -184,7 +188,7 @@ def check_frame_index(frame_idx: Any, num_frames: int) -> int:
     return int(frame_idx)
 
 
-def check_frame_count(max_frame_num_to_track: Any) -> int:
+def check_frame_count(max_frame_num_to_track: object) -> int:
     """A non-negative integer number of frames to track past the start, or FrameIndexError."""
     from i2v.errors import FrameIndexError
 
@@ -197,7 +201,7 @@ def check_frame_count(max_frame_num_to_track: Any) -> int:
     return int(n)
 
 
-def check_obj_id(obj_id: Any) -> int:
+def check_obj_id(obj_id: object) -> int:
     """Object ids are integers (as in SAM 2)."""
     if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer)):
         raise PromptError(f"obj_id must be an integer, got {obj_id!r}.")

@@ -21,7 +21,7 @@ import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -243,9 +243,10 @@ def run(args: argparse.Namespace) -> int:
             save_palette_png(out / f"{t:05d}.png", masks_to_label_map(masks, ids))
         where = out
     elif args.format == "rle":
-        result = {"video": str(args.video), "height": state.video_height, "width": state.video_width, "frames": {}}
+        rles: Dict[str, Dict[str, Any]] = {}
         for t, ids, masks in frames:
-            result["frames"][str(t)] = {str(i): encode_rle(m) for i, m in zip(ids, masks)}
+            rles[str(t)] = {str(i): encode_rle(m) for i, m in zip(ids, masks)}
+        result = {"video": str(args.video), "height": state.video_height, "width": state.video_width, "frames": rles}
         where = out / "masks.json"
         write_text_atomic(where, json.dumps(result))
     elif args.format == "coco":
@@ -267,9 +268,9 @@ def run(args: argparse.Namespace) -> int:
         write_text_atomic(where, json.dumps(coco_video_json([video])))
     else:
         where = out / "overlay.mp4"
-        video = state.video
+        source = state.video
         write_overlay_video(
-            where, (overlay_masks(video.frame(t), masks, ids) for t, ids, masks in frames), fps=args.fps
+            where, (overlay_masks(source.frame(t), masks, ids) for t, ids, masks in frames), fps=args.fps
         )
     print(f"wrote {args.format} masks of {len(state.obj_ids)} object(s) on {state.num_frames} frames to {where}")
     return 0

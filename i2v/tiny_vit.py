@@ -102,6 +102,7 @@ class Attention(nn.Module):
         offsets: dict = {}
         idxs = [offsets.setdefault((abs(a[0] - b[0]), abs(a[1] - b[1])), len(offsets)) for a in points for b in points]
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, len(offsets)))
+        self.attention_bias_idxs: torch.Tensor
         self.register_buffer("attention_bias_idxs", torch.tensor(idxs).view(len(points), len(points)), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -84,13 +84,12 @@ class ClipBatch:
 
     def to(self, device: Union[str, torch.device], non_blocking: bool = False) -> "ClipBatch":
         """A copy with every tensor moved to ``device``."""
-        return ClipBatch(
-            **{
-                f.name: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v
-                for f in fields(self)
-                for v in [getattr(self, f.name)]
-            }
-        )
+        moved: Dict[str, Any] = {
+            f.name: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v
+            for f in fields(self)
+            for v in [getattr(self, f.name)]
+        }
+        return ClipBatch(**moved)
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,8 @@ class CocoVideoDataset(VideoDataset):
             if "height" in video and "width" in video:
                 self._sizes[index] = (int(video["height"]), int(video["width"]))
             else:
-                self._sizes[index] = self.frame(index, 0).shape[:2]  # type: ignore[assignment]
+                h, w = self.frame(index, 0).shape[:2]
+                self._sizes[index] = (h, w)
         return self._sizes[index]
 
     def frame(self, index: int, t: int) -> np.ndarray:
@@ -205,10 +206,14 @@ def coco_video_json(videos: Sequence[Mapping[str, Any]], category_name: str = "o
             while ann_id in used:
                 ann_id += 1
             used.add(ann_id)
-            segs, boxes, areas = [], [], []
+            segs: List[Optional[Dict[str, Any]]] = []
+            boxes: List[Optional[List[float]]] = []
+            areas: List[Optional[int]] = []
             for mask in masks:
                 if not mask.any():
-                    segs.append(None), boxes.append(None), areas.append(None)
+                    segs.append(None)
+                    boxes.append(None)
+                    areas.append(None)
                     continue
                 rle = masks_io.encode_rle(mask)
                 coco = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}

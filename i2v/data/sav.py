@@ -356,9 +356,9 @@ class SAVDataset(VideoDataset):
         if index not in self._positions:
             v = self._video(index)
             keep = range(len(v.numbers))
-            if self.annotated_only:
-                keep = [p for p in keep if v.annotated(v.numbers[p])]
-            self._positions[index] = list(keep)
+            self._positions[index] = (
+                [p for p in keep if v.annotated(v.numbers[p])] if self.annotated_only else list(keep)
+            )
         return self._positions[index]
 
     def frame_number(self, index: int, t: int) -> int:

@@ -51,10 +51,9 @@ class SceneEvent:
 def _drift(rng: np.random.Generator, n: int, amp: float) -> np.ndarray:
     """(n,) smooth random curve, 0 at t = 0, peak magnitude ``amp * U(0.3, 1)``."""
     t = np.arange(n, dtype=np.float64) / max(n, 1)
-    g = sum(
-        rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * rng.uniform(0.25, 1.0) * t + rng.uniform(0, 2 * np.pi))
-        for _ in range(2)
-    )
+    g = np.zeros(n)
+    for _ in range(2):
+        g = g + rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * rng.uniform(0.25, 1.0) * t + rng.uniform(0, 2 * np.pi))
     g = g - g[0]
     peak = np.abs(g).max()
     scale = amp * rng.uniform(0.3, 1.0) / peak if peak > 1e-9 else 0.0

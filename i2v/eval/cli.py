@@ -349,11 +349,12 @@ def run(args: argparse.Namespace) -> int:
                 f"note: split {split!r} is scored by the challenge server; only the {name} "
                 f"under protocol {protocols[0]!r} is written ({', '.join(skipped)} ignored)."
             )
-        folders = export_masks(I2VVideoPredictor(model), dataset, save_masks, indices, protocols[0], name)
+        server_dir = Path(args.save_masks)  # given: checked before the model was built
+        folders = export_masks(I2VVideoPredictor(model), dataset, server_dir, indices, protocols[0], name)
         print(f"no scores for {args.dataset} split {split!r}: its ground truth is on the challenge server.")
         videos = f"{len(folders)} video{'' if len(folders) == 1 else 's'}"
-        print(f"wrote the {name}'s masks of {videos} to {save_masks}/<video>/<frame>.png")
-        print(submission_hint(args.dataset, save_masks))
+        print(f"wrote the {name}'s masks of {videos} to {server_dir}/<video>/<frame>.png")
+        print(submission_hint(args.dataset, server_dir))
         return 0
     untrained = (
         build_sam_i2v(model.config, None, args.sam_checkpoint, args.device, dtype=args.dtype)

@@ -84,11 +84,12 @@ def _prepare(
     return p.astype(bool, copy=False), g.astype(bool, copy=False), v
 
 
-def _chunked(fn: Callable[..., np.ndarray], *arrays: np.ndarray | None) -> np.ndarray:
+def _chunked(fn: Callable[..., np.ndarray], first: np.ndarray, *others: np.ndarray | None) -> np.ndarray:
     """Apply ``fn`` to (K, H, W) slices of (..., H, W) arrays and restore the leading shape."""
-    lead, hw = arrays[0].shape[:-2], arrays[0].shape[-2:]
-    flat = [None if a is None else a.reshape(-1, *hw) for a in arrays]
-    k = flat[0].shape[0]
+    lead, hw = first.shape[:-2], first.shape[-2:]
+    head = first.reshape(-1, *hw)  # (K, H, W)
+    flat = [head] + [None if a is None else a.reshape(-1, *hw) for a in others]
+    k = head.shape[0]
     parts = [fn(*(None if a is None else a[i : i + _CHUNK] for a in flat)) for i in range(0, k, _CHUNK)]
     return (np.concatenate(parts) if parts else np.zeros(0)).reshape(lead)
 
@@ -345,8 +346,8 @@ def evaluate_sequence(
     f = boundary_f_batch(p[frames], g[frames], bound_th, v).reshape(len(frames), n).T
     scored = np.ones_like(j, dtype=bool)  # (N, F)
     if scoring == "sav":
-        in_gt = g.any(axis=(-2, -1))[frames].T
-        seen = in_gt | p.any(axis=(-2, -1))[frames].T
+        in_gt = np.asarray(g.any(axis=(-2, -1)))[frames].T  # (N, F)
+        seen = in_gt | np.asarray(p.any(axis=(-2, -1)))[frames].T
         scored = np.logical_or.accumulate(seen, axis=1) & in_gt.any(axis=1, keepdims=True)
         j[~scored] = np.nan
         f[~scored] = np.nan

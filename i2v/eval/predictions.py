@@ -32,7 +32,10 @@ PathLike = Union[str, Path]
 
 
 def read_predictions(
-    pred_dir: PathLike, dataset: VideoDataset, index: int, frames: Optional[Sequence[int]] = None
+    pred_dir: PathLike,
+    dataset: VideoDataset,
+    index: int,
+    frames: Optional[Union[Sequence[int], np.ndarray]] = None,
 ) -> np.ndarray:
     """The predicted masks of video ``index`` read from ``pred_dir/<video>/<frame stem>.png``.
 

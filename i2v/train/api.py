@@ -12,10 +12,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from i2v.errors import ConfigError
 from i2v.train.config import TrainConfig, load_train_config
+
+if TYPE_CHECKING:  # the trainer pulls in accelerate; import it only when training starts
+    from i2v.train.trainer import TrainResult
 
 __all__ = ["TrainConfig", "load_train_config", "train"]
 
@@ -28,7 +31,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-) -> "TrainResult":  # noqa: F821
+) -> "TrainResult":
     """Train the adapters a config describes; returns the run's :class:`~i2v.train.trainer.TrainResult`.
 
     Args:

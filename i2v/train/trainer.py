@@ -232,7 +232,9 @@ class Trainer:
         self.cache = FeatureCache.for_run(cfg, self.model) if cfg.feature_cache.enabled else None
         self.dataset = build_train_dataset(cfg, dataset)
         o = cfg.optim
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=tuple(o.betas))
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.model, o.weight_decay), lr=o.lr, betas=(o.betas[0], o.betas[1])
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, WarmupCosine.from_config(o))
         # The scheduler is not prepared: accelerate would step it once per process per step.
         self.objective, self.optimizer = self.acc.prepare(
@@ -464,7 +466,7 @@ class Trainer:
                 if cfg.val.every and self.step == 0:  # the curve starts at the untrained adapters
                     self._validate_and_log()
                 while self.step < o.max_steps:
-                    lr = self.scheduler.get_last_lr()[0]
+                    lr = float(self.scheduler.get_last_lr()[0])
                     stats = self.train_step(clips)
                     window.append(stats)
                     last_loss = stats.get("total", math.nan)
