@@ -9,7 +9,7 @@ deterministic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List
 
 import torch
@@ -130,14 +130,7 @@ def entries_to_evict(scores: MemoryScores, current_frame: int, cfg: MemoryFilter
     n = len(scores)
     if n <= bank_size:
         return torch.zeros(0, dtype=torch.long)
-    wide = MemoryFilterConfig(
-        strategy=cfg.strategy,
-        capacity=bank_size,
-        max_prompted=min(cfg.max_prompted, bank_size),
-        min_iou=cfg.min_iou,
-        min_presence=cfg.min_presence,
-        recency_weight=cfg.recency_weight,
-    )
+    wide = replace(cfg, capacity=bank_size, max_prompted=min(cfg.max_prompted, bank_size))
     keep = set(select_memory(scores, current_frame, wide).tolist())
     # quality_gated may keep fewer than bank_size; fill up with the most recent dropped ones
     # so a bank never forgets more than it must. Equal distances (frames on both sides of the

@@ -8,6 +8,7 @@ scores by hand (or let hypothesis draw them) and check the rules ``select_memory
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import pytest
@@ -279,6 +280,29 @@ def test_eviction_keeps_bank_size_most_recent_and_protected(case, bank_size: int
     random.shuffle(perm)
     shuffled = permuted(scores, perm)
     assert sorted(shuffled.frame_idx[entries_to_evict(shuffled, current, cfg, bank_size)].tolist()) == frames
+
+
+@dataclass(frozen=True)
+class _OldestFirstConfig(MemoryFilterConfig):
+    """A filter config with a field of its own, as a new strategy would add."""
+
+    oldest_first: bool = True
+
+
+def _age_priority(scores: MemoryScores, current_frame: int, cfg: MemoryFilterConfig) -> torch.Tensor:
+    assert isinstance(cfg, _OldestFirstConfig), "the strategy must see its own config"
+    distance = scores.temporal_distance(current_frame).float()
+    return distance if cfg.oldest_first else -distance
+
+
+def test_eviction_passes_every_config_field_to_the_strategy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(STRATEGIES, "age", _age_priority)
+    scores = make_scores([1, 2, 3, 4, 5, 6])
+    keep_old = _OldestFirstConfig(strategy="age", capacity=2, max_prompted=0, oldest_first=True)
+    keep_new = _OldestFirstConfig(strategy="age", capacity=2, max_prompted=0, oldest_first=False)
+    # The most recent entry is always kept; the strategy's field decides the rest.
+    assert scores.frame_idx[entries_to_evict(scores, 7, keep_old, 3)].tolist() == [3, 4, 5]
+    assert scores.frame_idx[entries_to_evict(scores, 7, keep_new, 3)].tolist() == [1, 2, 3]
 
 
 def test_eviction_is_a_noop_below_bank_size() -> None:
