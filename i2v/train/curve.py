@@ -33,6 +33,18 @@ def read_metrics(metrics_path: Path) -> List[Dict[str, Any]]:
     return rows
 
 
+def final_metrics(metrics_path: Path) -> Dict[str, float]:
+    """The numbers of the last training record and, prefixed ``val_``, of the last validation."""
+    out: Dict[str, float] = {}
+    for row in read_metrics(metrics_path):
+        numbers = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if row.get("type") == "train":
+            out.update(numbers)
+        elif row.get("type") == "val":
+            out.update({f"val_{k}": v for k, v in numbers.items() if k != "step"})
+    return out
+
+
 def plot_training_curve(metrics_path: Path, png: Path, title: Optional[str] = None) -> Optional[Path]:
     """Draw training loss (faint: per logged step; solid: running mean) and validation J&F
     against the step into ``png`` (written atomically). Returns ``png``, or None when the log

@@ -8,10 +8,17 @@ the old log whole.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+import numpy as np
+import torch
 
 from i2v.io.atomic import write_text_atomic
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -43,3 +50,50 @@ class MetricsLog:
 
     def close(self) -> None:
         self.file.close()
+
+
+class RunLog:
+    """Where a run's records go: ``metrics.jsonl`` (``metrics``: the main process's log, None on
+    the others) and the trackers of accelerate's ``acc``."""
+
+    def __init__(self, acc: "Accelerator", metrics: Optional[MetricsLog]) -> None:
+        self.acc, self.metrics = acc, metrics
+
+    def write(self, record: Dict[str, Any]) -> None:
+        """One record (``type`` "train" or "val", ``step``); its numbers also go to the trackers."""
+        if self.metrics is not None:
+            self.metrics.write(record)
+        scalars = {
+            f"{record.get('type', 'train')}/{k}": v
+            for k, v in record.items()
+            if isinstance(v, (int, float)) and k != "step"
+        }
+        if self.acc.log_with:
+            self.acc.log(scalars, step=record["step"])
+
+    def write_train(
+        self, window: List[Dict[str, float]], step: int, lr: float, seconds: float, nonfinite: int, epoch: int
+    ) -> None:
+        """One training line: the loss terms of ``window`` (the steps since the last line)
+        averaged over its steps and all processes (a collective call: every process makes it)."""
+        keys = sorted(k for k in window[-1] if k != "skipped")
+        local = [
+            float(np.nanmean([w.get(k, math.nan) for w in window]))
+            if any(math.isfinite(w.get(k, math.nan)) for w in window)
+            else math.nan
+            for k in keys
+        ]
+        means = self.acc.reduce(torch.tensor(local, device=self.acc.device), reduction="mean").tolist()
+        self.write(
+            {
+                "type": "train",
+                "step": step,
+                "lr": lr,
+                "time": round(seconds, 3),
+                "steps_averaged": len(window),
+                **{("loss" if k == "total" else k): float(v) for k, v in zip(keys, means)},
+                "skipped": bool(window[-1]["skipped"]),
+                "nonfinite": nonfinite,
+                "epoch": epoch,
+            }
+        )

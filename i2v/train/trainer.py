@@ -23,44 +23,50 @@ to resume.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
 import yaml
-from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
-from accelerate.tracking import get_available_trackers
-from accelerate.utils import DistributedDataParallelKwargs, gather_object, is_tensorboard_available, set_seed
+from accelerate.utils import gather_object
 from torch import nn
 from tqdm import tqdm
 
-from i2v.build import build_sam_i2v
 from i2v.data.base import VideoDataset
 from i2v.data.clips import TrainClip
-from i2v.errors import CheckpointError, ConfigError, I2VError
+from i2v.errors import I2VError
 from i2v.io.atomic import write_text_atomic
 from i2v.model import SamI2V
-from i2v.pretrained import load_adapter_weights, trainable_state_dict
+from i2v.pretrained import load_adapter_weights
 from i2v.train import checkpointing as ckpt
 from i2v.train.clip_step import ClipLossOutput, clip_loss, prepare_clip
 from i2v.train.config import TrainConfig, train_config_to_dict
-from i2v.train.curve import CURVE_NAME, plot_training_curve, read_metrics
-from i2v.train.data import build_train_dataset, make_loader, open_reader
+from i2v.train.curve import CURVE_NAME, final_metrics, plot_training_curve
+from i2v.train.data import build_train_dataset, make_loader
 from i2v.train.feature_cache import FeatureCache
 from i2v.train.interrupt import StopRequest, TrainingInterrupted, interrupted_message
 from i2v.train.losses import LossWeights
-from i2v.train.metrics_log import METRICS_NAME, MetricsLog
+from i2v.train.metrics_log import METRICS_NAME, MetricsLog, RunLog
 from i2v.train.optim import WarmupCosine, param_groups
 from i2v.train.prompts import PromptSimConfig
+from i2v.train.run_setup import (  # noqa: F401 - earlier_run, weights_sha256: importable from here too
+    build_model,
+    check_dataset_objects,
+    claim_output_dir,
+    damaged_listing,
+    dump_weight_hash,
+    earlier_run,
+    make_accelerator,
+    resolve_trackers,
+    weights_sha256,
+)
+from i2v.train.validation import validate
 
 logger = logging.getLogger(__name__)
 
@@ -111,75 +117,6 @@ class ClipObjective(nn.Module):
         return clip_loss(self.model, embeddings, gt, annotated, self.sim, self.weights, generator)
 
 
-def resolve_trackers(cfg: TrainConfig) -> List[str]:
-    """The trackers a run logs to: ``cfg.trackers``, or TensorBoard when that is null and it is
-    installed.
-
-    Raises:
-        ConfigError: a tracker the config names is not installed (before anything else starts).
-    """
-    if cfg.trackers is None:
-        return ["tensorboard"] if is_tensorboard_available() else []
-    available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
-    missing = [t for t in cfg.trackers if t not in available]
-    if missing:
-        raise ConfigError(
-            f"trackers {missing} are not installed (installed: {', '.join(sorted(available)) or 'none'}); "
-            f"pip install {' '.join(missing)}, or remove them from 'trackers' (trackers=[] logs only to metrics.jsonl)."
-        )
-    return list(dict.fromkeys(cfg.trackers))
-
-
-def make_accelerator(cfg: TrainConfig) -> Accelerator:
-    """CPU when no CUDA device; the config's trackers (see :func:`resolve_trackers`)."""
-    trackers = resolve_trackers(cfg)
-    # A second run in one process (tests, notebooks) may change precision or accumulation;
-    # the process group (PartialState) is kept.
-    AcceleratorState._reset_state()
-    GradientState._reset_state()
-    return Accelerator(
-        mixed_precision=cfg.precision,
-        gradient_accumulation_steps=cfg.optim.grad_accum * cfg.optim.batch_size,
-        cpu=not torch.cuda.is_available(),
-        log_with=trackers or None,
-        project_dir=cfg.output_dir,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.ddp_find_unused_parameters)],
-    )
-
-
-def build_model(cfg: TrainConfig, device: torch.device) -> SamI2V:
-    """The model a recipe trains, adapters in train mode (the frozen SAM stays in eval)."""
-    set_seed(cfg.seed)
-    model = build_sam_i2v(
-        cfg.model,
-        sam_checkpoint=cfg.sam_checkpoint,
-        device=device,
-        allow_random_sam=cfg.allow_random_sam,
-        seed=cfg.seed,
-    )
-    return model.train()
-
-
-def weights_sha256(model: nn.Module) -> str:
-    """Hash of the trainable weights (identical across processes when DDP keeps them in sync)."""
-    h = hashlib.sha256()
-    for name, t in sorted(trainable_state_dict(model).items()):
-        h.update(name.encode())
-        h.update(t.float().numpy().tobytes())
-    return h.hexdigest()
-
-
-def earlier_run(output_dir: Path) -> List[Path]:
-    """What a training run leaves in ``output_dir``: checkpoints, ``latest``, the metrics log,
-    its curve and the TensorBoard folder (those that exist)."""
-    names = [ckpt.LATEST_NAME, METRICS_NAME, CURVE_NAME, "tensorboard"]
-    return ckpt.list_checkpoints(output_dir) + [output_dir / n for n in names if (output_dir / n).exists()]
-
-
-def _listing(damaged: Dict[Path, str]) -> str:
-    return "; ".join(f"{p.name}: {why}" for p, why in damaged.items())
-
-
 class Trainer:
     """One training run of a :class:`TrainConfig` (see the module docstring)."""
 
@@ -196,36 +133,14 @@ class Trainer:
         self.cfg, self.progress = cfg, progress
         resolve_trackers(cfg)  # a missing tracker package fails before anything is built
         self.val_dataset = val_dataset
-        if dataset is not None:
-            if cfg.feature_cache.enabled:
-                raise ConfigError(
-                    "a dataset object cannot use the feature cache (its entries are keyed by the "
-                    "config's datasets); set feature_cache.enabled=false."
-                )
-            if cfg.val.every and val_dataset is None:
-                raise ConfigError(
-                    "with a dataset object, validation needs one too: pass val_dataset=..., or set val.every=0."
-                )
+        check_dataset_objects(cfg, dataset, val_dataset)
         self.out = Path(cfg.output_dir)
-        self.resume_from, self.damaged = ckpt.find_resumable(self.out) if resume else (None, {})
-        if self.damaged and self.resume_from is None and not overwrite:
-            raise CheckpointError(
-                f"--resume: no checkpoint in {str(self.out)!r} is intact ({_listing(self.damaged)}); pass "
-                "--overwrite as well to start again from step 0, replacing them, or resume from a copy."
-            )
-        # --resume with no checkpoint at all continues the run's log from step 0; over only
-        # damaged checkpoints (with --overwrite) the run is replaced
-        replace = not resume or (self.damaged and self.resume_from is None)
-        earlier = earlier_run(self.out) if replace else []
-        if earlier and not overwrite:
-            raise ConfigError(
-                f"output_dir {str(self.out)!r} already holds a training run ({', '.join(p.name for p in earlier)}); "
-                "pass --resume to continue it, --overwrite to replace it, or choose another output_dir."
-            )
+        claim = claim_output_dir(self.out, resume, overwrite)
+        self.resume_from, self.damaged = claim.resume_from, claim.damaged
         self.acc = make_accelerator(cfg)
         self.main = self.acc.is_main_process
-        if earlier and self.main:
-            for p in earlier:  # only the run's own files; anything else in the folder stays
+        if claim.replace and self.main:
+            for p in claim.replace:  # only the run's own files; anything else in the folder stays
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
         self.acc.wait_for_everyone()
         self.model = build_model(cfg, self.acc.device)
@@ -254,6 +169,7 @@ class Trainer:
             )
             # --resume with no checkpoint starts from step 0: every line already logged is redone
             self.metrics = MetricsLog(self.out / METRICS_NAME, (self.step if resumed else -1) if resume else None)
+        self.log = RunLog(self.acc, self.metrics)
         if self.acc.log_with:
             self.acc.init_trackers(cfg.tracker_project)
         self.acc.wait_for_everyone()
@@ -262,7 +178,7 @@ class Trainer:
     def _resume(self) -> Optional[Path]:
         path = self.resume_from
         if self.damaged:
-            self._note("skipping damaged checkpoint(s): %s.", _listing(self.damaged))
+            self._note("skipping damaged checkpoint(s): %s.", damaged_listing(self.damaged))
         if path is None:
             self._note("--resume: no complete checkpoint in %s; starting from step 0.", self.out)
             return None
@@ -294,7 +210,7 @@ class Trainer:
             state = {
                 "step": self.step,
                 "data_position": self.position,
-                "epoch": self.position // max(1, len(self.dataset)),  # type: ignore[arg-type]
+                "epoch": self.epoch,
                 "nonfinite_total": self.nonfinite_total,
                 "nonfinite_in_row": self.nonfinite_in_row,
                 "optimizer": self.optimizer.state_dict(),
@@ -363,86 +279,21 @@ class Trainer:
     # -- validation -------------------------------------------------------------------------
     def validate(self) -> Dict[str, Any]:
         """J&F of the current adapters on the first videos of the validation split."""
-        from i2v.eval.vos import evaluate
-        from i2v.video_predictor import I2VVideoPredictor
-
-        v = self.cfg.val
-        spec = self.cfg.data[0]
-        if self.val_dataset is not None:
-            dataset = self.val_dataset
-        else:
-            dataset = open_reader(spec, split=v.split, num_videos=v.num_videos)
-        indices = list(range(min(v.num_videos, len(dataset))))
-        try:
-            result = evaluate(
-                I2VVideoPredictor(self.model),
-                dataset,
-                indices,
-                protocol=v.protocol,
-                method=f"step{self.step}",
-                progress=False,
-            )
-        finally:
-            self.model.train()  # the predictor puts the model in eval mode
-        s = result.summary()
-        return {
-            "type": "val",
-            "step": self.step,
-            "j": s["j_mean"],
-            "f": s["f_mean"],
-            "jf": s["jf_mean"],
-            "protocol": v.protocol,
-            "videos": [asdict(r) for r in result.rows],
-        }
+        return validate(self.model, self.cfg, self.step, self.val_dataset)
 
     def _validate_and_log(self) -> None:
         if self.main:
-            self._log(self.validate())
+            self.log.write(self.validate())
         self.acc.wait_for_everyone()
 
     # -- the loop -----------------------------------------------------------------------------
-    def _log(self, record: Dict[str, Any]) -> None:
-        if self.metrics is not None:
-            self.metrics.write(record)
-        scalars = {
-            f"{record.get('type', 'train')}/{k}": v
-            for k, v in record.items()
-            if isinstance(v, (int, float)) and k != "step"
-        }
-        if self.acc.log_with:
-            self.acc.log(scalars, step=record["step"])
+    @property
+    def epoch(self) -> int:
+        """Data epochs begun (the clip position over the clips per epoch)."""
+        return self.position // max(1, len(self.dataset))  # type: ignore[arg-type]
 
     def _log_train(self, window: List[Dict[str, float]], lr: float, seconds: float) -> None:
-        """One metrics line: loss terms averaged over the window's steps and all processes."""
-        keys = sorted(k for k in window[-1] if k != "skipped")
-        local = [
-            float(np.nanmean([w.get(k, math.nan) for w in window]))
-            if any(math.isfinite(w.get(k, math.nan)) for w in window)
-            else math.nan
-            for k in keys
-        ]
-        means = self.acc.reduce(torch.tensor(local, device=self.acc.device), reduction="mean").tolist()
-        self._log(
-            {
-                "type": "train",
-                "step": self.step,
-                "lr": lr,
-                "time": round(seconds, 3),
-                "steps_averaged": len(window),
-                **{("loss" if k == "total" else k): float(v) for k, v in zip(keys, means)},
-                "skipped": bool(window[-1]["skipped"]),
-                "nonfinite": self.nonfinite_total,
-                "epoch": self.position // max(1, len(self.dataset)),  # type: ignore[arg-type]
-            }
-        )
-
-    def _dump_weight_hash(self) -> None:
-        folder = self.out / "weight_hashes"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"rank{self.acc.process_index}.json"
-        hashes = json.loads(path.read_text()) if path.is_file() else {}
-        hashes[str(self.step)] = weights_sha256(self.model)
-        path.write_text(json.dumps(hashes, indent=1))
+        self.log.write_train(window, self.step, lr, seconds, self.nonfinite_total, self.epoch)
 
     def run(self) -> TrainResult:
         cfg, o = self.cfg, self.cfg.optim
@@ -473,7 +324,7 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}")
                     if cfg.dump_weight_hashes:
-                        self._dump_weight_hash()
+                        dump_weight_hash(self.out, self.acc.process_index, self.step, self.model)
                     if self.step % cfg.log_every == 0 or self.step == o.max_steps or stats["skipped"]:
                         self._log_train(window, lr, time.time() - start)
                         window = []
@@ -533,14 +384,7 @@ class Trainer:
         """The numbers of the last training record and of the last validation in the log."""
         if not self.main or not (self.out / METRICS_NAME).is_file():
             return {}
-        out: Dict[str, float] = {}
-        for row in read_metrics(self.out / METRICS_NAME):
-            numbers = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            if row.get("type") == "train":
-                out.update(numbers)
-            elif row.get("type") == "val":
-                out.update({f"val_{k}": v for k, v in numbers.items() if k != "step"})
-        return out
+        return final_metrics(self.out / METRICS_NAME)
 
 
 def train(
