@@ -25,7 +25,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 
 from i2v.data.base import VideoDataset
-from i2v.data.davis import load_json, load_rgb, require_dir
+from i2v.data.files import load_json, load_rgb, require_dir
 from i2v.errors import DatasetError
 from i2v.io import masks as masks_io
 

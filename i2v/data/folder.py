@@ -32,7 +32,8 @@ import numpy as np
 from PIL import Image
 
 from i2v.data.base import VideoDataset
-from i2v.data.davis import VOID_LABEL, require_dir
+from i2v.data.davis import VOID_LABEL
+from i2v.data.files import require_dir
 from i2v.errors import DatasetError, VideoError
 from i2v.io import masks as masks_io
 from i2v.io.image_files import ImageFilesSource, list_frame_files, natural_key

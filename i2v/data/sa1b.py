@@ -24,7 +24,7 @@ import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
 from i2v.data.base import VideoClip, VideoDataset
-from i2v.data.davis import decode_rle, load_json, load_rgb, require_dir
+from i2v.data.files import decode_rle, load_json, load_rgb, require_dir
 from i2v.data.sav import MAX_SIDE
 from i2v.errors import DatasetError, FrameIndexError
 

@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from i2v.data.base import VideoClip, VideoDataset
-from i2v.data.davis import FrameFolder, decode_rle, load_json, load_label_png, require_dir
+from i2v.data.files import FrameFolder, decode_rle, load_json, load_label_png, require_dir
 from i2v.errors import DatasetError
 
 PathLike = Union[str, Path]
