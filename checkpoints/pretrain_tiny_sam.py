@@ -37,6 +37,15 @@ image with that image's prompts batched (it repeats the image embedding per prom
 
 Held-out evaluation uses the "test" split (the "val" split belongs to the video evaluation).
 
+The library supplies the focal and dice losses (:mod:`i2v.train.losses`), AdamW's parameter
+groups (:mod:`i2v.train.optim`), the first prompts (:func:`~i2v.train.prompts.sample_points`,
+:func:`~i2v.train.prompts.sample_box`, :func:`~i2v.train.prompts.mask_box`) and the depth map
+of the evaluation clicks (:func:`~i2v.train.prompts.region_depth`). What stays here is SAM's own
+recipe where sam-i2v's video training differs on purpose: corrective clicks uniform in the
+whole error (sam-i2v's land deep in the larger error), MSE on the IoU head (L1, plus a presence
+term, in sam-i2v), an IoU of 1 when prediction and target are both empty, and a schedule
+that follows the time budget (``WarmupCosine`` counts steps).
+
 Usage::
 
     python -m i2v.checkpoints.pretrain_tiny_sam --minutes 25 --out checkpoints/
@@ -63,7 +72,6 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 from tqdm import tqdm
@@ -74,6 +82,7 @@ from i2v.io.atomic import atomic_path, write_text_atomic
 from i2v.sam_builder import SAM_ARCHS, build_sam_arch, file_sha256, read_state_dict
 from i2v.train.losses import dice_loss, sigmoid_focal_loss
 from i2v.train.optim import param_groups
+from i2v.train.prompts import mask_box, region_depth, sample_box, sample_points
 
 MODEL_TYPE = "tiny"
 CHECKPOINT_NAME = "tiny_sam.safetensors"
@@ -168,40 +177,25 @@ class Prep:
 
 
 def tight_boxes(masks: np.ndarray) -> np.ndarray:
-    """(N, H, W) bool → (N, 4) XYXY with inclusive max, as segment_anything's mask_to_box."""
+    """(N, H, W) bool, none empty → (N, 4) XYXY with inclusive max, as segment_anything's mask_to_box."""
     boxes = np.zeros((len(masks), 4), dtype=np.float64)
     for i, m in enumerate(masks):
-        rows, cols = np.any(m, 1), np.any(m, 0)
-        r = np.flatnonzero(rows)
-        c = np.flatnonzero(cols)
-        boxes[i] = (c[0], r[0], c[-1], r[-1])
+        box = mask_box(m)
+        if box is None:
+            raise ValueError(f"mask {i} is empty; every target has at least --min-area pixels.")
+        boxes[i] = box
     return boxes
 
 
 def noisy_boxes(masks: np.ndarray, rng: np.random.Generator, rel_std: float = 0.1) -> np.ndarray:
-    """Tight boxes with Gaussian noise (std ``rel_std`` of the side, clipped at 2 std) on every
-    coordinate, clipped to the image."""
-    h, w = masks.shape[1:]
-    boxes = tight_boxes(masks)
-    side = np.stack([boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1], 1)
-    std = rel_std * np.concatenate([side, side], 1)
-    noise = np.clip(rng.standard_normal(boxes.shape), -2.0, 2.0) * std
-    boxes = boxes + noise
-    boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w - 1)
-    boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h - 1)
-    x0, x1 = np.minimum(boxes[:, 0], boxes[:, 2]), np.maximum(boxes[:, 0], boxes[:, 2])
-    y0, y1 = np.minimum(boxes[:, 1], boxes[:, 3]), np.maximum(boxes[:, 1], boxes[:, 3])
-    return np.stack([x0, y0, np.maximum(x1, x0 + 1), np.maximum(y1, y0 + 1)], 1)
+    """(N, H, W) bool → (N, 4) XYXY: tight boxes with Gaussian noise (std ``rel_std`` of the
+    side, clipped at 2 std) on every coordinate, clipped to the image, at least 1 pixel wide."""
+    return np.stack([sample_box(m, rel_std, rng).numpy() for m in masks]).astype(np.float64)
 
 
 def uniform_points(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One (x, y) pixel drawn uniformly inside each mask: (N, 2)."""
-    out = np.zeros((len(masks), 2), dtype=np.float64)
-    for i, m in enumerate(masks):
-        ys, xs = np.nonzero(m)
-        j = int(rng.integers(len(ys)))
-        out[i] = (xs[j], ys[j])
-    return out
+    """One (x, y) pixel drawn uniformly inside each (non-empty) mask: (N, 2)."""
+    return np.stack([sample_points(m, 1, rng)[0][0].numpy() for m in masks]).astype(np.float64)
 
 
 def error_clicks(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
@@ -210,7 +204,7 @@ def error_clicks(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generator) -> 
 
     Returns (N, 2) (x, y) and (N,) labels."""
     coords = np.zeros((len(gt), 2), dtype=np.float64)
-    labels = np.full(len(gt), -1.0)
+    labels = np.full(len(gt), -1.0)  # uniform in the whole error, as SAM trains (not prompts.corrective_click)
     for i in range(len(gt)):
         fn, fp = gt[i] & ~pred[i], pred[i] & ~gt[i]
         ys, xs = np.nonzero(fn | fp)
@@ -225,7 +219,7 @@ def error_clicks(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generator) -> 
 def farthest_interior_point(mask: np.ndarray) -> Tuple[np.ndarray, float]:
     """The pixel of ``mask`` farthest from its boundary (the image border counts as boundary),
     as (x, y), and that distance."""
-    dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    dist = region_depth(mask)
     y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
     return np.array([x, y], dtype=np.float64), float(dist[y, x])
 
@@ -269,7 +263,9 @@ def decode(
 
 
 def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """IoU of the thresholded logits with the target: (N, M, H, W) → (N, M); 1 if both empty."""
+    """IoU of the thresholded logits with the target: (N, M, H, W) → (N, M); 1 if both empty
+    (an object lost at the low resolution, correctly predicted empty, is a perfect answer for
+    the IoU head; :func:`i2v.train.losses.mask_iou` says 0, which video training never meets)."""
     pred = (logits > 0).flatten(2)
     t = target.flatten(2) > 0.5
     inter = (pred & t).sum(-1).float()
@@ -346,11 +342,11 @@ def train_step(
         lbl: List[np.ndarray] = [] if use_box else [np.ones(len(gt))]
         mask_input: Optional[torch.Tensor] = None
         for r in range(1 + n_corrections):
-            if r > 0:
+            if mask_input is not None:  # rounds after the first: click on the previous output's errors
                 pred = (prep.upscale(sam, mask_input) > 0)[:, 0].numpy()
-                c, l = error_clicks(pred, gt, rng)
-                pts.append(c)
-                lbl.append(l)
+                clicks, click_labels = error_clicks(pred, gt, rng)
+                pts.append(clicks)
+                lbl.append(click_labels)
             coords = prep.coords(np.stack(pts, 1)) if pts else None
             labels = torch.as_tensor(np.stack(lbl, 1), dtype=torch.float32) if lbl else None
             multimask = not use_box and r == 0  # a lone point is ambiguous
@@ -407,6 +403,11 @@ def lr_at(progress: float, step: int, base_lr: float, warmup_steps: int, min_rat
 # Evaluation
 
 
+def _iou_at_original(sam: Sam, prep: Prep, low: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """IoU at the original resolution of (N, M, h, w) decoder logits with (N, 1, H, W) masks: (N, M)."""
+    return mask_iou(prep.upscale(sam, low), gt.float().expand(-1, low.shape[1], -1, -1))
+
+
 @torch.no_grad()
 def evaluate(sam: Sam, examples: Sequence[Example], max_instances: Optional[int] = None) -> Dict[str, float]:
     """Held-out mIoU at the original resolution, per object instance:
@@ -433,16 +434,12 @@ def evaluate(sam: Sam, examples: Sequence[Example], max_instances: Optional[int]
         prep = Prep(sam, transform, ex.image)
         emb = sam.image_encoder(prep.tensor)
         gt_t = torch.as_tensor(gt)[:, None]
-
-        def iou_orig(low: torch.Tensor) -> torch.Tensor:
-            return mask_iou(prep.upscale(sam, low), gt_t.float().expand(-1, low.shape[1], -1, -1))
-
         pts = np.stack([farthest_interior_point(m)[0] for m in gt])[:, None]
         lbl = np.ones((len(gt), 1))
         logits, iou_pred = decode(
             sam, emb, prep.coords(pts), torch.as_tensor(lbl, dtype=torch.float32), None, None, True
         )
-        all_iou = iou_orig(logits)
+        all_iou = _iou_at_original(sam, prep, logits, gt_t)
         pick = iou_pred.argmax(1)
         ious["click1"] += all_iou[torch.arange(len(gt)), pick].tolist()
         ious["click1_oracle"] += all_iou.max(1).values.tolist()
@@ -451,13 +448,13 @@ def evaluate(sam: Sam, examples: Sequence[Example], max_instances: Optional[int]
             pred = (prep.upscale(sam, mask_input) > 0)[:, 0].numpy()
             new = [eval_click(pred[i], gt[i]) for i in range(len(gt))]
             pts = np.concatenate([pts, np.stack([c for c, _ in new])[:, None]], 1)
-            lbl = np.concatenate([lbl, np.array([[l] for _, l in new])], 1)
+            lbl = np.concatenate([lbl, np.array([[label] for _, label in new])], 1)
             mask_input, _ = decode(
                 sam, emb, prep.coords(pts), torch.as_tensor(lbl, dtype=torch.float32), None, mask_input, False
             )
-        ious["click3"] += iou_orig(mask_input)[:, 0].tolist()
+        ious["click3"] += _iou_at_original(sam, prep, mask_input, gt_t)[:, 0].tolist()
         logits, _ = decode(sam, emb, None, None, prep.boxes(tight_boxes(gt)), None, False)
-        ious["box"] += iou_orig(logits)[:, 0].tolist()
+        ious["box"] += _iou_at_original(sam, prep, logits, gt_t)[:, 0].tolist()
     sam.train(was_training)
     out = {f"{k}_miou": float(np.mean(v)) for k, v in ious.items()}
     out["instances"] = n
@@ -564,6 +561,25 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def budget_progress(args: argparse.Namespace, step: int, elapsed_s: float) -> Optional[float]:
+    """How much of the budget (``--steps``, else ``--minutes``) is used, in [0, 1); None when spent."""
+    if args.steps is not None:
+        return step / args.steps if step < args.steps else None
+    budget_s = args.minutes * 60.0
+    return elapsed_s / budget_s if elapsed_s < budget_s else None
+
+
+def sample_batch(
+    args: argparse.Namespace, train_ds: SyntheticVideoDataset, rng: np.random.Generator
+) -> Tuple[List[Example], List[FramePair]]:
+    """A step's images: ``--batch-size`` random frames, or (with ``--corr-weight``) the frames
+    of ``--batch-size / 2`` correspondence pairs, returned with the pairs."""
+    if args.corr_weight > 0:
+        pairs = [sample_pair(train_ds, rng, args.min_area, args.max_gap) for _ in range(args.batch_size // 2)]
+        return [ex for pair in pairs for ex in pair_examples(pair, args.min_area)], pairs
+    return [sample_train_example(train_ds, rng, args.min_area) for _ in range(args.batch_size)], []
+
+
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -587,7 +603,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     held_out = eval_examples(args.eval_instances, args.min_area)
     opt = torch.optim.AdamW(param_groups(sam, args.weight_decay), lr=args.lr, betas=(0.9, 0.999))
 
-    budget_s = args.minutes * 60.0
     print(
         f"tiny SAM: {n_params / 1e6:.2f} M parameters; batch {args.batch_size}; "
         + (f"{args.steps} steps" if args.steps else f"{args.minutes:g} min budget")
@@ -604,24 +619,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     bar = tqdm(total=args.steps, desc="pretrain tiny SAM", unit="step", mininterval=10, dynamic_ncols=True)
     try:
         while True:
-            elapsed = time.perf_counter() - start
-            if args.steps is not None:
-                if step >= args.steps:
-                    break
-                progress = step / args.steps
-            else:
-                if elapsed >= budget_s:
-                    break
-                progress = elapsed / budget_s
+            progress = budget_progress(args, step, time.perf_counter() - start)
+            if progress is None:
+                break
             lr = lr_at(progress, step, args.lr, args.warmup_steps)
             for g in opt.param_groups:
                 g["lr"] = lr
             rng = np.random.default_rng([args.seed, step])  # the data of step s never depends on timing
-            if args.corr_weight > 0:
-                pairs = [sample_pair(train_ds, rng, args.min_area, args.max_gap) for _ in range(args.batch_size // 2)]
-                batch = [ex for pair in pairs for ex in pair_examples(pair, args.min_area)]
-            else:
-                batch = [sample_train_example(train_ds, rng, args.min_area) for _ in range(args.batch_size)]
+            batch, pairs = sample_batch(args, train_ds, rng)
             out = train_step(sam, transform, batch, rng, args.max_corrections)
             loss, stats = out.loss, out.stats
             if args.corr_weight > 0:

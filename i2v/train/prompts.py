@@ -179,6 +179,12 @@ def sample_box(mask: Union[torch.Tensor, np.ndarray], noise: float, generator: S
     return torch.from_numpy(out.astype(np.float32))
 
 
+def region_depth(region: np.ndarray) -> np.ndarray:
+    """(H, W) bool → (H, W) float: each pixel's distance to the region's boundary (the frame
+    edge counts as one), 0 outside the region; where a person clicks is deep inside."""
+    return ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+
+
 def corrective_click(
     pred: Union[torch.Tensor, np.ndarray],
     gt: Union[torch.Tensor, np.ndarray],
@@ -207,8 +213,7 @@ def corrective_click(
     if n_fn == 0 and n_fp == 0:
         return None
     label = 1 if n_fn >= n_fp else 0
-    region = fn if label == 1 else fp
-    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    depth = region_depth(fn if label == 1 else fp)
     ys, xs = np.nonzero(depth >= (1.0 - jitter) * depth.max())
     rng = np.random.default_rng(generator)
     k = int(rng.integers(len(ys)))
