@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from i2v.checkpoints import pretrain_tiny_sam as pretrain
+from i2v.checkpoints import promptable
 from i2v.sam_builder import read_state_dict
 
 SMOKE = ["--steps", "2", "--batch-size", "2", "--eval-instances", "2", "--periodic-eval-instances", "1"]
@@ -40,20 +41,20 @@ def test_prompts_follow_the_recipe() -> None:
     masks = np.zeros((2, 40, 50), dtype=bool)
     masks[0, 5:15, 10:30] = True
     masks[1, 20:38, 2:9] = True
-    points = pretrain.uniform_points(masks, rng)
+    points = promptable.uniform_points(masks, rng)
     assert all(masks[i, int(y), int(x)] for i, (x, y) in enumerate(points))
-    boxes = pretrain.noisy_boxes(masks, rng)
+    boxes = promptable.noisy_boxes(masks, rng)
     assert boxes.shape == (2, 4) and (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
     assert (boxes[:, [0, 2]] <= 49).all() and (boxes[:, [1, 3]] <= 39).all() and (boxes >= 0).all()
-    tight = pretrain.tight_boxes(masks)
+    tight = promptable.tight_boxes(masks)
     assert tight.tolist() == [[10, 5, 29, 14], [2, 20, 8, 37]]
     assert np.abs(boxes - tight).max() <= 0.2 * 20 + 1e-9  # at most 2 std of 10 % of the longest side
     pred = masks.copy()
     pred[0, 5:15, 10:20] = False  # a miss: positive click
     pred[1, 0:3, 0:3] = True  # a false alarm: negative click
-    coords, labels = pretrain.error_clicks(pred, masks, rng)
+    coords, labels = promptable.error_clicks(pred, masks, rng)
     (x0, y0), (x1, y1) = coords.astype(int)
     assert labels.tolist() == [1.0, 0.0]
     assert masks[0, y0, x0] and not pred[0, y0, x0] and pred[1, y1, x1] and not masks[1, y1, x1]
-    point, label = pretrain.eval_click(pred[0], masks[0])
+    point, label = promptable.eval_click(pred[0], masks[0])
     assert label == 1.0 and masks[0, int(point[1]), int(point[0])] and not pred[0, int(point[1]), int(point[0])]
