@@ -192,9 +192,10 @@ class PresenceHead(nn.Module):
 
     def __init__(self, embed_dim: int, bias: float) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(embed_dim + READOUT_STATS, embed_dim), nn.GELU(), nn.Linear(embed_dim, 1))
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.constant_(self.mlp[-1].bias, bias)
+        hidden, out = nn.Linear(embed_dim + READOUT_STATS, embed_dim), nn.Linear(embed_dim, 1)
+        nn.init.zeros_(out.weight)
+        nn.init.constant_(out.bias, bias)
+        self.mlp = nn.Sequential(hidden, nn.GELU(), out)
 
     def forward(self, iou_token: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         """(N, C) IoU-token output and (N, READOUT_STATS) read-out statistics → (N,) logits."""

@@ -57,7 +57,7 @@ def long_run(predictor, dataset: SyntheticVideoDataset, checkpoints: List[int]) 
     seg_times: Dict[int, List[float]] = {c: [] for c in checkpoints}
     last = time.perf_counter()
     done = 0
-    for frame_idx, _, _ in predictor.propagate_in_video(state, max_frame_num_to_track=checkpoints[-1] - 1):
+    for _ in predictor.propagate_in_video(state, max_frame_num_to_track=checkpoints[-1] - 1):
         now = time.perf_counter()
         done += 1
         segment = next(c for c in checkpoints if done <= c)

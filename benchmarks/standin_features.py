@@ -85,7 +85,7 @@ def readout(feat: torch.Tensor, gt0: torch.Tensor, tau: float, recent: int) -> t
     Returns:
         (T, 64, 64) bool predictions; frame 0 is ``gt0``.
     """
-    t_len, d, g = feat.shape[0], feat.shape[1], feat.shape[-1]
+    t_len, g = feat.shape[0], feat.shape[-1]
     tokens = feat.flatten(2).transpose(1, 2)  # (T, g*g, D)
     keys, values = [tokens[0]], [cell_fraction(gt0, g)]
     preds = [gt0]

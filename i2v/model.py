@@ -136,7 +136,8 @@ class SamI2V(nn.Module):
     @property
     def embedding_size(self) -> Tuple[int, int]:
         """(h, w) of SAM's image embedding."""
-        return tuple(self.sam.prompt_encoder.image_embedding_size)  # type: ignore[return-value]
+        h, w = self.sam.prompt_encoder.image_embedding_size
+        return int(h), int(w)
 
     @property
     def low_res_size(self) -> Tuple[int, int]:
@@ -345,7 +346,13 @@ def _capture_iou_token(decoder: nn.Module) -> Iterator[_IouTokenCapture]:
     def hook(module: nn.Module, inputs: Tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         capture.captured = inputs[0]
 
-    handle = decoder.iou_prediction_head.register_forward_hook(hook)
+    head = decoder.iou_prediction_head
+    if not isinstance(head, nn.Module):
+        raise TypeError(
+            "segment_anything's MaskDecoder has no iou_prediction_head module; this version of segment_anything is not "
+            "supported (install segment-anything 1.0)."
+        )
+    handle = head.register_forward_hook(hook)
     try:
         yield capture
     finally:
