@@ -157,8 +157,8 @@ def one_step_ceiling(model, dataset, indices: Sequence[int], min_area: int = 20)
                 frame = model.prepare_frame(model.encode_images(x), None)
                 scale = s / max(h, w)
 
-                def j_of(logits: torch.Tensor, target: np.ndarray) -> float:
-                    mask = model.sam.postprocess_masks(logits.float(), input_size, (h, w))[0, 0].cpu().numpy() > 0
+                def j_of(logits: torch.Tensor, target: np.ndarray, size=input_size, hw=(h, w)) -> float:
+                    mask = model.sam.postprocess_masks(logits.float(), size, hw)[0, 0].cpu().numpy() > 0
                     return _jaccard(mask, target)
 
                 for n, obj_id in enumerate(ids):
@@ -199,7 +199,7 @@ def breakdown(
     from i2v.data.registry import make_dataset
     from i2v.data.synthetic import SyntheticConfig
     from i2v.eval.baselines import PerFrameSamPredictor
-    from i2v.eval.cli import model_variant
+    from i2v.policies import MotionAwarePolicy
     from i2v.video_predictor import I2VVideoPredictor
 
     model = build_sam_i2v(checkpoint=checkpoint, device=device)
@@ -207,13 +207,12 @@ def breakdown(
     indices = range(len(dataset))
     upgrade = "trained upgrade" if checkpoint else "untrained upgrade"
     methods = {}
-    for name, predictor, motion in (
-        ("per-frame SAM", PerFrameSamPredictor(model), None),
-        (upgrade, I2VVideoPredictor(model), False),
-        (f"{upgrade} + motion", I2VVideoPredictor(model), True),
+    for name, predictor in (
+        ("per-frame SAM", PerFrameSamPredictor(model)),
+        (upgrade, I2VVideoPredictor(model)),
+        (f"{upgrade} + motion", I2VVideoPredictor(model, policy=MotionAwarePolicy())),
     ):
-        with model_variant(model, motion=motion):
-            methods[name] = phase_scores(predictor, dataset, indices)
+        methods[name] = phase_scores(predictor, dataset, indices)
         if verbose:
             print(f"  {name:26s} " + "  ".join(f"{p} {_fmt(s['j'])} ({s['pairs']})" for p, s in methods[name].items()))
     ceiling = one_step_ceiling(model, dataset, indices)
