@@ -116,7 +116,7 @@ def check_dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
         dtype = getattr(torch, dtype.replace("torch.", ""), dtype)
     if dtype not in DTYPES:
         raise ConfigError(f"dtype {dtype!r} is not supported; pass torch.float32, torch.bfloat16 or torch.float16.")
-    return dtype  # type: ignore[return-value]
+    return dtype
 
 
 def build_sam_i2v(

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import collections
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ import torch
 from i2v.errors import StateError, UnknownObjectError
 from i2v.io.video_source import VideoSource
 from i2v.memory_bank import MemoryBank, MemoryEntry
+from i2v.pass_history import PassHistory
 
 
 @dataclass
@@ -219,42 +220,6 @@ class ObjectState:
         self._tracked.pop(frame_idx, None)
         self._compact.pop(frame_idx, None)
         self.bank.discard(frame_idx)
-
-
-@dataclass
-class PassHistory:
-    """The frames processed just before the current one in this pass (for the upgrader).
-
-    Attributes:
-        direction: +1 forward, -1 reverse, 0 before the first frame.
-        pooled: (frame_idx, (1, p*p, C) tokens), the most recent last.
-    """
-
-    window: int
-    direction: int = 0
-    pooled: Deque[Tuple[int, torch.Tensor]] = field(default_factory=collections.deque)
-
-    def reset(self, direction: int = 0) -> None:
-        self.direction = direction
-        self.pooled.clear()
-
-    def past(self, frame_idx: int) -> Optional[torch.Tensor]:
-        """(1, W', p*p, C) tokens of the frames right before ``frame_idx`` in this pass."""
-        tokens = []
-        expected = frame_idx - self.direction
-        for idx, pooled in reversed(self.pooled):
-            if idx != expected or len(tokens) == self.window:
-                break
-            tokens.append(pooled)
-            expected -= self.direction
-        if not tokens or self.direction == 0:
-            return None
-        return torch.stack(tokens, dim=1)
-
-    def push(self, frame_idx: int, pooled: torch.Tensor) -> None:
-        self.pooled.append((frame_idx, pooled))
-        while len(self.pooled) > self.window:
-            self.pooled.popleft()
 
 
 class InferenceState:

@@ -169,8 +169,9 @@ def plan_prompts(
         prior_grid = torch.zeros_like(found_grid)
         for row, i in enumerate(with_memory):
             row_of[i] = row
-            if priors[i] is not None:
-                prior_grid[row] = model.memory_readout.pool_masks(priors[i].detach())[0] > 0.5
+            prior = priors[i]
+            if prior is not None:
+                prior_grid[row] = model.memory_readout.pool_masks(prior.detach())[0] > 0.5
         agreement = _mask_iou(found_grid, prior_grid)
         prob = F.interpolate(readout.prob, size=size, mode="bilinear", align_corners=False)
         mp = readout_prompts(
@@ -192,13 +193,13 @@ def plan_prompts(
     prompts: List[Optional[ObjectPrompts]] = []
     sources: List[str] = []
     for i, prior in enumerate(priors):
-        row = row_of.get(i)
-        if mp is not None and row is not None and not found[row]:  # memory finds it nowhere: absent
+        slot = row_of.get(i)  # its row in the read-out, if it read memory
+        if mp is not None and slot is not None and not found[slot]:  # memory finds it nowhere: absent
             sources.append("memory")
             prompts.append(None)
-        elif mp is not None and row is not None and use_memory[row]:
+        elif mp is not None and slot is not None and use_memory[slot]:
             sources.append("memory")
-            prompts.append(_object_prompts(mp, row))
+            prompts.append(_object_prompts(mp, slot))
         elif prior is not None:
             sources.append("prior")
             box = prior_box(prior, model.image_size) if box_prior else None
@@ -284,9 +285,8 @@ def track_objects(
         if p is not None:
             groups.setdefault(_structure(p), []).append(i)
     for idx in groups.values():
-        out = model.decode(
-            frame, batch_prompts([plan.prompts[i] for i in idx]), len(idx), readout_stats=plan.stats[idx]
-        )  # type: ignore[misc]
+        group = [p for p in (plan.prompts[i] for i in idx) if p is not None]
+        out = model.decode(frame, batch_prompts(group), len(idx), readout_stats=plan.stats[idx])
         raw = raw.index_copy(0, torch.tensor(idx, device=dev), out.low_res_logits.to(raw.dtype))
         iou = iou.index_copy(0, torch.tensor(idx, device=dev), out.iou.to(iou.dtype))
         presence = presence.index_copy(0, torch.tensor(idx, device=dev), out.presence_logits.to(presence.dtype))

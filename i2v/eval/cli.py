@@ -107,7 +107,7 @@ def run_methods(
     from i2v.memory_filter import STRATEGIES
     from i2v.video_predictor import I2VVideoPredictor
 
-    def predictor(m, with_motion: bool = motion) -> I2VVideoPredictor:
+    def tracker(m, with_motion: bool = motion) -> I2VVideoPredictor:
         return I2VVideoPredictor(m, policy=tracking_policy(with_motion))
 
     name = method_name(trained, motion)
@@ -116,15 +116,15 @@ def run_methods(
     if baselines:
         runs.append(("per-frame SAM", PerFrameSamPredictor(untrained), {}, False))
         if trained:
-            runs.append((method_name(False, motion), predictor(untrained), {}, False))
-    runs.append((name, predictor(model), {}, True))
+            runs.append((method_name(False, motion), tracker(untrained), {}, False))
+    runs.append((name, tracker(model), {}, True))
     if ablations:
-        runs.append((f"{name}, upgrader off", predictor(model), {"upgrader": False}, False))
+        runs.append((f"{name}, upgrader off", tracker(model), {"upgrader": False}, False))
         for strategy in STRATEGIES:
             if strategy != model.config.memory.filter.strategy:
-                runs.append((f"{name}, memory={strategy}", predictor(model), {"strategy": strategy}, False))
+                runs.append((f"{name}, memory={strategy}", tracker(model), {"strategy": strategy}, False))
         label = f"{name}, motion-aware selection {'off' if motion else 'on'}"
-        runs.append((label, predictor(model, not motion), {}, False))
+        runs.append((label, tracker(model, not motion), {}, False))
     results = []
     for k, protocol in enumerate(protocols):
         for label, predictor, variant, evaluated in runs:

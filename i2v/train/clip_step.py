@@ -9,7 +9,7 @@ A clip is played the way a user drives :class:`~i2v.video_predictor.I2VVideoPred
    written (so, as after prompting two frames in the predictor, frames between them read the
    later one's memory);
 2. then every frame is visited in order, as ``propagate_in_video`` does: the upgrader reads
-   the previous frames' pooled tokens (:class:`~i2v.inference_state.PassHistory`), each object
+   the previous frames' pooled tokens (:class:`~i2v.pass_history.PassHistory`), each object
    selects its memory from its :class:`~i2v.memory_bank.MemoryBank`, its previous output is
    the mask prior, and all objects are decoded and remembered by the predictor's default
    tracking policy (:class:`i2v.policies.DefaultPolicy`, i.e.
@@ -43,14 +43,14 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from i2v.inference_state import PassHistory
 from i2v.memory_bank import MemoryBank
 from i2v.model import FrameFeatures, SamI2V
+from i2v.pass_history import PassHistory
 from i2v.policies import DefaultPolicy, ObjectInput
 from i2v.prompting import PromptedObject, prompt_with_mask, prompt_with_points
 from i2v.tracking_ops import PROMPTED_PRESENCE, mask_to_low_res
 from i2v.train.losses import LossWeights, PairLosses, pair_losses, reduce_losses
-from i2v.train.prompts import PromptSimConfig, SimulatedPrompt, corrective_click, sample_box, sample_points
+from i2v.train.prompts import PromptSimConfig, SimulatedPrompt, sample_box, sample_corrective_click, sample_points
 
 Seed = Union[np.random.Generator, int, None]
 
@@ -272,7 +272,7 @@ def _correct_frame(
         current = last[n].logits
         done = None
         for _ in range(sim.correction_clicks):
-            click = corrective_click(current[0, 0].detach().cpu() > 0, gt_cpu[n], rng, sim.click_jitter)
+            click = sample_corrective_click(current[0, 0].detach().cpu() > 0, gt_cpu[n], rng, sim.click_jitter)
             if click is None:
                 break
             coords.append(click[0])
@@ -380,7 +380,7 @@ def clip_loss(
     if rec.parts:
         terms = reduce_losses(rec.parts, weights)
     else:  # nothing was decoded (one frame, mask prompts): a zero that still has a graph
-        zero = sum(p.sum() for p in model.trainable_parameters()) * 0.0
+        zero = torch.stack([p.sum() for p in model.trainable_parameters()]).sum() * 0.0
         terms = {name: zero for name in ("focal", "dice", "iou", "presence", "readout", "total")}
     return ClipLossOutput(
         total=terms["total"],

@@ -179,7 +179,7 @@ def sample_box(mask: Union[torch.Tensor, np.ndarray], noise: float, generator: S
     return torch.from_numpy(out.astype(np.float32))
 
 
-def corrective_click(
+def sample_corrective_click(
     pred: Union[torch.Tensor, np.ndarray],
     gt: Union[torch.Tensor, np.ndarray],
     generator: Seed,
@@ -191,7 +191,8 @@ def corrective_click(
     (false negatives) give a positive click, wrongly included ones (false positives) a
     negative click. It lands deep inside the region, where a person would click: uniformly
     among the pixels whose distance to the region's boundary (the frame edge counts as one) is
-    at least ``(1 - jitter)`` of the largest.
+    at least ``(1 - jitter)`` of the largest. (Evaluation clicks deterministically on the
+    deepest pixel instead: :func:`i2v.eval.vos.corrective_click`.)
 
     Args:
         pred, gt: (H, W) bool.
