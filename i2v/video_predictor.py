@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from tqdm import tqdm
 
@@ -38,7 +39,10 @@ from i2v.prompting import PRIOR_CLAMP, PromptedObject, prompt_with_mask, prompt_
 from i2v.streaming import StreamSource
 from i2v.tracking_ops import mask_to_low_res
 
-__all__ = ["PRIOR_CLAMP", "FrameResult", "I2VVideoPredictor", "apply_non_overlapping_constraints"]
+__all__ = ["PRIOR_CLAMP", "FrameResult", "I2VVideoPredictor", "PromptArray", "apply_non_overlapping_constraints"]
+
+# Clicks, labels, boxes and masks as users hold them: numpy arrays, torch tensors, nested lists.
+PromptArray = Union[torch.Tensor, npt.ArrayLike]
 
 
 class I2VVideoPredictor(FrameEngine):
@@ -139,11 +143,11 @@ class I2VVideoPredictor(FrameEngine):
         inference_state: InferenceState,
         frame_idx: int,
         obj_id: int,
-        points: Any = None,
-        labels: Any = None,
+        points: Optional[PromptArray] = None,
+        labels: Optional[PromptArray] = None,
         clear_old_points: bool = True,
         normalize_coords: bool = True,
-        box: Any = None,
+        box: Optional[PromptArray] = None,
     ) -> FrameResult:
         """Add clicks and/or a box for one object on one frame.
 
@@ -184,7 +188,9 @@ class I2VVideoPredictor(FrameEngine):
 
     @torch.inference_mode()
     @float32_method
-    def add_new_mask(self, inference_state: InferenceState, frame_idx: int, obj_id: int, mask: Any) -> FrameResult:
+    def add_new_mask(
+        self, inference_state: InferenceState, frame_idx: int, obj_id: int, mask: PromptArray
+    ) -> FrameResult:
         """Give an object's mask on one frame (any size; resized to the video's)."""
         state = inference_state
         t = check_frame_index(frame_idx, state.num_frames)
