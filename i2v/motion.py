@@ -57,15 +57,16 @@ __all__ = [
     "box_iou",
     "choose_candidate",
     "clip_box",
-    "mask_box",
+    "logits_box_array",
     "sam_candidates",
     "search_boxes",
 ]
 
 
-def mask_box(logits: torch.Tensor) -> Optional[np.ndarray]:
+def logits_box_array(logits: torch.Tensor) -> Optional[np.ndarray]:
     """:func:`i2v.tracking_ops.logits_box` of a (..., H, W) mask as a float64 numpy XYXY box
-    (exclusive maxima, mask pixels), or None if empty."""
+    (exclusive maxima, mask pixels), or None if empty. (``i2v.train.prompts.mask_box`` is the
+    tight box of a bool mask with inclusive maxima, SAM's convention for box prompts.)"""
     box = logits_box(logits)
     return None if box is None else box.cpu().numpy().astype(np.float64)
 
@@ -197,7 +198,7 @@ def sam_candidates(
     out = []
     for k in range(dec.all_low_res_logits.shape[1]):
         logits = dec.all_low_res_logits[:, k : k + 1].float()
-        out.append(Candidate(logits, float(dec.all_iou[0, k].detach()), presence, mask_box(logits)))
+        out.append(Candidate(logits, float(dec.all_iou[0, k].detach()), presence, logits_box_array(logits)))
     return out
 
 

@@ -21,7 +21,16 @@ from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from i2v.errors import ConfigError
 from i2v.eval.cli import run_methods
 from i2v.model import ObjectPrompts
-from i2v.motion import BoxKalman, Candidate, box_iou, choose_candidate, clip_box, mask_box, sam_candidates, search_boxes
+from i2v.motion import (
+    BoxKalman,
+    Candidate,
+    box_iou,
+    choose_candidate,
+    clip_box,
+    logits_box_array,
+    sam_candidates,
+    search_boxes,
+)
 from i2v.policies import DefaultPolicy, MotionAwarePolicy, ObjectInput
 from i2v.tracking_ops import TrackedObjects
 
@@ -56,11 +65,11 @@ def test_velocity_decays_while_the_object_is_lost() -> None:
     assert kf.lost == 0 and np.array_equal(kf.last, moving_box(16))
 
 
-def test_mask_box_and_box_iou() -> None:
+def test_logits_box_array_and_box_iou() -> None:
     logits = torch.full((1, 1, 16, 16), -5.0)
     logits[0, 0, 3:7, 2:10] = 5.0
-    assert np.array_equal(mask_box(logits), [2, 3, 10, 7])  # exclusive maxima
-    assert mask_box(torch.full((1, 1, 8, 8), -1.0)) is None
+    assert np.array_equal(logits_box_array(logits), [2, 3, 10, 7])  # exclusive maxima
+    assert logits_box_array(torch.full((1, 1, 8, 8), -1.0)) is None
     assert box_iou(np.array([0, 0, 4, 4.0]), np.array([2, 0, 6, 4.0])) == pytest.approx(1 / 3)
     assert box_iou(None, np.array([0, 0, 1, 1.0])) == 0.0
     assert box_iou(np.array([0, 0, 2, 2.0]), np.array([5, 5, 6, 6.0])) == 0.0
@@ -164,7 +173,9 @@ def test_an_object_is_lost_then_found_where_its_motion_says(bundled_model) -> No
         ]
     )
     out, state = step(policy, model, frame, 1, prior, kf)
-    assert state is kf and out.presence_logits[0] > 0 and np.array_equal(mask_box(out.logits[0]), [11, 10, 21, 18])
+    assert (
+        state is kf and out.presence_logits[0] > 0 and np.array_equal(logits_box_array(out.logits[0]), [11, 10, 21, 18])
+    )
     assert prompts_seen[-1].mask_inputs is not None and prompts_seen[-1].boxes is not None  # the usual prompts
 
     # lost: nothing overlaps the prediction
@@ -187,7 +198,11 @@ def test_an_object_is_lost_then_found_where_its_motion_says(bundled_model) -> No
     script.append([candidate([40, 40, 60, 60], 0.99)])
     script.append([Candidate(mask_logits([12, 10, 22, 18]), 0.8, 1.0, np.array([12, 10, 22, 18.0]))])
     out, _ = step(policy, model, frame, 4, None, kf)
-    assert kf.lost == 0 and out.presence_logits[0] > 0 and np.array_equal(mask_box(out.logits[0]), [12, 10, 22, 18])
+    assert (
+        kf.lost == 0
+        and out.presence_logits[0] > 0
+        and np.array_equal(logits_box_array(out.logits[0]), [12, 10, 22, 18])
+    )
     assert not script
 
 
@@ -396,7 +411,7 @@ def test_a_mask_swelling_onto_an_occluder_is_not_taken(bundled_model) -> None:
     # SAM rates the merged mask (object + occluder, 224 px) above the object's uncovered part.
     script.append([cand([8, 4, 22, 20], 0.9), cand([10, 14, 20, 20], 0.5)])
     out = step(policy, bundled_model, frame, 4, None, kf)[0]
-    assert out.presence_logits[0] > 0 and np.array_equal(mask_box(out.logits[0]), [10, 14, 20, 20])
+    assert out.presence_logits[0] > 0 and np.array_equal(logits_box_array(out.logits[0]), [10, 14, 20, 20])
     script.append([cand([8, 4, 22, 20], 0.9)])  # only the merged mask is left: lost, not swapped
     out = step(policy, bundled_model, frame, 5, None, kf)[0]
     assert out.presence_logits[0] < 0 and kf.lost == 1
@@ -418,7 +433,7 @@ def test_a_lost_object_is_found_further_away_as_time_passes(bundled_model) -> No
     assert kf.lost == 4  # inside the region now (2.5 sizes), but SAM is unsure of it
     script.append([cand(back)])
     out = step(policy, bundled_model, frame, 8, None, kf)[0]
-    assert kf.lost == 0 and out.presence_logits[0] > 0 and np.array_equal(mask_box(out.logits[0]), back)
+    assert kf.lost == 0 and out.presence_logits[0] > 0 and np.array_equal(logits_box_array(out.logits[0]), back)
     assert not script
 
 
@@ -439,6 +454,8 @@ def test_prompts_restart_the_filter_in_passes_and_streams(bundled_model) -> None
         predictor.track(stream, clip.frames[t])
     _, _, masks = predictor.add_new_mask(stream, 3, 1, clip.masks[3, 0])  # a correction
     kf = stream.tracks[1].policy_state
-    assert kf.updates == 0 and np.array_equal(kf.last, mask_box(stream.tracks[1].prompted_outputs[3].low_res_logits))
+    assert kf.updates == 0 and np.array_equal(
+        kf.last, logits_box_array(stream.tracks[1].prompted_outputs[3].low_res_logits)
+    )
     _, _, masks = predictor.track(stream, clip.frames[4])
     assert masks.dtype == torch.float32 and stream.tracks[1].policy_state.updates == 1

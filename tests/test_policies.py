@@ -15,7 +15,7 @@ import torch
 import i2v
 from i2v.data.synthetic import SyntheticConfig, SyntheticVideoDataset
 from i2v.inference_state import FrameOutput
-from i2v.motion import mask_box
+from i2v.motion import logits_box_array
 from i2v.policies import DefaultPolicy, ObjectInput, PolicyOutput, PriorOptions, TrackingPolicy
 from i2v.tracking_ops import PROMPTED_PRESENCE, TrackedObjects, logits_box, plan_prompts, prior_box, track_objects
 
@@ -92,7 +92,7 @@ def test_box_helpers_agree() -> None:
     logits[0, 0, 3:7, 2:10] = 5.0
     assert torch.equal(logits_box(logits), torch.tensor([2.0, 3.0, 10.0, 7.0]))  # exclusive maxima
     assert torch.equal(prior_box(logits, 64), torch.tensor([[8.0, 12.0, 40.0, 28.0]]))
-    assert np.array_equal(mask_box(logits), [2, 3, 10, 7]) and mask_box(logits).dtype == np.float64
+    assert np.array_equal(logits_box_array(logits), [2, 3, 10, 7]) and logits_box_array(logits).dtype == np.float64
     assert logits_box(torch.full((1, 1, 8, 8), -1.0)) is None and prior_box(torch.zeros(1, 1, 8, 8), 32) is None
 
 

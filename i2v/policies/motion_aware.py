@@ -18,7 +18,7 @@ from i2v.motion import (
     box_area,
     choose_candidate,
     clip_box,
-    mask_box,
+    logits_box_array,
     sam_candidates,
     search_boxes,
 )
@@ -48,7 +48,7 @@ class MotionAwarePolicy(TrackingPolicy):
     def start_filter(self, model: SamI2V, logits: torch.Tensor) -> Optional[BoxKalman]:
         """A filter for an object whose mask (``logits``, at the decoder's resolution) was just
         given, confirmed or chosen; None when the mask is empty."""
-        box = mask_box(logits)
+        box = logits_box_array(logits)
         if box is None:
             return None
         return BoxKalman(box, self.config.damping, model.low_res_size[1] / 64.0)
