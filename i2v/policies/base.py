@@ -22,9 +22,11 @@ Whether an object's previous output is given to SAM as a mask prompt, and with i
 reads memory (:func:`i2v.tracking_ops.plan_prompts`), so policies share that step.
 
 A new policy is one new module in this package with a subclass of :class:`TrackingPolicy`
-(implement ``track``; override ``restart`` if it keeps state), exported from
-``i2v/policies/__init__.py``, plus its tests. Test its decisions by overriding its public
-methods (see ``MotionAwarePolicy.candidates``), not by patching private functions.
+(implement ``track``; override ``restart`` if it keeps state), plus its tests; the predictor
+takes it as ``I2VVideoPredictor(model, policy=MyPolicy())`` (list it in
+``i2v/policies/__init__.py`` to import it from ``i2v.policies``). Test its decisions by
+overriding its public methods (see ``MotionAwarePolicy.candidates``) or by calling ``track``
+with the inputs you want, not by patching private functions.
 """
 
 from __future__ import annotations
