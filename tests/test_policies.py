@@ -139,3 +139,41 @@ def test_object_state_records_a_prompt_with_its_output_memory_and_policy_state(m
     assert track.policy_state is None  # the default policy keeps nothing
     outputs: List[torch.Tensor] = [m for _, _, m in predictor.propagate_in_video(state)]
     assert len(outputs) == 2 and track.tracked_frames == [2]
+
+
+def test_segment_cli_tracks_with_the_chosen_policy(tmp_path, monkeypatch) -> None:
+    from PIL import Image
+
+    from i2v.build import default_sam_checkpoint
+    from i2v.cli import main
+
+    clip = _clip(4)
+    for t in range(4):
+        Image.fromarray(clip.frames[t]).save(tmp_path / f"{t:05d}.png")
+    from i2v.policies import MotionAwarePolicy
+
+    frames_tracked: List[int] = []
+    original = MotionAwarePolicy.track
+
+    def spy(self, model, frame, frame_idx, objects, extent=None):
+        frames_tracked.append(frame_idx)
+        return original(self, model, frame, frame_idx, objects, extent)
+
+    monkeypatch.setattr(MotionAwarePolicy, "track", spy)
+    sam = str(default_sam_checkpoint("tiny"))
+    argv = [
+        "segment",
+        str(tmp_path),
+        "--obj-id",
+        "1",
+        "--box",
+        "30,30,90,90",
+        "--sam-checkpoint",
+        sam,
+        "--device",
+        "cpu",
+    ]
+    assert main(argv + ["--no-motion", "--out", str(tmp_path / "default")]) == 0
+    assert frames_tracked == []
+    assert main(argv + ["--motion", "--out", str(tmp_path / "motion")]) == 0
+    assert frames_tracked == [1, 2, 3]
