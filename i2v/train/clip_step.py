@@ -244,7 +244,7 @@ def _prompt_frame(
     return outputs
 
 
-def _supervise(rec: "_Recorder", done: PromptedObject, gt: torch.Tensor, weights: LossWeights) -> None:
+def _supervise(rec: _Recorder, done: PromptedObject, gt: torch.Tensor, weights: LossWeights) -> None:
     """The loss of a decoded prompt against ``gt`` (1, 4h, 4w), over every candidate."""
     dec = done.decoded
     assert dec is not None  # clicks and boxes are decoded
