@@ -125,9 +125,10 @@ def wider_check(adapter: str, args: argparse.Namespace) -> Dict[str, object]:
     from i2v.data.registry import make_dataset
     from i2v.data.synthetic import SyntheticConfig
     from i2v.eval.baselines import PerFrameSamPredictor
-    from i2v.eval.cli import model_variant, run_methods
+    from i2v.eval.cli import run_methods
     from i2v.eval.report import gains_vs_baseline, paired_gain
     from i2v.eval.vos import evaluate
+    from i2v.policies import MotionAwarePolicy
     from i2v.video_predictor import I2VVideoPredictor
 
     print(f"the same adapter on {args.check_videos} held-out videos")
@@ -137,10 +138,11 @@ def wider_check(adapter: str, args: argparse.Namespace) -> Dict[str, object]:
         "synthetic", split="val", num_videos=args.check_videos, config=SyntheticConfig(num_frames=args.frames)
     )
     results = run_methods(trained, untrained, dataset, ["mask"], baselines=True, ablations=False, trained=True)
-    with model_variant(trained, motion=True):
-        results.append(evaluate(I2VVideoPredictor(trained), dataset, None, "mask", MOTION_ROW))
-    with model_variant(untrained, motion=True):  # how much of that is the training
-        results.append(evaluate(I2VVideoPredictor(untrained), dataset, None, "mask", UNTRAINED_MOTION_ROW))
+    motion = MotionAwarePolicy()
+    results.append(evaluate(I2VVideoPredictor(trained, policy=motion), dataset, None, "mask", MOTION_ROW))
+    # how much of that is the training
+    with_motion = I2VVideoPredictor(untrained, policy=motion)
+    results.append(evaluate(with_motion, dataset, None, "mask", UNTRAINED_MOTION_ROW))
     for name, predictor in (
         (ORACLE_ROWS[0], PerFrameSamPredictor(untrained)),
         (ORACLE_ROWS[1], I2VVideoPredictor(trained)),

@@ -15,7 +15,8 @@ Where two apply, the first of hidden, after, look-alike wins.
 Figures: J per phase (and the number of pairs) for per-frame SAM and for the upgrade (the
 adapter given by ``--checkpoint``, or the untrained one) with and without motion-aware
 selection (``i2v.motion``), and the frozen SAM's one-step ceiling on clean frames: the J it reaches on frame t when prompted with the ground truth of frame t-1
-(its mask and box, its box alone) or with frame t's own box, and the J of the ground truth
+(its mask and that mask's box, prompted by the default policy's own code exactly as the predictor
+prompts a tracked object from its previous mask; its box alone) or with frame t's own box, and the J of the ground truth
 itself after the trip through the decoder's low-resolution mask (the resolution bound). The
 ceiling is what clean frames can reach at most with this SAM, whatever the memory does.
 
@@ -136,7 +137,10 @@ def phase_scores(predictor, dataset, indices: Sequence[int]) -> Dict[str, Dict[s
 def one_step_ceiling(model, dataset, indices: Sequence[int], min_area: int = 20) -> Dict[str, float]:
     """The frozen SAM's J on frame t of clean pairs, prompted from ground truth (see docstring)."""
     from i2v.model import ObjectPrompts
+    from i2v.policies import DefaultPolicy, ObjectInput
     from i2v.tracking_ops import mask_prompt_logits, mask_to_low_res
+
+    policy = DefaultPolicy()  # "mask and box" is the prompt the predictor gives a tracked object's prior
 
     s = model.image_size
     scores: Dict[str, List[float]] = {k: [] for k in ("prev_mask_and_box", "prev_box", "own_box", "low_res_round_trip")}
@@ -157,8 +161,8 @@ def one_step_ceiling(model, dataset, indices: Sequence[int], min_area: int = 20)
                 frame = model.prepare_frame(model.encode_images(x), None)
                 scale = s / max(h, w)
 
-                def j_of(logits: torch.Tensor, target: np.ndarray) -> float:
-                    mask = model.sam.postprocess_masks(logits.float(), input_size, (h, w))[0, 0].cpu().numpy() > 0
+                def j_of(logits: torch.Tensor, target: np.ndarray, size=input_size, hw=(h, w)) -> float:
+                    mask = model.sam.postprocess_masks(logits.float(), size, hw)[0, 0].cpu().numpy() > 0
                     return _jaccard(mask, target)
 
                 for n, obj_id in enumerate(ids):
@@ -169,10 +173,10 @@ def one_step_ceiling(model, dataset, indices: Sequence[int], min_area: int = 20)
                             torch.as_tensor(prev_gt[n], device=model.device)[None], input_size, s, model.low_res_size
                         )
                     )
+                    as_prior = policy.plan(model, frame, t, [ObjectInput(low, [])]).prompts[0]
+                    assert as_prior is not None
                     prompts = {
-                        "prev_mask_and_box": ObjectPrompts(
-                            boxes=box(prev_gt[n], scale).to(model.device), mask_inputs=low
-                        ),
+                        "prev_mask_and_box": as_prior,
                         "prev_box": ObjectPrompts(boxes=box(prev_gt[n], scale).to(model.device)),
                         "own_box": ObjectPrompts(boxes=box(gt[n], scale).to(model.device)),
                     }
@@ -199,7 +203,7 @@ def breakdown(
     from i2v.data.registry import make_dataset
     from i2v.data.synthetic import SyntheticConfig
     from i2v.eval.baselines import PerFrameSamPredictor
-    from i2v.eval.cli import model_variant
+    from i2v.policies import MotionAwarePolicy
     from i2v.video_predictor import I2VVideoPredictor
 
     model = build_sam_i2v(checkpoint=checkpoint, device=device)
@@ -207,13 +211,12 @@ def breakdown(
     indices = range(len(dataset))
     upgrade = "trained upgrade" if checkpoint else "untrained upgrade"
     methods = {}
-    for name, predictor, motion in (
-        ("per-frame SAM", PerFrameSamPredictor(model), None),
-        (upgrade, I2VVideoPredictor(model), False),
-        (f"{upgrade} + motion", I2VVideoPredictor(model), True),
+    for name, predictor in (
+        ("per-frame SAM", PerFrameSamPredictor(model)),
+        (upgrade, I2VVideoPredictor(model)),
+        (f"{upgrade} + motion", I2VVideoPredictor(model, policy=MotionAwarePolicy())),
     ):
-        with model_variant(model, motion=motion):
-            methods[name] = phase_scores(predictor, dataset, indices)
+        methods[name] = phase_scores(predictor, dataset, indices)
         if verbose:
             print(f"  {name:26s} " + "  ".join(f"{p} {_fmt(s['j'])} ({s['pairs']})" for p, s in methods[name].items()))
     ceiling = one_step_ceiling(model, dataset, indices)

@@ -36,6 +36,7 @@ from benchmarks.flop_count import count_flops, counter_counts_attention
 from i2v.adapters.config import LoraConfig
 from i2v.build import build_sam_i2v
 from i2v.model import SamI2V
+from i2v.policies import MotionAwarePolicy, TrackingPolicy
 from i2v.video_predictor import I2VVideoPredictor
 
 PARAM_BUDGET = 0.05
@@ -44,11 +45,12 @@ PER_OBJECT_BUDGET = 0.01
 ADAPTERS = ("upgrader", "memory_readout", "presence_head")
 
 
-def worst_case(model: SamI2V, motion: bool) -> SamI2V:
+def worst_case(model: SamI2V) -> SamI2V:
     """``model`` with every tracked object prompted by memory and never absent (see above)."""
     cfg = model.config
-    mp = dataclasses.replace(cfg.memory_prompt, agreement=1.0, absent_below=0.0)
-    model.config = dataclasses.replace(cfg, memory_prompt=mp, motion=dataclasses.replace(cfg.motion, enabled=motion))
+    model.config = dataclasses.replace(
+        cfg, memory_prompt=dataclasses.replace(cfg.memory_prompt, agreement=1.0, absent_below=0.0)
+    )
     return model
 
 
@@ -69,14 +71,22 @@ def _object_masks(size: int, n: int) -> List[np.ndarray]:
     return masks
 
 
-def measure(model: SamI2V, raw: torch.Tensor, num_objects: int, runs: int, attention_counted: bool) -> Dict[str, float]:
-    """Tracking FLOPs and seconds of one propagated frame with ``num_objects`` objects.
+def measure(
+    model: SamI2V,
+    raw: torch.Tensor,
+    num_objects: int,
+    runs: int,
+    attention_counted: bool,
+    policy: Optional[TrackingPolicy] = None,
+) -> Dict[str, float]:
+    """Tracking FLOPs and seconds of one propagated frame with ``num_objects`` objects, tracked
+    with ``policy`` (None: the predictor's default).
 
     Every frame's encoder output is ``raw`` (1, C, h, w), put in the state's feature cache
     beforehand: what is measured never depends on the pixels, and the encoder runs once.
     """
     frames = model.config.memory.filter.capacity + 2  # every object's memory is full by the last frame
-    predictor = I2VVideoPredictor(model, feature_cache_size=frames, progress=False)
+    predictor = I2VVideoPredictor(model, feature_cache_size=frames, progress=False, policy=policy)
     state = predictor.init_state(_video(model, frames))
     for t in range(frames):
         state.cache_features(t, raw, (model.image_size, model.image_size))
@@ -136,13 +146,14 @@ def run(config: str, device: str, objects: Sequence[int], runs: int) -> Dict[str
     for n in objects:
         per_n[str(n)] = {
             name: measure(
-                worst_case(build_sam_i2v(config, device=device, allow_random_sam=True), motion),
+                worst_case(build_sam_i2v(config, device=device, allow_random_sam=True)),
                 raw,
                 n,
                 runs,
                 attention_counted,
+                policy,
             )
-            for name, motion in (("default", False), ("motion", True))
+            for name, policy in (("default", None), ("motion", MotionAwarePolicy()))
         }
     one, most = per_n["1"], per_n[str(max(objects))]
     extra = max(objects) - 1

@@ -14,35 +14,26 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from scipy.stats import mannwhitneyu
 
 from i2v.eval.vos import DatasetVideo, prompt_object
+from i2v.policies import DefaultPolicy, PriorOptions, TrackingPolicy
 from i2v.video_predictor import I2VVideoPredictor
 
-
-@contextlib.contextmanager
-def memory_only(model) -> Iterator[None]:
-    """Temporarily give ``model`` no mask or box prior: memory alone prompts tracked frames."""
-    saved = model.config
-    mp = dataclasses.replace(saved.memory_prompt, mask_prior=False, box_prior=False)
-    model.config = dataclasses.replace(saved, memory_prompt=mp)
-    try:
-        yield
-    finally:
-        model.config = saved
+# The default policy without mask or box prior: memory alone prompts tracked frames.
+MEMORY_ONLY = DefaultPolicy(priors=PriorOptions(mask=False, box=False))
 
 
-def _track(model, dataset, index: int):
+def _track(model, dataset, index: int, policy: Optional[TrackingPolicy] = None):
     """Prompt each object with its mask where it first shows (as ``i2v.eval.vos.segment_video``
-    does) and propagate; yields (t, obj_id, n, mask (H, W) bool, presence logit or None) for
-    every object from its prompted frame on (None on that frame)."""
-    predictor = I2VVideoPredictor(model, progress=False)
+    does) and propagate with ``policy`` (None: the predictor's default); yields (t, obj_id, n,
+    mask (H, W) bool, presence logit or None) for every object from its prompted frame on (None
+    on that frame)."""
+    predictor = I2VVideoPredictor(model, progress=False, policy=policy)
     ids = list(dataset.obj_ids(index))
     num = dataset.num_frames(index)
     state = predictor.init_state(DatasetVideo(dataset, index))
@@ -73,15 +64,14 @@ def memory_only_j(model, dataset, indices: Sequence[int]) -> Dict[str, Optional[
     frames 1-7."""
     every: List[float] = []
     early: List[float] = []
-    with memory_only(model):
-        for i in indices:
-            for t, _, n, mask, presence in _track(model, dataset, i):
-                g = dataset.masks(i, t)[n]
-                if presence is not None and g.any():
-                    j = _jaccard(mask, g)
-                    every.append(j)
-                    if t <= 7:
-                        early.append(j)
+    for i in indices:
+        for t, _, n, mask, presence in _track(model, dataset, i, MEMORY_ONLY):
+            g = dataset.masks(i, t)[n]
+            if presence is not None and g.any():
+                j = _jaccard(mask, g)
+                every.append(j)
+                if t <= 7:
+                    early.append(j)
     return {
         "j_visible": float(np.mean(every)) if every else None,
         "j_visible_frames_1_7": float(np.mean(early)) if early else None,

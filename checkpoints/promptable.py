@@ -97,7 +97,7 @@ def error_clicks(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generator) -> 
 
     Returns (N, 2) (x, y) and (N,) labels."""
     coords = np.zeros((len(gt), 2), dtype=np.float64)
-    labels = np.full(len(gt), -1.0)  # uniform in the whole error, as SAM trains (not prompts.corrective_click)
+    labels = np.full(len(gt), -1.0)  # uniform in the whole error, as SAM trains (not prompts.sample_corrective_click)
     for i in range(len(gt)):
         fn, fp = gt[i] & ~pred[i], pred[i] & ~gt[i]
         ys, xs = np.nonzero(fn | fp)

@@ -19,6 +19,7 @@ from i2v.pretrained import config_from_pretrained, load_adapter_weights, resolve
 from i2v.sam_builder import load_sam
 
 if TYPE_CHECKING:
+    from i2v.policies import TrackingPolicy
     from i2v.video_predictor import I2VVideoPredictor
 
 PathLike = Union[str, Path]
@@ -115,7 +116,7 @@ def check_dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
         dtype = getattr(torch, dtype.replace("torch.", ""), dtype)
     if dtype not in DTYPES:
         raise ConfigError(f"dtype {dtype!r} is not supported; pass torch.float32, torch.bfloat16 or torch.float16.")
-    return dtype  # type: ignore[return-value]
+    return dtype
 
 
 def build_sam_i2v(
@@ -144,21 +145,44 @@ def build_sam_i2v(
         device: "cpu", "cuda", "mps" or None for the best available.
         allow_random_sam: with no checkpoint at all, build a randomly initialised SAM (for
             tests and benchmarks) instead of raising.
-        seed: seeds the adapters' (and a random SAM's) initialisation.
-        motion: switch motion-aware mask selection (:mod:`i2v.motion`) on or off when
-            tracking; None keeps the config's (or the saved adapter's) setting.
+        seed: seeds the adapters' (and a random SAM's) initialisation, with the global RNG's
+            state restored afterwards.
+        motion: deprecated and ignored: motion-aware selection is a tracking policy of the
+            predictor (``build_i2v_video_predictor(..., motion=True)``), not part of the model.
         preprocess: "sam" or "medsam" (:mod:`i2v.preprocess`); None keeps the config's. Saved
             adapters fix it: asking them for another is an error.
         dtype: precision of SAM's image encoder (torch.float32, bfloat16 or float16); the
             adapters, prompt encoder, decoder and memory stay in float32.
     """
     dt = check_dtype(dtype)
+    if motion is not None:
+        warnings.warn(
+            "build_sam_i2v(motion=...) is ignored: motion-aware selection is a tracking policy of the "
+            "predictor, not part of the model. Use build_i2v_video_predictor(..., motion=True) or "
+            "I2VVideoPredictor(model, policy=MotionAwarePolicy()).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation, the caller's RNG untouched
+        torch.manual_seed(seed)
+        return _build_sam_i2v(config, checkpoint, sam_checkpoint, device, allow_random_sam, preprocess, dt)
+
+
+def _build_sam_i2v(
+    config: Union[str, PathLike, ModelConfig, None],
+    checkpoint: Optional[PathLike],
+    sam_checkpoint: Optional[PathLike],
+    device: Union[str, torch.device, None],
+    allow_random_sam: bool,
+    preprocess: Optional[str],
+    dt: torch.dtype,
+) -> SamI2V:
+    """:func:`build_sam_i2v` under a freshly seeded global RNG."""
     checkpoint = resolve_adapter_dir(checkpoint) if checkpoint is not None else None
     loaded = None
     if checkpoint is not None:
         cfg = config_from_pretrained(checkpoint)
     elif config is None and sam_checkpoint is not None:  # the bundled config of the checkpoint's type
-        torch.manual_seed(seed)
         loaded = load_sam(None, sam_checkpoint)
         cfg = load_model_config(loaded.model_type)
         logger.info(
@@ -166,8 +190,6 @@ def build_sam_i2v(
         )
     else:
         cfg = load_model_config(config)
-    if motion is not None:
-        cfg = dataclasses.replace(cfg, motion=dataclasses.replace(cfg.motion, enabled=bool(motion)))
     if preprocess is not None and preprocess != cfg.preprocess:
         if preprocess not in PREPROCESS_MODES:
             raise ConfigError(f"preprocess must be one of {', '.join(PREPROCESS_MODES)}, got {preprocess!r}.")
@@ -186,7 +208,6 @@ def build_sam_i2v(
             "folder or file of any other supported SAM format."
         )
     if loaded is None:
-        torch.manual_seed(seed)
         loaded = load_sam(cfg.sam, sam_checkpoint)
     model = SamI2V(loaded.sam, cfg, loaded.sha256)
     if checkpoint is not None:
@@ -209,6 +230,7 @@ def build_i2v_video_predictor(
     dtype: Union[str, torch.dtype, None] = None,
     non_overlap_masks: bool = False,
     progress: bool = True,
+    policy: Optional["TrackingPolicy"] = None,
 ) -> "I2VVideoPredictor":
     """A video predictor with SAM 2's API (see :class:`i2v.video_predictor.I2VVideoPredictor`).
 
@@ -220,13 +242,14 @@ def build_i2v_video_predictor(
         sam_checkpoint: SAM checkpoint file or folder in any supported format (see
             :func:`build_sam_i2v`); None = the bundled default where one exists.
         device: "cpu" / "cuda" / "mps"; None = best available.
-        motion: motion-aware mask selection on (True) or off (False) when tracking; None keeps
-            the config's setting (off in the bundled configs). See :mod:`i2v.motion`.
+        motion: track with motion-aware mask selection (``MotionAwarePolicy()``, see
+            :mod:`i2v.motion`) instead of the default policy; None or False: the default.
         preprocess: "sam" or "medsam" (MedSAM's square [0, 1] input); None keeps the config's.
         dtype: precision of SAM's image encoder: torch.float32 (default), bfloat16, float16.
         non_overlap_masks: resolve overlaps between objects in every output as SAM 2's
             ``non_overlap_masks=True`` does (per pixel, only the highest logit stays > 0).
         progress: progress bars while a frame folder is read and while propagating.
+        policy: the tracking policy (:mod:`i2v.policies`); give it or ``motion``, not both.
 
     With ``sam_checkpoint`` None and the bundled tiny SAM picked as the default, a
     :class:`~i2v.errors.StandInSamWarning` says that it is a synthetic-only stand-in; passing
@@ -234,16 +257,21 @@ def build_i2v_video_predictor(
     """
     from i2v.video_predictor import I2VVideoPredictor
 
+    if motion and policy is not None:
+        raise ConfigError("give motion=True or a policy, not both (motion=True means policy=MotionAwarePolicy()).")
     model = build_sam_i2v(
         config,
         checkpoint,
         sam_checkpoint,
         device,
         allow_random_sam=allow_random_sam,
-        motion=motion,
         preprocess=preprocess,
         dtype=dtype,
     )
     if sam_checkpoint is None and uses_stand_in_sam(model):
         warn_stand_in_sam(REAL_SAM_PYTHON)
-    return I2VVideoPredictor(model, non_overlap_masks=non_overlap_masks, progress=progress)
+    if motion:
+        from i2v.policies import MotionAwarePolicy
+
+        policy = MotionAwarePolicy()
+    return I2VVideoPredictor(model, non_overlap_masks=non_overlap_masks, progress=progress, policy=policy)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 from i2v.adapters.config import LoraConfig, MemoryPromptConfig, MemoryReadoutConfig, UpgraderConfig
 from i2v.config_utils import from_dict, read_yaml
@@ -37,10 +38,10 @@ class MemoryBankConfig:
 
 @dataclass(frozen=True)
 class MotionConfig:
-    """Motion-aware mask selection when tracking (see :mod:`i2v.motion`).
+    """Settings of motion-aware mask selection (:class:`i2v.policies.MotionAwarePolicy`, see
+    :mod:`i2v.motion`). A tracking policy's options, not part of the model's config.
 
     Attributes:
-        enabled: use it when tracking (off: SAM's single-mask output, as trained).
         weight: weight of the motion IoU against SAM's predicted IoU when ranking candidates.
         min_iou: a tracked object is lost when no candidate's box overlaps the predicted box
             (clipped to the picture) by at least this much.
@@ -56,7 +57,6 @@ class MotionConfig:
         damping: factor applied to the predicted velocity on each frame the object is lost.
     """
 
-    enabled: bool = False
     weight: float = 0.25
     min_iou: float = 0.3
     max_growth: float = 1.5
@@ -87,7 +87,6 @@ class ModelConfig:
             TinySAM's TinyViT encoder).
         upgrader, memory_readout, memory_prompt, lora: the adapters' configs.
         memory: memory bank size and selection.
-        motion: motion-aware mask selection when tracking (off by default).
         absent_logit: mask logit written where the presence head says the object is absent.
         preprocess: how frames become SAM's input: "sam" (SAM's resize-longest-side and
             ImageNet mean/std) or "medsam" (MedSAM's S x S squash scaled to [0, 1]); see
@@ -100,7 +99,6 @@ class ModelConfig:
     memory_prompt: MemoryPromptConfig = field(default_factory=MemoryPromptConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     memory: MemoryBankConfig = field(default_factory=MemoryBankConfig)
-    motion: MotionConfig = field(default_factory=MotionConfig)
     absent_logit: float = -1024.0
     preprocess: str = "sam"
 
@@ -122,9 +120,38 @@ def bundled_config_path(name: str) -> Path:
     return path
 
 
+def _drop_legacy_motion(data: Dict[str, Any], where: str) -> Dict[str, Any]:
+    """``data`` without the ``motion`` section that configs (and saved adapters) of earlier
+    releases carried. The section is still checked (a typo or a bad value is an error), then
+    ignored with a DeprecationWarning when it asked for anything: motion-aware selection is a
+    tracking policy of the predictor now, chosen when the predictor is built."""
+    if "motion" not in data:
+        return data
+    data = dict(data)
+    section = data.pop("motion")
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{where}.motion: expected a mapping, got {section!r}.")
+    section = dict(section)
+    enabled = section.pop("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}.motion.enabled: expected true or false, got {enabled!r}.")
+    settings = from_dict(MotionConfig, section, f"{where}.motion")
+    if enabled or settings != MotionConfig():
+        warnings.warn(
+            f"{where}: the 'motion' section (enabled: {str(enabled).lower()}) is ignored: motion-aware "
+            "selection is no longer part of the model config but a tracking policy of the predictor. "
+            "Ask for it when building the predictor: build_i2v_video_predictor(..., motion=True), "
+            "I2VVideoPredictor(model, policy=MotionAwarePolicy(MotionConfig(...))), or --motion on the CLI.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    return data
+
+
 def model_config_from_dict(data: Dict[str, Any], where: str = "model config") -> ModelConfig:
-    """Strictly convert a mapping to :class:`ModelConfig` (unknown keys are errors)."""
-    return from_dict(ModelConfig, data, where)
+    """Strictly convert a mapping to :class:`ModelConfig` (unknown keys are errors; the
+    ``motion`` section of earlier releases is checked and ignored, see :func:`_drop_legacy_motion`)."""
+    return from_dict(ModelConfig, _drop_legacy_motion(data, where), where)
 
 
 def load_model_config(config: Union[str, Path, ModelConfig, None]) -> ModelConfig:

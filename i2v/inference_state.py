@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import collections
 import threading
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from i2v.errors import StateError, UnknownObjectError
 from i2v.io.video_source import VideoSource
-from i2v.memory_bank import MemoryBank
-
-if TYPE_CHECKING:
-    from i2v.motion import BoxKalman
+from i2v.memory_bank import MemoryBank, MemoryEntry
+from i2v.pass_history import PassHistory
 
 
 @dataclass
@@ -97,12 +95,29 @@ class CompactLogits:
         return FrameOutput(logits, self.iou, self.presence_logit)
 
 
-class ObjectTrack:
-    """Everything known about one object: its prompts, its memory, its outputs."""
+class ObjectState:
+    """Everything known about one object in one video: what the user gave, its memory, its
+    outputs and what the tracking policy keeps for it.
 
-    def __init__(self, obj_id: int, bank: MemoryBank, max_outputs: int) -> None:
+    Its methods keep these together: a prompted frame's prompts, output, memory entry and
+    policy state are recorded by :meth:`record_prompted` in one step, a tracked frame's by
+    :meth:`record_tracked`; everything is stored on ``storage_device``. Read the attributes;
+    change them only through the methods.
+
+    Attributes:
+        points, masks: frame -> the user's clicks / box, or mask (bool, CPU), on that frame.
+        prompted_outputs: frame -> the output of the prompts there.
+        last: the latest output of the current pass (the next frame's mask prior).
+        policy_state: what the tracking policy keeps for the object in this pass (e.g. the
+            motion-aware policy's box filter); None for the default policy.
+    """
+
+    def __init__(
+        self, obj_id: int, bank: MemoryBank, max_outputs: int, storage_device: Optional[torch.device] = None
+    ) -> None:
         self.obj_id = obj_id
         self.bank = bank
+        self.storage_device = torch.device("cpu") if storage_device is None else storage_device
         self.points: Dict[int, PointPrompt] = {}
         self.masks: Dict[int, torch.Tensor] = {}
         self.prompted_outputs: Dict[int, FrameOutput] = {}
@@ -110,8 +125,8 @@ class ObjectTrack:
         self._tracked: "collections.OrderedDict[int, FrameOutput]" = collections.OrderedDict()
         self._compact: Dict[int, CompactLogits] = {}
         self._max_outputs = max_outputs
-        self.last: Optional[FrameOutput] = None  # latest output of the current pass
-        self.motion: Optional["BoxKalman"] = None  # its box's motion in this pass (ModelConfig.motion)
+        self.last: Optional[FrameOutput] = None
+        self.policy_state: Any = None
 
     @property
     def prompted_frames(self) -> List[int]:
@@ -132,13 +147,59 @@ class ObjectTrack:
         """Frames with a tracked (not prompted) output, sorted."""
         return sorted(self._compact)
 
-    def record_tracked(self, frame_idx: int, out: FrameOutput) -> None:
+    def prior(self) -> Optional[torch.Tensor]:
+        """(1, 1, 4h, 4w) logits of the latest output of this pass when the object was present
+        there, else None: the mask prior a tracked frame starts from."""
+        last = self.last
+        return last.low_res_logits if last is not None and last.present else None
+
+    def _stored(self, out: FrameOutput) -> FrameOutput:
+        return FrameOutput(out.low_res_logits.to(self.storage_device), out.iou, out.presence_logit)
+
+    def record_prompted(
+        self,
+        frame_idx: int,
+        prompt: Union[PointPrompt, torch.Tensor],
+        out: FrameOutput,
+        entry: MemoryEntry,
+        policy_state: Any,
+    ) -> None:
+        """The user prompted the object on ``frame_idx`` with clicks / a box (a PointPrompt) or
+        an (H, W) mask: these replace its earlier prompts there (clicks replace a mask and the
+        other way round), ``out`` and the prompted memory ``entry`` replace what the frame held,
+        ``out`` becomes the latest output and the policy restarts from ``policy_state``."""
+        if isinstance(prompt, PointPrompt):
+            self.masks.pop(frame_idx, None)
+            self.points[frame_idx] = prompt
+        else:
+            self.points.pop(frame_idx, None)
+            self.masks[frame_idx] = prompt.bool().cpu()
+        self.bank.add(entry.to(self.storage_device))
+        self.prompted_outputs[frame_idx] = self._stored(out)
+        self.last = self.prompted_outputs[frame_idx]
+        self.policy_state = policy_state
+
+    def resume_prompted(self, frame_idx: int, policy_state: Any) -> None:
+        """A pass reached prompted frame ``frame_idx``: its output stands and becomes the latest,
+        and the policy restarts from ``policy_state``."""
+        self.last = self.prompted_outputs[frame_idx]
+        self.policy_state = policy_state
+
+    def record_tracked(
+        self, frame_idx: int, out: FrameOutput, entry: Optional[MemoryEntry] = None, policy_state: Any = None
+    ) -> None:
+        """The object was tracked on ``frame_idx``: ``out`` is its output there and the latest,
+        ``entry`` (if any) its new memory, ``policy_state`` what the policy keeps from here."""
+        if entry is not None:
+            self.bank.add(entry.to(self.storage_device))
+        out = self._stored(out)
         self._tracked[frame_idx] = out
         self._tracked.move_to_end(frame_idx)
         while len(self._tracked) > self._max_outputs:
             self._tracked.popitem(last=False)
         self._compact[frame_idx] = CompactLogits(out)
         self.last = out
+        self.policy_state = policy_state
 
     def start_pass(self) -> None:
         """Reset the memory of tracked frames before a new propagation; prompts, their outputs
@@ -149,51 +210,16 @@ class ObjectTrack:
             self._compact.clear()
         self.bank.remove_unprompted()
         self.last = None
-        self.motion = None
+        self.policy_state = None
 
     def clear_frame(self, frame_idx: int) -> None:
+        """Forget the object's prompts on ``frame_idx`` and everything they produced there."""
         self.points.pop(frame_idx, None)
         self.masks.pop(frame_idx, None)
         self.prompted_outputs.pop(frame_idx, None)
         self._tracked.pop(frame_idx, None)
         self._compact.pop(frame_idx, None)
         self.bank.discard(frame_idx)
-
-
-@dataclass
-class PassHistory:
-    """The frames processed just before the current one in this pass (for the upgrader).
-
-    Attributes:
-        direction: +1 forward, -1 reverse, 0 before the first frame.
-        pooled: (frame_idx, (1, p*p, C) tokens), the most recent last.
-    """
-
-    window: int
-    direction: int = 0
-    pooled: Deque[Tuple[int, torch.Tensor]] = field(default_factory=collections.deque)
-
-    def reset(self, direction: int = 0) -> None:
-        self.direction = direction
-        self.pooled.clear()
-
-    def past(self, frame_idx: int) -> Optional[torch.Tensor]:
-        """(1, W', p*p, C) tokens of the frames right before ``frame_idx`` in this pass."""
-        tokens = []
-        expected = frame_idx - self.direction
-        for idx, pooled in reversed(self.pooled):
-            if idx != expected or len(tokens) == self.window:
-                break
-            tokens.append(pooled)
-            expected -= self.direction
-        if not tokens or self.direction == 0:
-            return None
-        return torch.stack(tokens, dim=1)
-
-    def push(self, frame_idx: int, pooled: torch.Tensor) -> None:
-        self.pooled.append((frame_idx, pooled))
-        while len(self.pooled) > self.window:
-            self.pooled.popleft()
 
 
 class InferenceState:
@@ -221,7 +247,6 @@ class InferenceState:
         bank_size: int,
         make_bank,
         window: int,
-        offload_video_to_cpu: bool = False,
         offload_state_to_cpu: bool = False,
         async_loading_frames: bool = False,
         feature_cache_size: int = 4,
@@ -229,12 +254,11 @@ class InferenceState:
         self.video = video
         self.device = device
         self.storage_device = torch.device("cpu") if offload_state_to_cpu else device
-        self.offload_video_to_cpu = offload_video_to_cpu
         self._offload_state_to_cpu = offload_state_to_cpu
         self.async_loading_frames = async_loading_frames
         # Sources are not thread-safe; async loading reads frames in a second thread.
         self._video_lock = threading.Lock()
-        self.tracks: Dict[int, ObjectTrack] = {}
+        self.tracks: Dict[int, ObjectState] = {}
         self._make_bank = make_bank
         self._max_outputs = bank_size
         self.history = PassHistory(window)
@@ -267,6 +291,12 @@ class InferenceState:
     @property
     def offload_state_to_cpu(self) -> bool:
         return self._offload_state_to_cpu
+
+    @property
+    def offload_video_to_cpu(self) -> bool:
+        """Always True: frames are decoded on demand into CPU memory and never kept on the
+        device, whatever ``init_state`` was given (SAM 2's key, answered for its clients)."""
+        return True
 
     def __getitem__(self, key: str):
         if isinstance(key, str) and key in self.SAM2_KEYS:
@@ -315,14 +345,14 @@ class InferenceState:
             return self.video.frame(frame_idx)
 
     # -- objects -----------------------------------------------------------------------------
-    def track(self, obj_id: int, create: bool = False) -> ObjectTrack:
+    def track(self, obj_id: int, create: bool = False) -> ObjectState:
         if obj_id not in self.tracks:
             if not create:
                 raise UnknownObjectError(
                     f"object id {obj_id} is not tracked in this state; known ids: {self.obj_ids}. "
                     "Add it with add_new_points_or_box or add_new_mask first."
                 )
-            self.tracks[obj_id] = ObjectTrack(obj_id, self._make_bank(), self._max_outputs)
+            self.tracks[obj_id] = ObjectState(obj_id, self._make_bank(), self._max_outputs, self.storage_device)
         return self.tracks[obj_id]
 
     # -- caches ------------------------------------------------------------------------------

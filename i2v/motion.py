@@ -31,8 +31,9 @@ come back; a mask that slides onto an occluder as it covers the object is still 
 (``benchmarks/accuracy_breakdown.py``).
 
 Boxes are in the decoder's low-resolution mask pixels (``model.low_res_size``), XYXY with
-exclusive maxima. Off by default (``ModelConfig.motion.enabled``); an inference-time policy,
-so training is unchanged.
+exclusive maxima. This module holds the filter and the geometry; the decisions above are
+:class:`i2v.policies.MotionAwarePolicy`, an inference-time tracking policy (off by default:
+``build_i2v_video_predictor(..., motion=True)``), so training is unchanged.
 """
 
 from __future__ import annotations
@@ -45,9 +46,8 @@ import numpy as np
 import torch
 
 from i2v.config import MotionConfig
-from i2v.memory_bank import MemoryEntry
 from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
-from i2v.tracking_ops import PROMPTED_PRESENCE, TrackedObjects, plan_prompts
+from i2v.tracking_ops import logits_box
 
 __all__ = [
     "BoxKalman",
@@ -57,20 +57,18 @@ __all__ = [
     "box_iou",
     "choose_candidate",
     "clip_box",
-    "mask_box",
+    "logits_box_array",
+    "sam_candidates",
     "search_boxes",
-    "start_filter",
-    "track_objects_with_motion",
 ]
 
 
-def mask_box(logits: torch.Tensor) -> Optional[np.ndarray]:
-    """XYXY box (exclusive maxima) around ``logits > 0`` of a (..., H, W) mask, or None if empty."""
-    fg = (logits.detach().reshape(logits.shape[-2:]) > 0).cpu()
-    if not bool(fg.any()):
-        return None
-    ys, xs = torch.nonzero(fg, as_tuple=True)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float64)
+def logits_box_array(logits: torch.Tensor) -> Optional[np.ndarray]:
+    """:func:`i2v.tracking_ops.logits_box` of a (..., H, W) mask as a float64 numpy XYXY box
+    (exclusive maxima, mask pixels), or None if empty. (``i2v.train.prompts.mask_box`` is the
+    tight box of a bool mask with inclusive maxima, SAM's convention for box prompts.)"""
+    box = logits_box(logits)
+    return None if box is None else box.cpu().numpy().astype(np.float64)
 
 
 # A re-found candidate must have this fraction of its box inside the search region.
@@ -190,15 +188,17 @@ class Candidate:
     box: Optional[np.ndarray]
 
 
-def _candidates(model: SamI2V, frame: FrameFeatures, prompts: ObjectPrompts, stats: torch.Tensor) -> List[Candidate]:
-    """SAM's single-mask output and its three multimask candidates for one object
-    (``stats``: its (1, READOUT_STATS) read-out statistics)."""
+def sam_candidates(
+    model: SamI2V, frame: FrameFeatures, prompts: ObjectPrompts, stats: Optional[torch.Tensor]
+) -> List[Candidate]:
+    """SAM's single-mask output and its three multimask candidates for one object, from one
+    decoder call (``stats``: its (1, READOUT_STATS) read-out statistics)."""
     dec = model.decode(frame, prompts, 1, all_candidates=True, readout_stats=stats)
     presence = float(dec.presence_logits[0].detach())
     out = []
     for k in range(dec.all_low_res_logits.shape[1]):
         logits = dec.all_low_res_logits[:, k : k + 1].float()
-        out.append(Candidate(logits, float(dec.all_iou[0, k].detach()), presence, mask_box(logits)))
+        out.append(Candidate(logits, float(dec.all_iou[0, k].detach()), presence, logits_box_array(logits)))
     return out
 
 
@@ -235,15 +235,6 @@ def choose_candidate(
     return best
 
 
-def start_filter(model: SamI2V, logits: torch.Tensor) -> Optional[BoxKalman]:
-    """A filter for an object whose mask (``logits``, at the decoder's resolution) a user just
-    gave or confirmed; None when the mask is empty."""
-    box = mask_box(logits)
-    if box is None:
-        return None
-    return BoxKalman(box, model.config.motion.damping, model.low_res_size[1] / 64.0)
-
-
 def clip_box(box: np.ndarray, extent: Tuple[int, int]) -> Optional[np.ndarray]:
     """``box`` clipped to the picture (``extent`` = its (h, w) in mask pixels) and grown to at
     least 2 px a side; None when it lies outside the picture."""
@@ -275,98 +266,3 @@ def search_boxes(kf: BoxKalman, extent: Tuple[int, int], cfg: MotionConfig) -> L
             region = np.array([cx - grow * rw / 2, cy - grow * rh / 2, cx + grow * rw / 2, cy + grow * rh / 2])
             out.append((prompt, region))
     return out
-
-
-def track_objects_with_motion(
-    model: SamI2V,
-    frame: FrameFeatures,
-    frame_idx: int,
-    priors: Sequence[Optional[torch.Tensor]],
-    memories: Sequence[Sequence[MemoryEntry]],
-    filters: List[Optional[BoxKalman]],
-    extent: Optional[Tuple[int, int]] = None,
-) -> TrackedObjects:
-    """:func:`i2v.tracking_ops.track_objects` with motion-aware selection.
-
-    Args:
-        priors, memories: as for ``track_objects``.
-        filters: per object, its :class:`BoxKalman`, or None when it has none yet (then SAM's
-            single-mask output is kept, as without motion, and a filter starts from it);
-            updated in place.
-        extent: (h, w) of the picture in mask pixels (the rest of SAM's square input is
-            padding, where a lost object is not looked for); None: the whole mask.
-    Returns:
-        float32 outputs; ``all_logits`` holds only the chosen mask.
-    """
-    cfg = model.config.motion
-    size = model.low_res_size
-    extent = tuple(size) if extent is None else extent  # type: ignore[assignment]
-    scale = model.image_size / size[1]
-    absent = torch.full((1, 1, *size), model.config.absent_logit, device=model.device)
-    plan = plan_prompts(model, frame, frame_idx, priors, memories)
-    logits, ious, presence = [], [], []
-    for i in range(len(priors)):
-        kf = filters[i]
-        stats = plan.stats[i : i + 1]
-        prompts = plan.prompts[i]
-        chosen: Optional[Candidate] = None
-        if kf is None or not kf.lost:
-            if prompts is not None:
-                cands = _candidates(model, frame, prompts, stats)
-                if kf is None:  # nothing known of its motion yet: SAM's own answer
-                    first = cands[0]
-                    chosen = first if first.box is not None and first.presence > 0 else None
-                else:
-                    threshold = cfg.min_iou if kf.knows_velocity else 0.0
-                    predicted = clip_box(kf.predict(), extent)  # type: ignore[arg-type]
-                    if predicted is not None:  # else it has left the picture
-                        max_area = cfg.max_growth * max(box_area(kf.reference_box()), box_area(predicted))
-                        chosen = choose_candidate(cands, predicted, cfg.weight, threshold, max_area)
-            elif kf is not None:
-                kf.predict()
-        else:  # lost: where memory finds it, then where the motion says, then where it was last seen
-            kf.predict()
-            max_area = cfg.max_growth * box_area(kf.reference_box())
-            if prompts is not None and plan.sources[i] == "memory":
-                chosen = choose_candidate(
-                    _candidates(model, frame, prompts, stats),
-                    kf.reference_box(),
-                    0.0,
-                    0.0,
-                    max_area,
-                    None,
-                    cfg.reacquire_score,
-                )
-            for box, region in search_boxes(kf, extent, cfg) if chosen is None else []:  # type: ignore[arg-type]
-                prompt = torch.tensor(box[None] * scale, dtype=torch.float32, device=model.device)
-                chosen = choose_candidate(
-                    _candidates(model, frame, ObjectPrompts(boxes=prompt), stats),
-                    box,
-                    cfg.weight,
-                    0.0,
-                    max_area,
-                    region,
-                    cfg.reacquire_score,
-                )
-                if chosen is not None:
-                    break
-        if chosen is None:
-            if kf is not None:
-                kf.mark_lost()
-            logits.append(absent)
-            ious.append(0.0)
-            presence.append(-PROMPTED_PRESENCE)
-            continue
-        if kf is None:
-            filters[i] = start_filter(model, chosen.logits)
-        else:
-            kf.update(chosen.box)  # type: ignore[arg-type]
-        logits.append(chosen.logits)
-        ious.append(chosen.iou)
-        presence.append(chosen.presence)
-    out = torch.cat(logits)
-    iou = torch.tensor(ious, device=model.device)
-    presence_logits = torch.tensor(presence, device=model.device)
-    entries = model.make_memory(frame, frame_idx, out, iou, presence_logits, prompted=False)
-    decoded = torch.tensor([p is not None for p in plan.prompts], device=model.device)
-    return TrackedObjects(out, out, out, iou[:, None], iou, presence_logits, entries, plan, decoded)

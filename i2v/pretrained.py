@@ -14,7 +14,7 @@ from typing import Any, Dict, Union
 import torch
 from safetensors.torch import load_file, save_file
 
-from i2v.config import ModelConfig, MotionConfig, model_config_from_dict
+from i2v.config import ModelConfig, model_config_from_dict
 from i2v.config_utils import to_dict
 from i2v.errors import CheckpointError
 from i2v.io.atomic import atomic_path, write_text_atomic
@@ -36,13 +36,12 @@ def trainable_state_dict(model: Any) -> Dict[str, torch.Tensor]:
 
 
 def _config_dict(config: ModelConfig) -> Dict[str, Any]:
-    """The config as saved. The motion-aware selection settings and the preprocessing (added
-    after the format's first release) are written only when they differ from the defaults, so
-    adapters that do not use them stay readable by releases that predate them."""
+    """The config as saved. The preprocessing (added after the format's first release) is
+    written only when it differs from SAM's own, the only one before, so adapters that do not
+    use it stay readable by releases that predate it. (Tracking policies, such as motion-aware
+    selection, are the predictor's choice and are not saved.)"""
     data = to_dict(config)
-    if config.motion == MotionConfig():
-        data.pop("motion")
-    if config.preprocess == "sam":  # likewise SAM's own preprocessing, the only one before
+    if config.preprocess == "sam":
         data.pop("preprocess")
     return data
 

@@ -96,9 +96,10 @@ def run(args: argparse.Namespace) -> int:
 
     from i2v.build import build_sam_i2v
     from i2v.data.registry import make_dataset
-    from i2v.eval.cli import model_variant, run_methods
+    from i2v.eval.cli import run_methods
     from i2v.eval.report import format_gain, format_table, gains_vs_baseline, paired_gain, write_reports
     from i2v.eval.vos import evaluate
+    from i2v.policies import MotionAwarePolicy
     from i2v.pretrained import save_pretrained
     from i2v.train.trainer import train
     from i2v.video_predictor import I2VVideoPredictor
@@ -121,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
         "synthetic", split="val", num_videos=args.val_videos, config=SyntheticConfig(num_frames=args.frames)
     )
     results = run_methods(trained, untrained, dataset, ["mask"], baselines=True, ablations=False, trained=True)
-    with model_variant(trained, motion=True):  # the same adapter, with motion-aware selection
-        results.append(evaluate(I2VVideoPredictor(trained), dataset, None, "mask", MOTION_ROW))
+    with_motion = I2VVideoPredictor(trained, policy=MotionAwarePolicy())  # the same adapter, another policy
+    results.append(evaluate(with_motion, dataset, None, "mask", MOTION_ROW))
     table = format_table(results)
     paths = write_reports(
         results,

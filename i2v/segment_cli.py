@@ -149,8 +149,7 @@ def add_parser(subparsers) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="motion-aware mask selection when tracking: a box Kalman filter picks among SAM's "
-        "candidate masks and looks for lost objects where their motion says (default: "
-        "the adapter's or config's setting, off unless saved on)",
+        "candidate masks and looks for lost objects where their motion says (default: off)",
     )
     p.set_defaults(func=run, sequence=[])
 
@@ -220,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
     from i2v.io.overlay import overlay_masks, write_overlay_video
 
     specs = group_prompts(args.sequence)
+    from i2v.policies import MotionAwarePolicy
     from i2v.video_predictor import I2VVideoPredictor
 
     model = build_sam_i2v(
@@ -227,13 +227,13 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint,
         args.sam_checkpoint,
         args.device,
-        motion=args.motion,
         preprocess=args.preprocess,
         dtype=args.dtype,
     )
     if args.sam_checkpoint is None and uses_stand_in_sam(model):
         warn_stand_in_sam(REAL_SAM_CLI)
-    predictor = I2VVideoPredictor(model, progress=False)
+    policy = MotionAwarePolicy() if args.motion else None
+    predictor = I2VVideoPredictor(model, progress=False, policy=policy)
     state = predictor.init_state(args.video)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

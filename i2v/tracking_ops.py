@@ -3,9 +3,11 @@
 Inference (:mod:`i2v.video_predictor`) and training (:mod:`i2v.train.clip_step`) run a frame
 through these same functions, so what the model is trained on is what it is asked at
 inference: the same mask-prompt encoding, the same multimask rule, the same grouping of objects
-by mask prior, the same presence gating of outputs and memory. The one inference-only option,
-motion-aware selection (:mod:`i2v.motion`, off by default), re-ranks the same decoder's
-candidates and leaves what is trained untouched.
+by mask prior, the same presence gating of outputs and memory. How the objects of a frame are
+tracked at inference is a tracking policy (:mod:`i2v.policies`): the default one runs
+:func:`track_objects` as training does; motion-aware selection re-ranks the same decoder's
+candidates and leaves what is trained untouched. What a prompt does to an object is
+:mod:`i2v.prompting`, also shared.
 """
 
 from __future__ import annotations
@@ -56,17 +58,28 @@ def mask_prompt_logits(fraction: torch.Tensor) -> torch.Tensor:
     return (fraction.float() * 2.0 - 1.0) * MASK_PROMPT_LOGIT
 
 
-def box_from_logits(low_res_logits: torch.Tensor, image_size: int) -> Optional[torch.Tensor]:
-    """The box around ``logits > 0`` of a (1, 1, 4h, 4w) mask, in SAM input pixels.
+def logits_box(logits: torch.Tensor) -> Optional[torch.Tensor]:
+    """The box around ``logits > 0`` of one mask, in the mask's own pixels.
 
-    Returns (1, 4) XYXY, or None when the mask is empty.
+    Args:
+        logits: (..., H, W) one mask's logits (leading dimensions of size 1).
+    Returns:
+        (4,) float32 XYXY with exclusive maxima, on the mask's device; None when the mask is empty.
     """
-    fg = low_res_logits[0, 0] > 0
+    fg = logits.detach().reshape(logits.shape[-2:]) > 0
     if not bool(fg.any()):
         return None
     ys, xs = torch.nonzero(fg, as_tuple=True)
-    scale = image_size / low_res_logits.shape[-1]
-    return (torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float() * scale)[None]
+    return torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+
+
+def prior_box(low_res_logits: torch.Tensor, image_size: int) -> Optional[torch.Tensor]:
+    """The box prompt that goes with a mask prior: :func:`logits_box` of a (1, 1, 4h, 4w) mask,
+    scaled to SAM's input pixels (side ``image_size``). Returns (1, 4) XYXY, or None when empty."""
+    box = logits_box(low_res_logits)
+    if box is None:
+        return None
+    return (box * (image_size / low_res_logits.shape[-1]))[None]
 
 
 def use_multimask(num_points: int, has_box: bool, has_prior: bool) -> bool:
@@ -118,6 +131,7 @@ def plan_prompts(
     frame_idx: int,
     priors: Sequence[Optional[torch.Tensor]],
     memories: Sequence[Sequence[MemoryEntry]],
+    box_prior: bool = True,
 ) -> PlannedPrompts:
     """Read N objects' memory on one frame and decide how each is prompted.
 
@@ -131,12 +145,13 @@ def plan_prompts(
 
     Args:
         priors: per object, (1, 1, 4h, 4w) logits of its latest output, or None (no output
-            yet, or the object was absent there).
+            yet, the object was absent there, or the policy gives no mask prior).
         memories: per object, the entries it reads (``MemoryBank.select``).
+        box_prior: give SAM the prior's box with the prior (what SAM needs to use a mask prompt).
     """
     cfg = model.config.memory_prompt
     n, dev, size = len(priors), model.device, model.low_res_size
-    priors = [p.to(dev) if (p is not None and cfg.mask_prior) else None for p in priors]
+    priors = [p.to(dev) if p is not None else None for p in priors]
     stats = no_readout_stats(n, dev)
     readout_logits = torch.zeros(n, 1, *size, device=dev)
     has_readout = torch.zeros(n, dtype=torch.bool, device=dev)
@@ -154,8 +169,9 @@ def plan_prompts(
         prior_grid = torch.zeros_like(found_grid)
         for row, i in enumerate(with_memory):
             row_of[i] = row
-            if priors[i] is not None:
-                prior_grid[row] = model.memory_readout.pool_masks(priors[i].detach())[0] > 0.5
+            prior = priors[i]
+            if prior is not None:
+                prior_grid[row] = model.memory_readout.pool_masks(prior.detach())[0] > 0.5
         agreement = _mask_iou(found_grid, prior_grid)
         prob = F.interpolate(readout.prob, size=size, mode="bilinear", align_corners=False)
         mp = readout_prompts(
@@ -177,16 +193,16 @@ def plan_prompts(
     prompts: List[Optional[ObjectPrompts]] = []
     sources: List[str] = []
     for i, prior in enumerate(priors):
-        row = row_of.get(i)
-        if mp is not None and row is not None and not found[row]:  # memory finds it nowhere: absent
+        slot = row_of.get(i)  # its row in the read-out, if it read memory
+        if mp is not None and slot is not None and not found[slot]:  # memory finds it nowhere: absent
             sources.append("memory")
             prompts.append(None)
-        elif mp is not None and row is not None and use_memory[row]:
+        elif mp is not None and slot is not None and use_memory[slot]:
             sources.append("memory")
-            prompts.append(_object_prompts(mp, row))
+            prompts.append(_object_prompts(mp, slot))
         elif prior is not None:
             sources.append("prior")
-            box = box_from_logits(prior, model.image_size) if cfg.box_prior else None
+            box = prior_box(prior, model.image_size) if box_prior else None
             prompts.append(ObjectPrompts(boxes=box, mask_inputs=prior))
         else:
             sources.append("none")
@@ -243,6 +259,7 @@ def track_objects(
     frame_idx: int,
     priors: Sequence[Optional[torch.Tensor]],
     memories: Sequence[Sequence[MemoryEntry]],
+    box_prior: bool = True,
 ) -> TrackedObjects:
     """Segment N tracked objects on one frame and encode their new memory.
 
@@ -253,10 +270,11 @@ def track_objects(
         frame: the frame's features (upgraded with the pass's window).
         frame_idx: its index (recorded in the memory entries).
         priors: per object, (1, 1, 4h, 4w) logits of its latest output, or None (no output
-            yet, or the object was absent there). Ignored when the config disables priors.
+            yet, or the object was absent there).
         memories: per object, the entries it reads (``MemoryBank.select``).
+        box_prior: see :func:`plan_prompts`.
     """
-    plan = plan_prompts(model, frame, frame_idx, priors, memories)
+    plan = plan_prompts(model, frame, frame_idx, priors, memories, box_prior)
     n, dev, size = len(priors), model.device, model.low_res_size
     absent = model.config.absent_logit
     raw = torch.full((n, 1, *size), absent, device=dev)
@@ -267,9 +285,8 @@ def track_objects(
         if p is not None:
             groups.setdefault(_structure(p), []).append(i)
     for idx in groups.values():
-        out = model.decode(
-            frame, batch_prompts([plan.prompts[i] for i in idx]), len(idx), readout_stats=plan.stats[idx]
-        )  # type: ignore[misc]
+        group = [p for p in (plan.prompts[i] for i in idx) if p is not None]
+        out = model.decode(frame, batch_prompts(group), len(idx), readout_stats=plan.stats[idx])
         raw = raw.index_copy(0, torch.tensor(idx, device=dev), out.low_res_logits.to(raw.dtype))
         iou = iou.index_copy(0, torch.tensor(idx, device=dev), out.iou.to(iou.dtype))
         presence = presence.index_copy(0, torch.tensor(idx, device=dev), out.presence_logits.to(presence.dtype))

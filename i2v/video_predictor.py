@@ -19,35 +19,33 @@ propagation, the correction is kept by every later pass until it is cleared.
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from tqdm import tqdm
 
 from i2v.errors import PromptError, StateError, UnknownObjectError, VideoError
-from i2v.inference_state import LOGIT_CLAMP, FrameOutput, InferenceState, ObjectTrack, PointPrompt
+from i2v.frame_engine import FrameEngine, FrameResult, apply_non_overlapping_constraints
+from i2v.inference_state import FrameOutput, InferenceState, PointPrompt
 from i2v.io.video_source import VideoLike, open_video
 from i2v.memory_bank import MemoryBank
-from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
-from i2v.motion import start_filter, track_objects_with_motion
-from i2v.precision import PrecisionGuard, float32_method
+from i2v.precision import float32_method
 from i2v.prompt_inputs import check_box, check_frame_count, check_frame_index, check_mask, check_obj_id, check_points
+from i2v.prompting import PRIOR_CLAMP, PromptedObject, prompt_with_mask, prompt_with_points
 from i2v.streaming import StreamSource
-from i2v.tracking_ops import PROMPTED_PRESENCE, mask_prompt_logits, mask_to_low_res, track_objects, use_multimask
+from i2v.tracking_ops import mask_to_low_res
 
-# SAM 2 clamps a previous mask to this range before feeding it back as a correction prior.
-PRIOR_CLAMP = LOGIT_CLAMP
-# SAM 2's non-overlap rule clamps every object but the strongest of a pixel to at most this.
-NON_OVERLAP_LOGIT = -10.0
+__all__ = ["PRIOR_CLAMP", "FrameResult", "I2VVideoPredictor", "PromptArray", "apply_non_overlapping_constraints"]
 
-FrameResult = Tuple[int, List[int], torch.Tensor]
+# Clicks, labels, boxes and masks as users hold them: numpy arrays, torch tensors, nested lists.
+PromptArray = Union[torch.Tensor, npt.ArrayLike]
 
 
-class I2VVideoPredictor:
+class I2VVideoPredictor(FrameEngine):
     """Promptable video segmentation with an upgraded SAM.
 
     Args:
@@ -59,31 +57,10 @@ class I2VVideoPredictor:
             Memory is not affected: each object remembers its own mask.
         progress: show progress bars while ``init_state`` reads a frame folder and while
             ``propagate_in_video`` runs (tqdm, on stderr).
+        policy: how the objects of a frame are tracked (:mod:`i2v.policies`): None for the
+            default policy, ``MotionAwarePolicy()`` for motion-aware selection. To compare
+            policies, build one predictor per policy on the same model.
     """
-
-    def __init__(
-        self,
-        model: SamI2V,
-        frame_cache_size: int = 8,
-        feature_cache_size: int = 4,
-        non_overlap_masks: bool = False,
-        progress: bool = True,
-    ) -> None:
-        self.model = model.eval()
-        self.frame_cache_size = frame_cache_size
-        self.feature_cache_size = feature_cache_size
-        self.precision = PrecisionGuard()  # a caller's torch.autocast reaches the image encoder only
-        self.non_overlap_masks = bool(non_overlap_masks)
-        self.progress = bool(progress)
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def image_size(self) -> int:
-        """The side of SAM's square input in pixels (1024 for vit_b/l/h), as SAM 2's attribute."""
-        return self.model.image_size
 
     # -- state -------------------------------------------------------------------------------
     def _new_state(self, video, **flags: Any) -> InferenceState:
@@ -122,11 +99,9 @@ class I2VVideoPredictor:
         if len(video) == 0:
             raise VideoError(f"{video_path!r} has no frames.")
         self._check_frame_size(video.height, video.width)
+        del offload_video_to_cpu  # SAM 2's keyword: frames are never stored on the device here
         return self._new_state(
-            video,
-            offload_video_to_cpu=offload_video_to_cpu,
-            offload_state_to_cpu=offload_state_to_cpu,
-            async_loading_frames=async_loading_frames,
+            video, offload_state_to_cpu=offload_state_to_cpu, async_loading_frames=async_loading_frames
         )
 
     def init_stream(self, buffer_size: int = 8, offload_state_to_cpu: bool = False) -> InferenceState:
@@ -168,11 +143,11 @@ class I2VVideoPredictor:
         inference_state: InferenceState,
         frame_idx: int,
         obj_id: int,
-        points: Any = None,
-        labels: Any = None,
+        points: Optional[PromptArray] = None,
+        labels: Optional[PromptArray] = None,
         clear_old_points: bool = True,
         normalize_coords: bool = True,
-        box: Any = None,
+        box: Optional[PromptArray] = None,
     ) -> FrameResult:
         """Add clicks and/or a box for one object on one frame.
 
@@ -201,38 +176,30 @@ class I2VVideoPredictor:
                 coords, lab = old.coords, old.labels
             box_px = box_px if box_px is not None else old.box
         prompt = PointPrompt(coords, lab, box_px)
-        prior = None
-        previous = track.output(t) if track is not None else None
-        if previous is not None:  # a correction: SAM 2 feeds back the frame's newest output
-            prior = previous.low_res_logits.to(self.device).float().clamp(-PRIOR_CLAMP, PRIOR_CLAMP)
+        previous = track.output(t) if track is not None else None  # a correction: SAM 2 feeds it back
         frame = self._prepared(state, t)
-        prompts = self._point_prompts(state, prompt, prior)
-        multimask = use_multimask(prompt.num_points, prompt.box is not None, prior is not None)
-        out = self.model.decode(frame, prompts, 1, multimask=multimask)  # the user's prompts decide here
-        result = FrameOutput(out.low_res_logits, float(out.iou[0]), PROMPTED_PRESENCE)
-        track = state.track(obj, create=True)
-        track.masks.pop(t, None)
-        track.points[t] = prompt
-        self._store_prompted(state, track, t, frame, result)
+        points, labels, box_in = self._input_pixels(state, prompt)
+        prior = previous.low_res_logits if previous is not None else None
+        done = prompt_with_points(self.model, frame, t, points, labels, box_in, prior)
+        self._record_prompted(state, obj, t, prompt, done)
         return t, state.obj_ids, self._masks_on_frame(state, t)
 
     add_new_points = add_new_points_or_box  # SAM 2's older name
 
     @torch.inference_mode()
     @float32_method
-    def add_new_mask(self, inference_state: InferenceState, frame_idx: int, obj_id: int, mask: Any) -> FrameResult:
+    def add_new_mask(
+        self, inference_state: InferenceState, frame_idx: int, obj_id: int, mask: PromptArray
+    ) -> FrameResult:
         """Give an object's mask on one frame (any size; resized to the video's)."""
         state = inference_state
         t = check_frame_index(frame_idx, state.num_frames)
         obj = check_obj_id(obj_id)
         full = check_mask(mask, state.video_width, state.video_height).to(self.device)
         frame = self._prepared(state, t)
-        low = self._mask_to_low_res(state, full)
-        presence = PROMPTED_PRESENCE if bool(full.any()) else -PROMPTED_PRESENCE
-        track = state.track(obj, create=True)
-        track.points.pop(t, None)
-        track.masks[t] = full.bool().cpu()
-        self._store_prompted(state, track, t, frame, FrameOutput(low, 1.0, presence))
+        m = self.model
+        coverage = mask_to_low_res(full[None], self._input_size(state), m.image_size, m.low_res_size)
+        self._record_prompted(state, obj, t, full, prompt_with_mask(m, frame, t, coverage))
         return t, state.obj_ids, self._masks_on_frame(state, t)
 
     @float32_method
@@ -342,168 +309,28 @@ class I2VVideoPredictor:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
 
-    # -- per-frame engine ------------------------------------------------------------------------
-    def _step(self, state: InferenceState, t: int, image: Optional[np.ndarray] = None) -> torch.Tensor:
-        """Segment every object on frame ``t`` of the current pass; (N, 1, H, W) logits."""
-        raw, _ = self._features(state, t, image)
-        frame = self.model.prepare_frame(raw, state.history.past(t))
-        state.history.push(t, frame.pooled)
-        tracked = []
-        for track in state.tracks.values():
-            if t in track.prompted_outputs:
-                track.last = track.prompted_outputs[t]
-                self._restart_motion(track)
-            elif track.prompted_frames:
-                tracked.append(track)
-        if tracked:
-            self._track_objects(state, t, frame, tracked)
-        return self._masks_on_frame(state, t)
-
-    def _track_objects(self, state: InferenceState, t: int, frame: FrameFeatures, tracks: List[ObjectTrack]) -> None:
-        priors = [tr.last.low_res_logits if tr.last is not None and tr.last.present else None for tr in tracks]
-        memories = [tr.bank.select(t, frame.descriptor) for tr in tracks]
-        if self.model.config.motion.enabled:
-            filters = [tr.motion for tr in tracks]
-            h, w = self._input_size(state)
-            low_h, low_w = self.model.low_res_size
-            extent = (math.ceil(h * low_h / self.model.image_size), math.ceil(w * low_w / self.model.image_size))
-            out = track_objects_with_motion(self.model, frame, t, priors, memories, filters, extent)
-            for track, kf in zip(tracks, filters):
-                track.motion = kf
-        else:
-            out = track_objects(self.model, frame, t, priors, memories)
-        for i, track in enumerate(tracks):
-            track.bank.add(out.entries[i].to(state.storage_device))
-            track.record_tracked(
-                t,
-                FrameOutput(
-                    out.logits[i : i + 1].to(state.storage_device), float(out.iou[i]), float(out.presence_logits[i])
-                ),
-            )
-
-    def _features(
-        self, state: InferenceState, t: int, image: Optional[np.ndarray] = None
-    ) -> Tuple[torch.Tensor, Tuple[int, int]]:
-        cached = state.cached_features(t)
-        if cached is not None:
-            return cached[0].to(self.device), cached[1]
-        x, input_size = self.model.preprocess(state.read_frame(t) if image is None else image)
-        with self.precision.encoder():
-            raw = self.model.encode_images(x)
-        state.cache_features(t, raw.to(state.storage_device), input_size)
-        state.input_size = input_size
-        return raw, input_size
-
-    def _prepared(self, state: InferenceState, t: int) -> FrameFeatures:
-        """A prompted frame's features: no upgrader window (as on a clip's first frame)."""
-        if isinstance(state.video, StreamSource):
-            state.video.require(t)  # prompting follows buffer_size, not the feature cache
-        raw, _ = self._features(state, t)
-        return self.model.prepare_frame(raw, None)
-
-    def _store_prompted(
-        self, state: InferenceState, track: ObjectTrack, t: int, frame: FrameFeatures, out: FrameOutput
+    # -- prompts, recorded -----------------------------------------------------------------------
+    def _record_prompted(
+        self,
+        state: InferenceState,
+        obj_id: int,
+        t: int,
+        prompt: Union[PointPrompt, torch.Tensor],
+        done: PromptedObject,
     ) -> None:
-        presence = torch.tensor([out.presence_logit], device=self.device)
-        entry = self.model.make_memory(frame, t, out.low_res_logits, torch.tensor([out.iou]), presence, prompted=True)[
-            0
-        ]
-        track.bank.add(entry.to(state.storage_device))
-        track.prompted_outputs[t] = FrameOutput(
-            out.low_res_logits.to(state.storage_device), out.iou, out.presence_logit
-        )
-        track.last = track.prompted_outputs[t]
-        self._restart_motion(track)
+        out = FrameOutput(done.logits, float(done.iou[0]), done.presence_logit)
+        track = state.track(obj_id, create=True)
+        track.record_prompted(t, prompt, out, done.entry, self.policy.restart(self.model, out))
 
-    def _restart_motion(self, track: ObjectTrack) -> None:
-        """A prompted output restarts the object's motion from what the user gave (motion-aware
-        selection only): in a propagation pass on its frame, and at once when streaming."""
-        if self.model.config.motion.enabled:
-            last = track.last
-            track.motion = start_filter(self.model, last.low_res_logits) if last is not None and last.present else None
-
-    # -- conversions -----------------------------------------------------------------------------
-    def _point_prompts(
-        self, state: InferenceState, prompt: PointPrompt, prior: Optional[torch.Tensor]
-    ) -> ObjectPrompts:
+    def _input_pixels(
+        self, state: InferenceState, prompt: PointPrompt
+    ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """A prompt's (P, 2) clicks, (P,) labels and (4,) box in SAM's input pixels (or None)."""
         size = (state.video_height, state.video_width)
-        p = ObjectPrompts(mask_inputs=prior)
-        if prompt.coords is not None:
-            coords = self.model.transform.apply_coords(prompt.coords.copy(), size)
-            p.point_coords = torch.as_tensor(coords, dtype=torch.float, device=self.device)[None]
-            p.point_labels = torch.as_tensor(prompt.labels, dtype=torch.int, device=self.device)[None]
+        points = labels = box = None
+        if prompt.coords is not None and prompt.labels is not None:
+            points = torch.as_tensor(self.model.transform.apply_coords(prompt.coords.copy(), size))
+            labels = torch.as_tensor(prompt.labels)
         if prompt.box is not None:
-            box = self.model.transform.apply_boxes(prompt.box[None].copy(), size)
-            p.boxes = torch.as_tensor(box, dtype=torch.float, device=self.device)
-        return p
-
-    def _mask_to_low_res(self, state: InferenceState, mask: torch.Tensor) -> torch.Tensor:
-        """(H, W) {0, 1} mask → (1, 1, 4h, 4w) logits in SAM's padded input frame."""
-        m = self.model
-        return mask_prompt_logits(mask_to_low_res(mask[None], self._input_size(state), m.image_size, m.low_res_size))
-
-    def _check_frame_size(self, height: int, width: int) -> None:
-        """VideoError if SAM's resize (long side to ``image_size``) leaves a side of 0 pixels."""
-        h, w = self.model.transform.get_preprocess_shape(height, width, self.model.image_size)
-        if min(h, w) < 1:
-            raise VideoError(
-                f"frames of {width}x{height} (WxH) are too elongated for this model: scaled to its "
-                f"{self.model.image_size}-pixel input they would be {w}x{h}. Crop or pad them to an "
-                f"aspect ratio below {2 * self.model.image_size}:1."
-            )
-
-    def _input_size(self, state: InferenceState) -> Tuple[int, int]:
-        if getattr(state, "input_size", None) is None:
-            state.input_size = tuple(
-                self.model.transform.get_preprocess_shape(state.video_height, state.video_width, self.model.image_size)
-            )
-        return state.input_size
-
-    def _masks_on_frame(self, state: InferenceState, t: int) -> torch.Tensor:
-        """(N, 1, H, W) float32 logits of every object on frame ``t`` at video resolution."""
-        h, w = state.video_height, state.video_width
-        if not state.tracks:
-            return torch.zeros(0, 1, h, w, device=self.device)
-        low = []
-        for track in state.tracks.values():
-            out = track.output(t)
-            if out is None:
-                low.append(
-                    torch.full((1, 1, *self.model.low_res_size), self.model.config.absent_logit, device=self.device)
-                )
-            else:
-                low.append(out.low_res_logits.to(self.device))
-        masks = self.model.sam.postprocess_masks(torch.cat(low).float(), self._input_size(state), (h, w)).float()
-        return self._apply_non_overlapping_constraints(masks) if self.non_overlap_masks else masks
-
-    @staticmethod
-    def _apply_non_overlapping_constraints(pred_masks: torch.Tensor) -> torch.Tensor:
-        """SAM 2's method of this name: see :func:`apply_non_overlapping_constraints`."""
-        return apply_non_overlapping_constraints(pred_masks)
-
-    @staticmethod
-    def _stream(state: InferenceState) -> StreamSource:
-        if not isinstance(state.video, StreamSource):
-            raise StateError(
-                "this state reads a whole video; use propagate_in_video, or init_stream for frames that arrive one by one."
-            )
-        return state.video
-
-
-def apply_non_overlapping_constraints(pred_masks: torch.Tensor) -> torch.Tensor:
-    """Resolve overlaps between objects as SAM 2 does: on each pixel the object with the
-    highest logit keeps its logit, every other object's is clamped to at most -10.
-
-    Args:
-        pred_masks: (N, 1, H, W) logits of N objects (any float dtype, any device).
-    Returns:
-        (N, 1, H, W) logits; at most one object is > 0 on each pixel.
-    """
-    if not isinstance(pred_masks, torch.Tensor) or pred_masks.ndim != 4 or pred_masks.shape[1] != 1:
-        shape = tuple(pred_masks.shape) if hasattr(pred_masks, "shape") else type(pred_masks).__name__
-        raise PromptError(f"pred_masks must be a tensor of shape (N, 1, H, W), got {shape}.")
-    if pred_masks.shape[0] <= 1:
-        return pred_masks
-    winner = pred_masks.argmax(dim=0, keepdim=True)  # (1, 1, H, W)
-    ids = torch.arange(pred_masks.shape[0], device=pred_masks.device).view(-1, 1, 1, 1)
-    return torch.where(winner == ids, pred_masks, pred_masks.clamp(max=NON_OVERLAP_LOGIT))
+            box = torch.as_tensor(self.model.transform.apply_boxes(prompt.box[None].copy(), size))[0]
+        return points, labels, box

@@ -25,6 +25,7 @@ from i2v.errors import StateError, VideoError
 from i2v.eval.vos import corrective_click
 from i2v.inference_state import PointPrompt
 from i2v.io.masks import davis_palette, label_map_to_masks, load_palette_png
+from i2v.model import ObjectPrompts
 from i2v.video_predictor import I2VVideoPredictor
 
 H, W = 64, 80
@@ -68,7 +69,8 @@ def inside_point(mask: np.ndarray) -> List[float]:
 def decode_click(predictor, state, t, xy, label, prior) -> torch.Tensor:
     """(1, 1, H, W) logits of one click on frame ``t`` decoded with ``prior`` as mask prompt."""
     prompt = PointPrompt(np.array([xy], np.float64), np.array([label]), None)
-    prompts = predictor._point_prompts(state, prompt, prior)
+    points, labels, _ = predictor._input_pixels(state, prompt)  # SAM's input pixels
+    prompts = ObjectPrompts(points.float()[None], labels.int()[None], None, prior)
     out = predictor.model.decode(predictor._prepared(state, t), prompts, 1, multimask=prior is None)
     return predictor.model.sam.postprocess_masks(out.low_res_logits, predictor._input_size(state), (H, W))
 

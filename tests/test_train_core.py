@@ -25,7 +25,7 @@ from i2v.train.losses import (
     reduce_losses,
     sigmoid_focal_loss,
 )
-from i2v.train.prompts import PromptSimConfig, corrective_click, mask_box, sample_box, sample_points
+from i2v.train.prompts import PromptSimConfig, mask_box, sample_box, sample_corrective_click, sample_points
 from i2v.video_predictor import I2VVideoPredictor
 
 ADAPTERS = ("upgrader", "memory_readout", "presence_head")
@@ -113,18 +113,18 @@ def test_corrective_click_targets_the_larger_error_with_the_right_label():
     missed = gt.clone()
     missed[5:25, 15:25] = False  # 200 false-negative pixels
     missed[30:33, 30:33] = True  # 9 false-positive pixels
-    xy, label = corrective_click(missed, gt, 0)
+    xy, label = sample_corrective_click(missed, gt, 0)
     assert label == 1 and bool(gt[int(xy[1]), int(xy[0])]) and not bool(missed[int(xy[1]), int(xy[0])])
     spilled = gt.clone()
     spilled[5:25, 25:39] = True  # 280 false positives
     spilled[5:7, 5:7] = False  # 4 false negatives
-    xy, label = corrective_click(spilled, gt, 0)
+    xy, label = sample_corrective_click(spilled, gt, 0)
     assert label == 0 and bool(spilled[int(xy[1]), int(xy[0])]) and not bool(gt[int(xy[1]), int(xy[0])])
-    assert corrective_click(gt, gt, 0) is None
+    assert sample_corrective_click(gt, gt, 0) is None
     # jitter 0: among the deepest pixels of the error, 5 from the sides of the missed block
     # (rows 5-24, columns 15-24), so on its middle columns and never near its ends
     for seed in range(10):
-        xy, _ = corrective_click(missed, gt, seed, jitter=0.0)
+        xy, _ = sample_corrective_click(missed, gt, seed, jitter=0.0)
         assert 19 <= xy[0] <= 20 and 9 <= xy[1] <= 20
 
 
@@ -136,7 +136,7 @@ def test_prompt_sampling_is_deterministic():
     assert torch.equal(a[0], b[0]) and not torch.equal(a[0], c[0])
     assert torch.equal(sample_box(mask, 0.1, 5), sample_box(mask, 0.1, 5))
     pred = torch.zeros_like(mask)
-    assert torch.equal(corrective_click(pred, mask, 3)[0], corrective_click(pred, mask, 3)[0])
+    assert torch.equal(sample_corrective_click(pred, mask, 3)[0], sample_corrective_click(pred, mask, 3)[0])
 
 
 # -- losses --------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import torch
 
 from i2v.inference_state import FrameOutput, InferenceState
 from i2v.model import ObjectPrompts
-from i2v.tracking_ops import box_from_logits
+from i2v.tracking_ops import prior_box
 from i2v.video_predictor import I2VVideoPredictor
 
 
@@ -27,12 +27,12 @@ class PerFrameSamPredictor(I2VVideoPredictor):
         frame = self.model.prepare_frame(raw, None)
         for track in state.tracks.values():
             if t in track.prompted_outputs:
-                track.last = track.prompted_outputs[t]
+                track.resume_prompted(t, None)
                 continue
             if track.last is None:
                 continue
             prev = track.last.low_res_logits.to(self.device)
-            box = box_from_logits(prev, self.model.image_size)
+            box = prior_box(prev, self.model.image_size)
             if box is None:  # lost: SAM alone has nothing to re-prompt with
                 track.record_tracked(t, FrameOutput(prev.clone(), 0.0, -1.0))
                 continue

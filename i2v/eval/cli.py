@@ -52,11 +52,10 @@ from i2v.eval.vos import PROTOCOLS, VOSResult, evaluate, export_masks
 
 
 @contextlib.contextmanager
-def model_variant(
-    model, upgrader: Optional[bool] = None, strategy: Optional[str] = None, motion: Optional[bool] = None
-) -> Iterator[None]:
-    """Temporarily switch the upgrader off, change the memory strategy or switch motion-aware
-    selection on or off in ``model``."""
+def model_variant(model, upgrader: Optional[bool] = None, strategy: Optional[str] = None) -> Iterator[None]:
+    """Temporarily switch the upgrader off or change the memory strategy in ``model``. (A
+    tracking policy, such as motion-aware selection, is not a model variant: build a predictor
+    with that policy.)"""
     saved = (model.config, model.upgrader.cfg)
     cfg = model.config
     if upgrader is not None:
@@ -65,13 +64,18 @@ def model_variant(
     if strategy is not None:
         memory = dataclasses.replace(cfg.memory, filter=dataclasses.replace(cfg.memory.filter, strategy=strategy))
         cfg = dataclasses.replace(cfg, memory=memory)
-    if motion is not None:
-        cfg = dataclasses.replace(cfg, motion=dataclasses.replace(cfg.motion, enabled=motion))
     model.config = cfg
     try:
         yield
     finally:
         model.config, model.upgrader.cfg = saved
+
+
+def tracking_policy(motion: bool):
+    """The tracking policy of a method: motion-aware selection, or None for the predictor's default."""
+    from i2v.policies import MotionAwarePolicy
+
+    return MotionAwarePolicy() if motion else None
 
 
 def method_name(trained: bool, motion: bool = False) -> str:
@@ -91,38 +95,37 @@ def run_methods(
     indices=None,
     progress: bool = True,
     save_masks: Optional[Path] = None,
+    motion: bool = False,
 ) -> List[VOSResult]:
     """Evaluate the model (and optionally baselines / ablations) under each protocol.
 
     With ``save_masks`` a folder, the evaluated method's predictions under the first protocol
-    are written there while they are scored (baselines and ablations are not saved).
+    are written there while they are scored (baselines and ablations are not saved). With
+    ``motion``, the evaluated method (and the untrained baseline) track with motion-aware
+    selection; the ablations then include it switched off.
     """
     from i2v.eval.baselines import PerFrameSamPredictor
     from i2v.memory_filter import STRATEGIES
     from i2v.video_predictor import I2VVideoPredictor
 
-    name = method_name(trained, model.config.motion.enabled)
+    def tracker(m, with_motion: bool = motion) -> I2VVideoPredictor:
+        return I2VVideoPredictor(m, policy=tracking_policy(with_motion))
+
+    name = method_name(trained, motion)
     # (label, predictor, model variant, whether this is the evaluated method itself)
     runs: List[Tuple[str, object, dict, bool]] = []
     if baselines:
         runs.append(("per-frame SAM", PerFrameSamPredictor(untrained), {}, False))
         if trained:
-            runs.append((method_name(False, untrained.config.motion.enabled), I2VVideoPredictor(untrained), {}, False))
-    runs.append((name, I2VVideoPredictor(model), {}, True))
+            runs.append((method_name(False, motion), tracker(untrained), {}, False))
+    runs.append((name, tracker(model), {}, True))
     if ablations:
-        runs.append((f"{name}, upgrader off", I2VVideoPredictor(model), {"upgrader": False}, False))
+        runs.append((f"{name}, upgrader off", tracker(model), {"upgrader": False}, False))
         for strategy in STRATEGIES:
             if strategy != model.config.memory.filter.strategy:
-                runs.append((f"{name}, memory={strategy}", I2VVideoPredictor(model), {"strategy": strategy}, False))
-        motion = not model.config.motion.enabled
-        runs.append(
-            (
-                f"{name}, motion-aware selection {'on' if motion else 'off'}",
-                I2VVideoPredictor(model),
-                {"motion": motion},
-                False,
-            )
-        )
+                runs.append((f"{name}, memory={strategy}", tracker(model), {"strategy": strategy}, False))
+        label = f"{name}, motion-aware selection {'off' if motion else 'on'}"
+        runs.append((label, tracker(model, not motion), {}, False))
     results = []
     for k, protocol in enumerate(protocols):
         for label, predictor, variant, evaluated in runs:
@@ -207,8 +210,7 @@ def add_parser(subparsers) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="motion-aware mask selection when tracking: a box Kalman filter picks among SAM's "
-        "candidate masks and looks for lost objects where their motion says (default: "
-        "the adapter's or config's setting, off unless saved on)",
+        "candidate masks and looks for lost objects where their motion says (default: off)",
     )
     p.add_argument(
         "--save-masks",
@@ -321,7 +323,6 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint,
         args.sam_checkpoint,
         args.device,
-        motion=args.motion,
         preprocess=args.preprocess,
         dtype=args.dtype,
     )
@@ -330,7 +331,8 @@ def run(args: argparse.Namespace) -> int:
     header = _model_header(args, model, split)
     print(format_header(header))
     trained = args.checkpoint is not None
-    name = method_name(trained, model.config.motion.enabled)
+    motion = bool(args.motion)
+    name = method_name(trained, motion)
     save_masks = Path(args.save_masks) if args.save_masks else None
     if not full_gt:
         from i2v.video_predictor import I2VVideoPredictor
@@ -350,7 +352,9 @@ def run(args: argparse.Namespace) -> int:
                 f"under protocol {protocols[0]!r} is written ({', '.join(skipped)} ignored)."
             )
         server_dir = Path(args.save_masks)  # given: checked before the model was built
-        folders = export_masks(I2VVideoPredictor(model), dataset, server_dir, indices, protocols[0], name)
+        folders = export_masks(
+            I2VVideoPredictor(model, policy=tracking_policy(motion)), dataset, server_dir, indices, protocols[0], name
+        )
         print(f"no scores for {args.dataset} split {split!r}: its ground truth is on the challenge server.")
         videos = f"{len(folders)} video{'' if len(folders) == 1 else 's'}"
         print(f"wrote the {name}'s masks of {videos} to {server_dir}/<video>/<frame>.png")
@@ -371,6 +375,7 @@ def run(args: argparse.Namespace) -> int:
         trained=trained,
         indices=indices,
         save_masks=save_masks,
+        motion=motion,
     )
     print(format_table(results))
     for row in gains_vs_baseline(results):

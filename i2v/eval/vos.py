@@ -68,7 +68,9 @@ def interior_point(region: np.ndarray) -> Tuple[float, float]:
 
 
 def corrective_click(pred: np.ndarray, gt: np.ndarray) -> Optional[Tuple[Tuple[float, float], int]]:
-    """A click on the larger error region: positive on missed pixels, negative on extra ones."""
+    """A click on the larger error region: positive on missed pixels, negative on extra ones,
+    on its deepest pixel (deterministic, for evaluation; training samples its clicks with
+    :func:`i2v.train.prompts.sample_corrective_click`)."""
     fn, fp = gt & ~pred, pred & ~gt
     if not fn.any() and not fp.any():
         return None

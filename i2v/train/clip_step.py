@@ -3,21 +3,24 @@
 A clip is played the way a user drives :class:`~i2v.video_predictor.I2VVideoPredictor`:
 
 1. conditioning frames (frame 0, sometimes one more) are prompted first, each object with
-   clicks, a box or its mask, exactly as ``add_new_points_or_box`` / ``add_new_mask`` do:
-   the frame is prepared without the upgrader window, the user's prompts alone decide, a lone
-   click gets multimask output, and a prompted memory entry is written (so, as after
-   prompting two frames in the predictor, frames between them read the later one's memory);
+   clicks, a box or its mask, by the functions ``add_new_points_or_box`` / ``add_new_mask``
+   call (:mod:`i2v.prompting`): the frame is prepared without the upgrader window, the user's
+   prompts alone decide, a lone click gets multimask output, and a prompted memory entry is
+   written (so, as after prompting two frames in the predictor, frames between them read the
+   later one's memory);
 2. then every frame is visited in order, as ``propagate_in_video`` does: the upgrader reads
-   the previous frames' pooled tokens (:class:`~i2v.inference_state.PassHistory`), each object
+   the previous frames' pooled tokens (:class:`~i2v.pass_history.PassHistory`), each object
    selects its memory from its :class:`~i2v.memory_bank.MemoryBank`, its previous output is
-   the mask prior, and all objects are decoded and remembered by
-   :func:`i2v.tracking_ops.track_objects`, the function the predictor uses. Memory is given a
+   the mask prior, and all objects are decoded and remembered by the predictor's default
+   tracking policy (:class:`i2v.policies.DefaultPolicy`, i.e.
+   :func:`i2v.tracking_ops.track_objects`). Memory is given a
    job: some priors are withheld (``PromptSimConfig.prior_dropout``, and always after the
    object was hidden), so memory's own prompts must find the object, and the read-out gets
    an auxiliary loss of its own;
 3. sometimes, right after a frame is tracked, objects are corrected with clicks sampled from
    their errors, as a user would with ``add_new_points_or_box`` on a propagated frame (the
-   tracked mask is the prior; the corrected output replaces the frame's memory entry).
+   tracked mask, clamped to +-32 as the predictor does, is the prior; the corrected output
+   replaces the frame's memory entry).
 
 Gradients: memory entries keep their graph within the clip, so later frames' losses train the
 memory read-out through what earlier frames wrote (back-propagation through time over T
@@ -40,12 +43,14 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from i2v.inference_state import PassHistory
 from i2v.memory_bank import MemoryBank
-from i2v.model import DecodeOutput, FrameFeatures, ObjectPrompts, SamI2V
-from i2v.tracking_ops import PROMPTED_PRESENCE, mask_prompt_logits, mask_to_low_res, track_objects, use_multimask
+from i2v.model import FrameFeatures, SamI2V
+from i2v.pass_history import PassHistory
+from i2v.policies import DefaultPolicy, ObjectInput
+from i2v.prompting import PromptedObject, prompt_with_mask, prompt_with_points
+from i2v.tracking_ops import PROMPTED_PRESENCE, mask_to_low_res
 from i2v.train.losses import LossWeights, PairLosses, pair_losses, reduce_losses
-from i2v.train.prompts import PromptSimConfig, SimulatedPrompt, corrective_click, sample_box, sample_points
+from i2v.train.prompts import PromptSimConfig, SimulatedPrompt, sample_box, sample_corrective_click, sample_points
 
 Seed = Union[np.random.Generator, int, None]
 
@@ -179,26 +184,21 @@ def _withheld(present: torch.Tensor, t: int, sim: PromptSimConfig, rng: np.rando
     return [bool(d) or bool(g) for d, g in zip(draws, after_gap.tolist())]
 
 
-def _decode_clicks(
+def _clicks(
     model: SamI2V,
     frame: FrameFeatures,
+    frame_idx: int,
     coords: torch.Tensor,
     labels: torch.Tensor,
     box: Optional[torch.Tensor],
-    prior: Optional[torch.Tensor],
-    scale: float,
-) -> DecodeOutput:
-    """One object's decode from clicks / a box given in low-resolution pixels (the predictor's
-    ``add_new_points_or_box``); ``scale`` = S / low-res side maps them to SAM's input."""
-    dev = model.device
-    prompts = ObjectPrompts(mask_inputs=prior)
-    if coords.numel():
-        prompts.point_coords = (coords.to(dev, torch.float) * scale)[None]
-        prompts.point_labels = labels.to(dev, torch.int)[None]
-    if box is not None:
-        prompts.boxes = (box.to(dev, torch.float) * scale)[None]
-    multimask = use_multimask(int(coords.shape[0]), box is not None, prior is not None)
-    return model.decode(frame, prompts, 1, multimask=multimask)
+    previous: Optional[torch.Tensor],
+) -> PromptedObject:
+    """One object prompted with clicks / a box given in the decoder's low-resolution pixels
+    (mapped to SAM's input pixels), as ``add_new_points_or_box`` prompts it."""
+    scale = model.image_size / model.low_res_size[1]
+    points = coords.to(model.device, torch.float) * scale if coords.numel() else None
+    box_in = box.to(model.device, torch.float) * scale if box is not None else None
+    return prompt_with_points(model, frame, frame_idx, points, labels, box_in, previous)
 
 
 def _prompt_frame(
@@ -213,7 +213,6 @@ def _prompt_frame(
     rec: _Recorder,
 ) -> List[_Output]:
     """Prompt every object on conditioning frame ``c``; gt: (N, 4h, 4w) bool on the device."""
-    scale = model.image_size / model.low_res_size[1]
     gt_cpu = gt.cpu()
     outputs = []
     for n, bank in enumerate(banks):
@@ -222,10 +221,7 @@ def _prompt_frame(
             kind = "points"  # no box around an absent object: a negative click says "not here"
         if kind == "mask":  # add_new_mask: the mask is the output; nothing to decode
             rec.prompts.append(SimulatedPrompt(c, n, kind))
-            present = bool(gt_cpu[n].any())
-            logits = mask_prompt_logits(gt[n])[None, None]
-            out = _Output(logits, PROMPTED_PRESENCE if present else -PROMPTED_PRESENCE)
-            iou = torch.ones(1)
+            done = prompt_with_mask(model, frame, c, gt[n][None, None])
         else:
             if kind == "points":
                 coords, labels = sample_points(gt_cpu[n], int(rng.integers(1, sim.max_points + 1)), rng)
@@ -239,16 +235,20 @@ def _prompt_frame(
             rec.prompts.append(
                 SimulatedPrompt(c, n, kind, coords if box is None else None, labels if box is None else None, box)
             )
-            dec = _decode_clicks(model, frame, coords, labels, box, None, scale)
-            rec.parts.append(
-                pair_losses(dec.all_low_res_logits, dec.all_iou, dec.presence_logits, gt[n : n + 1], weights)
-            )
-            out, iou = _Output(dec.low_res_logits, PROMPTED_PRESENCE), dec.iou
-        presence = torch.tensor([out.presence], device=model.device)
-        bank.add(model.make_memory(frame, c, out.logits, iou, presence, prompted=True)[0])
+            done = _clicks(model, frame, c, coords, labels, box, None)
+            _supervise(rec, done, gt[n : n + 1], weights)
+        bank.add(done.entry)
+        out = _Output(done.logits, done.presence_logit)
         rec.set(c, n, out)
         outputs.append(out)
     return outputs
+
+
+def _supervise(rec: _Recorder, done: PromptedObject, gt: torch.Tensor, weights: LossWeights) -> None:
+    """The loss of a decoded prompt against ``gt`` (1, 4h, 4w), over every candidate."""
+    dec = done.decoded
+    assert dec is not None  # clicks and boxes are decoded
+    rec.parts.append(pair_losses(dec.all_low_res_logits, dec.all_iou, dec.presence_logits, gt, weights))
 
 
 def _correct_frame(
@@ -265,31 +265,27 @@ def _correct_frame(
 ) -> None:
     """Corrective clicks on tracked frame ``k`` for every object with an error."""
     frame = model.prepare_frame(raw, None)  # the predictor prepares prompted frames this way
-    scale = model.image_size / model.low_res_size[1]
     gt_cpu = gt.cpu()
     for n, bank in enumerate(banks):
         coords: List[torch.Tensor] = []
         labels: List[int] = []
         current = last[n].logits
-        dec = None
+        done = None
         for _ in range(sim.correction_clicks):
-            click = corrective_click(current[0, 0].detach().cpu() > 0, gt_cpu[n], rng, sim.click_jitter)
+            click = sample_corrective_click(current[0, 0].detach().cpu() > 0, gt_cpu[n], rng, sim.click_jitter)
             if click is None:
                 break
             coords.append(click[0])
             labels.append(click[1])
-            prior = current.detach()  # a correction of what is there, as in the predictor
-            dec = _decode_clicks(model, frame, torch.stack(coords), torch.tensor(labels), None, prior, scale)
-            rec.parts.append(
-                pair_losses(dec.all_low_res_logits, dec.all_iou, dec.presence_logits, gt[n : n + 1], weights)
-            )
-            current = dec.low_res_logits
-        if dec is None:
+            # a correction of what is there: the frame's newest output is the prior, as in the predictor
+            done = _clicks(model, frame, k, torch.stack(coords), torch.tensor(labels), None, current)
+            _supervise(rec, done, gt[n : n + 1], weights)
+            current = done.logits
+        if done is None:
             continue
         rec.prompts.append(SimulatedPrompt(k, n, "correction", torch.stack(coords), torch.tensor(labels)))
-        presence = torch.tensor([PROMPTED_PRESENCE], device=model.device)
-        bank.add(model.make_memory(frame, k, dec.low_res_logits, dec.iou, presence, prompted=True)[0])
-        last[n] = _Output(dec.low_res_logits, PROMPTED_PRESENCE)
+        bank.add(done.entry)
+        last[n] = _Output(done.logits, done.presence_logit)
         rec.set(k, n, last[n])
 
 
@@ -338,6 +334,7 @@ def clip_loss(
         presence=torch.full((t_len, n_obj), -PROMPTED_PRESENCE, device=model.device),
     )
     cond_frames, correction_frames = _plan(ann, sim, rng)
+    policy = DefaultPolicy.for_config(cfg)  # the predictor's default policy tracks every frame
     banks = [MemoryBank(cfg.memory.bank_size, cfg.memory.filter) for _ in range(n_obj)]
 
     prompted: Dict[int, Tuple[FrameFeatures, List[_Output]]] = {}
@@ -357,7 +354,8 @@ def clip_loss(
         frame = model.prepare_frame(raw, history.past(t))
         history.push(t, frame.pooled)
         priors = [None if withhold else o.prior() for o, withhold in zip(last, _withheld(gt_present, t, sim, rng))]
-        out = track_objects(model, frame, t, priors, [bank.select(t, frame.descriptor) for bank in banks])
+        objects = [ObjectInput(prior, bank.select(t, frame.descriptor)) for prior, bank in zip(priors, banks)]
+        out = policy.track(model, frame, t, objects).tracked
         if ann[t]:
             rec.parts.append(
                 pair_losses(
@@ -382,7 +380,7 @@ def clip_loss(
     if rec.parts:
         terms = reduce_losses(rec.parts, weights)
     else:  # nothing was decoded (one frame, mask prompts): a zero that still has a graph
-        zero = sum(p.sum() for p in model.trainable_parameters()) * 0.0
+        zero = torch.stack([p.sum() for p in model.trainable_parameters()]).sum() * 0.0
         terms = {name: zero for name in ("focal", "dice", "iou", "presence", "readout", "total")}
     return ClipLossOutput(
         total=terms["total"],

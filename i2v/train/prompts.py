@@ -185,7 +185,7 @@ def region_depth(region: np.ndarray) -> np.ndarray:
     return ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
 
 
-def corrective_click(
+def sample_corrective_click(
     pred: Union[torch.Tensor, np.ndarray],
     gt: Union[torch.Tensor, np.ndarray],
     generator: Seed,
@@ -197,7 +197,8 @@ def corrective_click(
     (false negatives) give a positive click, wrongly included ones (false positives) a
     negative click. It lands deep inside the region, where a person would click: uniformly
     among the pixels whose distance to the region's boundary (the frame edge counts as one) is
-    at least ``(1 - jitter)`` of the largest.
+    at least ``(1 - jitter)`` of the largest. (Evaluation clicks deterministically on the
+    deepest pixel instead: :func:`i2v.eval.vos.corrective_click`.)
 
     Args:
         pred, gt: (H, W) bool.
