@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import numpy.typing as npt
 import torch
 from tqdm import tqdm
 
@@ -34,7 +33,15 @@ from i2v.inference_state import FrameOutput, InferenceState, PointPrompt
 from i2v.io.video_source import VideoLike, open_video
 from i2v.memory_bank import MemoryBank
 from i2v.precision import float32_method
-from i2v.prompt_inputs import check_box, check_frame_count, check_frame_index, check_mask, check_obj_id, check_points
+from i2v.prompt_inputs import (
+    ArrayLike,
+    check_box,
+    check_frame_count,
+    check_frame_index,
+    check_mask,
+    check_obj_id,
+    check_points,
+)
 from i2v.prompting import PRIOR_CLAMP, PromptedObject, prompt_with_mask, prompt_with_points
 from i2v.streaming import StreamSource
 from i2v.tracking_ops import mask_to_low_res
@@ -42,7 +49,7 @@ from i2v.tracking_ops import mask_to_low_res
 __all__ = ["PRIOR_CLAMP", "FrameResult", "I2VVideoPredictor", "PromptArray", "apply_non_overlapping_constraints"]
 
 # Clicks, labels, boxes and masks as users hold them: numpy arrays, torch tensors, nested lists.
-PromptArray = Union[torch.Tensor, npt.ArrayLike]
+PromptArray = ArrayLike
 
 
 class I2VVideoPredictor(FrameEngine):
