@@ -99,9 +99,10 @@ class MemoryPromptConfig:
     with it; memory takes over when there is no previous output or the two disagree.
 
     Attributes:
-        mask_prior: feed the object's latest mask to SAM's own mask-prompt input.
-        box_prior: also give SAM that mask's bounding box (what SAM needs to use a mask prompt
-            well: an untrained upgrade then tracks like SAM re-prompted on every frame).
+        mask_prior, box_prior: deprecated, kept so that saved configs load. Whether the object's
+            latest mask (and its box) prompts SAM is a tracking-policy option now
+            (:class:`i2v.policies.PriorOptions`); a config that turns one off is mapped to it
+            with a DeprecationWarning.
         threshold: read-out probability from which a position counts as the object (the box
             memory prompts is drawn around those positions).
         absent_below: an object whose read-out peaks below this is absent, whatever its
@@ -121,8 +122,9 @@ class MemoryPromptConfig:
             outputs). Kept near the decision boundary so training can move it there: at +4,
             Adam moved it by under 0.02 in the quickstart's 600 steps and the trained head
             never hid an output (``benchmarks/training_share.py``).
-        presence_scale: initial weight of the read-out's evidence (peak - threshold) in the
-            presence logit; an object that memory finds nowhere is absent before training.
+        presence_scale: unused, kept so that saved configs load (the presence head learns how
+            much the read-out's evidence weighs; an object memory finds nowhere is absent by rule,
+            ``absent_below``).
     """
 
     mask_prior: bool = True
