@@ -88,7 +88,9 @@ class FrameEngine:
         return self._masks_on_frame(state, t)
 
     def _track_objects(self, state: InferenceState, t: int, frame: FrameFeatures, tracks: List[ObjectState]) -> None:
-        objects = [ObjectInput(tr.prior(), tr.bank.select(t, frame.descriptor), tr.policy_state) for tr in tracks]
+        objects = [
+            ObjectInput(tr.prior(), tr.bank.select(t, frame.descriptor), tr.policy_state, tr.obj_id) for tr in tracks
+        ]
         out = self.policy.track(self.model, frame, t, objects, self._extent(state))
         tracked = out.tracked
         for i, track in enumerate(tracks):

@@ -38,6 +38,7 @@ class HoldPolicy(TrackingPolicy):
     output), decodes nothing, and counts the frames since its prompt in its policy state."""
 
     calls: int = 0
+    seen_ids: Optional[List[List[Optional[int]]]] = None
 
     def restart(self, model, output: FrameOutput) -> int:
         return 0
@@ -46,6 +47,7 @@ class HoldPolicy(TrackingPolicy):
         self, model, frame, frame_idx: int, objects: Sequence[ObjectInput], extent: Optional[Tuple[int, int]] = None
     ) -> PolicyOutput:
         self.calls += 1
+        self.seen_ids = (self.seen_ids or []) + [[o.obj_id for o in objects]]
         absent = torch.full((1, 1, *model.low_res_size), model.config.absent_logit)
         logits = torch.cat([absent if o.prior is None else o.prior.cpu() for o in objects])
         n = len(objects)
@@ -68,6 +70,18 @@ def test_a_new_policy_is_one_class_the_predictor_runs(model) -> None:
     assert policy.calls == 4 and state.tracks[1].policy_state == 4  # the state comes back each frame
     assert all(torch.equal(frames[t], first) for t in frames)  # what the policy returned is recorded
     assert len(state.tracks[1].bank) == 5  # with the memory entries it wrote
+    assert policy.seen_ids == [[1]] * 4  # each object comes with the client's id
+
+
+def test_the_policy_is_told_each_objects_id_in_the_predictors_order(model) -> None:
+    clip = _clip(3)
+    policy = HoldPolicy()
+    predictor = i2v.I2VVideoPredictor(model, progress=False, policy=policy)
+    state = predictor.init_state(clip.frames)
+    predictor.add_new_mask(state, 0, 7, clip.masks[0, 0])
+    predictor.add_new_mask(state, 0, 3, clip.masks[0, 1])
+    list(predictor.propagate_in_video(state))
+    assert policy.seen_ids == [[7, 3], [7, 3]]
 
 
 def test_default_policy_prior_options(model) -> None:

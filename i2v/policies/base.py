@@ -69,11 +69,13 @@ class ObjectInput:
         memory: the memory entries it reads on this frame (``MemoryBank.select``).
         state: what the policy returned for it last time in this pass (None at first and after
             :meth:`TrackingPolicy.restart` returned None).
+        obj_id: the client's id of the object (None where a caller does not say).
     """
 
     prior: Optional[torch.Tensor]
     memory: Sequence[MemoryEntry]
     state: Any = None
+    obj_id: Optional[int] = None
 
 
 @dataclass
