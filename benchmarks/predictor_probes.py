@@ -68,12 +68,14 @@ class EncoderTap:
         seconds: wall seconds of those calls (CUDA synchronised around each when on a GPU).
         calls: how many calls.
         replay: while True, a call returns the first output ever computed, without running.
+        live_calls: calls that ran the encoder, since the tap was made.
     """
 
     def __init__(self, encoder: nn.Module, meter: Optional[FlopMeter] = None) -> None:
         self.encoder = encoder
         self.meter = meter
         self.replay = False
+        self.live_calls = 0
         self._stored: Any = None
         self._start_flops = 0
         self._start_time = 0.0
@@ -84,6 +86,7 @@ class EncoderTap:
             if self.replay and self._stored is not None:
                 return _containers_copied(self._stored)
             out = forward(*args, **kwargs)
+            self.live_calls += 1
             if self._stored is None:
                 self._stored = _containers_copied(out)  # callers may fill the dicts they get (SAM 2 does)
             return out
@@ -93,6 +96,11 @@ class EncoderTap:
             encoder.register_forward_pre_hook(self._pre),
             encoder.register_forward_hook(self._post),
         ]
+
+    def prime(self, output: Any) -> None:
+        """Replay ``output`` (an output of this encoder) from now on, without running it once."""
+        self._stored = _containers_copied(output)
+        self.replay = True
 
     def reset(self) -> None:
         self.flops, self.seconds, self.calls = 0, 0.0, 0
