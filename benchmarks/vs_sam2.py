@@ -61,7 +61,8 @@ I2V_CONFIGS = ("vit_b", "vit_t", "tiny")
 SYSTEMS = tuple(SAM2_CONFIGS) + I2V_CONFIGS
 INSTALL_HINT = (
     "SAM 2.1 (the `sam2` package) is not installed; install the benchmark extra: "
-    "SAM2_BUILD_CUDA=0 pip install -e '.[bench]' (no CUDA extension is needed)."
+    "SAM2_BUILD_CUDA=0 pip install -e '.[bench]' (its CUDA extension is not needed; add "
+    "--no-build-isolation to build it against the installed torch instead of downloading one)."
 )
 MANY = 8  # objects of the "more objects" runs
 
