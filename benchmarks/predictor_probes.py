@@ -177,7 +177,18 @@ def state_bytes(obj: Any, exclude: Iterable[Any] = ()) -> int:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (MiB)."""
+    """Peak resident memory of this process so far (MiB).
+
+    On Linux this is VmHWM, the peak of the process's own memory: ``ru_maxrss`` would carry over
+    the peak of a parent that forked and exec'd it (as a "spawn" worker is started).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
