@@ -91,7 +91,7 @@ class EncoderTap:
                 self._stored = _containers_copied(out)  # callers may fill the dicts they get (SAM 2 does)
             return out
 
-        encoder.forward = types.MethodType(tapped, encoder)  # type: ignore[method-assign]
+        encoder.forward = types.MethodType(tapped, encoder)
         self._handles = [
             encoder.register_forward_pre_hook(self._pre),
             encoder.register_forward_hook(self._post),

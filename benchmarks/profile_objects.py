@@ -120,7 +120,7 @@ def diff(many: Dict[str, Dict[str, float]], one: Dict[str, Dict[str, float]], n:
     """Ops by how much their time per frame grows from ``one`` to ``many`` objects."""
     keys = set(many) | set(one)
     zero = {"ms": 0.0, "calls": 0.0}
-    rows = [
+    rows: List[Dict[str, Any]] = [
         {
             "op": k,
             "ms_added": many.get(k, zero)["ms"] - one.get(k, zero)["ms"],
@@ -128,7 +128,7 @@ def diff(many: Dict[str, Dict[str, float]], one: Dict[str, Dict[str, float]], n:
         }
         for k in keys
     ]
-    return sorted(rows, key=lambda r: -r["ms_added"])[:n]
+    return sorted(rows, key=lambda r: -float(r["ms_added"]))[:n]
 
 
 def profile_tiny(args: argparse.Namespace) -> Dict[str, Any]:
