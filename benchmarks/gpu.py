@@ -102,10 +102,11 @@ def run_sam2(
 
 
 def plan(args: argparse.Namespace, sam2_ok: bool) -> List[Dict[str, Any]]:
+    """Every (system, mode, objects) run; compiled runs last, so a spent budget drops them first."""
     runs = [{"system": t, "mode": m, "objects": n} for t in args.types for m in args.modes for n in args.objects]
     if sam2_ok:
         runs += [{"system": s, "mode": m, "objects": n} for s in args.sam2 for m in SAM2_MODES for n in args.objects]
-    return runs
+    return sorted(runs, key=lambda r: r["mode"].endswith("+compile"))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
