@@ -17,6 +17,14 @@ from benchmarks.plots import RESULTS
 from benchmarks.predictor_probes import EncoderTap, FlopMeter, state_bytes
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """The benchmarks set torch's thread count for their process; later tests must not inherit it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 class _Holder:
     def __init__(self) -> None:
         self.a = torch.zeros(10)  # 40 bytes
@@ -157,7 +165,7 @@ def test_profile_objects_on_tiny(tmp_path: Path) -> None:
 def test_side_by_side_with_sam2(tmp_path: Path) -> None:
     pytest.importorskip("sam2")
     out = tmp_path / "vs.json"
-    args = ["--systems", "sam2.1-t", "--size", "256", "--flop-frames", "1", "--no-time", "--no-state"]
+    args = ["--systems", "sam2.1-t", "--size", "256", "--flop-frames", "1", "--no-time", "--no-state", "--threads", "1"]
     assert vs_sam2.main(args + ["--in-process", "--out", str(out)]) == 0
     f = json.loads(out.read_text())["metrics"]["flops"]["sam2.1-t"]
     assert f["encoder"] > f["tracking_first_object"] > 0
