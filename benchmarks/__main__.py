@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -18,12 +19,14 @@ from typing import Any, Dict, List, Optional
 from benchmarks.plots import RESULTS, make_plots
 
 BENCHMARKS = ("cost", "propagation", "train_throughput", "accuracy", "encoders", "training_share")
+# Written without a plot of benchmarks.plots (they draw their own); vs_sam2 needs the `bench` extra.
+EXTRA_BENCHMARKS = ("vs_sam2", "profile_objects")
 
 
 def summary(results_dir: Path = RESULTS) -> str:
     """One line per stored result: the benchmark, its device and its headline figures."""
     rows = []
-    for name in BENCHMARKS:
+    for name in BENCHMARKS + EXTRA_BENCHMARKS:
         path = results_dir / f"{name}.json"
         if not path.is_file():
             continue
@@ -63,6 +66,10 @@ def summary(results_dir: Path = RESULTS) -> str:
                     + ", ".join(f"{k} {g:+.1f}" for k, g in gains.items()),
                 )
             )
+        elif name == "vs_sam2":
+            rows.append((name, dev, _vs_sam2(m)))
+        elif name == "profile_objects":
+            rows.append((name, dev, _profile(m)))
         elif name == "train_throughput":
             rows.append((name, dev, f"cached features {m['speedup']:.1f}x faster than on the fly"))
         elif name == "accuracy":
@@ -82,6 +89,38 @@ def summary(results_dir: Path = RESULTS) -> str:
             )
     width = max([len(r[0]) for r in rows] + [9])
     return "\n".join(f"{n:<{width}}  {d:<5}  {t}" for n, d, t in rows)
+
+
+def _vs_sam2(m: Dict[str, Any]) -> str:
+    """Frame FLOPs and CPU time of each system over SAM 2.1-T's."""
+    parts = []
+    for system, r in m.get("ratios_vs_sam2.1-t", {}).items():
+        if system == "sam2.1-t" or not r:
+            continue
+        figures = []
+        if "frame_1_object_flops" in r:
+            figures.append(f"FLOPs {r['frame_1_object_flops']:.2f}x")
+        if "tracking_first_object_flops" in r:
+            figures.append(f"tracking {r['tracking_first_object_flops']:.3f}x")
+        if "seconds_per_frame" in r:
+            figures.append(f"CPU time {r['seconds_per_frame']:.2f}x")
+        parts.append(f"{system} " + ", ".join(figures))
+    return "per frame (1 object) vs SAM 2.1-T: " + "; ".join(parts)
+
+
+def _profile(m: Dict[str, Any]) -> str:
+    """Measured time ratios against their targets."""
+    parts = []
+    if "tiny" in m:
+        parts.append(f"tiny 8 vs 1 objects {m['tiny']['ratio_8_vs_1']:.2f}x (<= 1.5x)")
+    for t in ("vit_b", "vit_t"):
+        if t in m:
+            r = m[t]
+            parts.append(
+                f"{t} tracking {100 * r['first_object_vs_encoder']:.1f} % of the encoder (<= 10 %), "
+                f"{100 * r['further_object_vs_encoder']:.1f} % per further object (<= 3 %)"
+            )
+    return "; ".join(parts)
 
 
 def _motion(jf: Dict[str, float]) -> str:
@@ -104,13 +143,20 @@ def _wider(check: Optional[Dict[str, Any]]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
+    parser.add_argument(
+        "--only", nargs="+", choices=BENCHMARKS + EXTRA_BENCHMARKS, default=list(BENCHMARKS + EXTRA_BENCHMARKS)
+    )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--summary-only", action="store_true", help="only plot and summarise existing results")
     args = parser.parse_args(argv)
     if not args.summary_only:
         for name in args.only:
             print(f"== {name}")
+            if name == "vs_sam2" and importlib.util.find_spec("sam2") is None:
+                from benchmarks.vs_sam2 import INSTALL_HINT  # imports nothing of SAM 2
+
+                print(f"skipped: {INSTALL_HINT}")
+                continue
             importlib.import_module(f"benchmarks.{name}").main(["--device", args.device])
     for png in make_plots():
         print(f"plot: {png}")

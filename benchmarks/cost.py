@@ -10,9 +10,11 @@ values):
 "Tracking" is everything a propagated frame costs after the image encoder, as
 ``I2VVideoPredictor`` runs it: the temporal upgrader, the memory read-out, SAM's prompt encoder
 and mask decoder, the presence head and writing the new memory entries. It is counted by
-``FlopCounterMode`` (2 FLOPs per multiply-accumulate, matmul-like ops only) around the
-predictor's own per-frame step, on a frame whose encoder output is already cached, after enough
-frames that every object's memory is full. To count the most expensive path, every object is
+``FlopCounterMode`` (2 FLOPs per multiply-accumulate, matmul-like ops, attention counted from
+its shapes) around the predictor's own ``propagate_in_video``: the last frame of a pass long
+enough that every object's memory is full. A hook on the image encoder replays one frame's
+output instead of running it (:class:`benchmarks.predictor_probes.EncoderTap`), so the frame's
+cost is the tracking alone; the encoder is counted on its own. To count the most expensive path, every object is
 prompted by memory (``memory_prompt.agreement=1``: box + click + mask prompt) and none is
 ever declared absent (``absent_below=0``). Motion-aware selection (each object decoded alone,
 all four of SAM's masks) is measured the same way.
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import format_table, write_result
-from benchmarks.flop_count import count_flops, counter_counts_attention
+from benchmarks.predictor_probes import EncoderTap, FlopMeter
 from i2v.adapters.config import LoraConfig
 from i2v.build import build_sam_i2v
 from i2v.model import SamI2V
@@ -48,9 +50,8 @@ ADAPTERS = ("upgrader", "memory_readout", "presence_head")
 def worst_case(model: SamI2V) -> SamI2V:
     """``model`` with every tracked object prompted by memory and never absent (see above)."""
     cfg = model.config
-    model.config = dataclasses.replace(
-        cfg, memory_prompt=dataclasses.replace(cfg.memory_prompt, agreement=1.0, absent_below=0.0)
-    )
+    mp = dataclasses.replace(cfg.memory_prompt, agreement=1.0, absent_below=0.0)
+    model.config = dataclasses.replace(cfg, memory_prompt=mp)
     return model
 
 
@@ -72,43 +73,41 @@ def _object_masks(size: int, n: int) -> List[np.ndarray]:
 
 
 def measure(
-    model: SamI2V,
-    raw: torch.Tensor,
-    num_objects: int,
-    runs: int,
-    attention_counted: bool,
-    policy: Optional[TrackingPolicy] = None,
+    model: SamI2V, encoded: torch.Tensor, num_objects: int, runs: int, policy: Optional[TrackingPolicy] = None
 ) -> Dict[str, float]:
     """Tracking FLOPs and seconds of one propagated frame with ``num_objects`` objects, tracked
     with ``policy`` (None: the predictor's default).
 
-    Every frame's encoder output is ``raw`` (1, C, h, w), put in the state's feature cache
-    beforehand: what is measured never depends on the pixels, and the encoder runs once.
+    Measured around ``propagate_in_video``: the last frame of a pass long enough that every
+    object's memory is full. The image encoder does not run: a hook on it returns ``encoded``
+    (its output on one frame) on every frame (:class:`benchmarks.predictor_probes.EncoderTap`),
+    so what a frame costs here is the tracking alone, whatever the pixels.
     """
     frames = model.config.memory.filter.capacity + 2  # every object's memory is full by the last frame
-    predictor = I2VVideoPredictor(model, feature_cache_size=frames, progress=False, policy=policy)
+    predictor = I2VVideoPredictor(model, progress=False, policy=policy)
     state = predictor.init_state(_video(model, frames))
-    for t in range(frames):
-        state.cache_features(t, raw, (model.image_size, model.image_size))
+    meter = FlopMeter()
+    tap = EncoderTap(model.sam.image_encoder, meter)
+    tap.prime(encoded)
     for k, mask in enumerate(_object_masks(model.image_size, num_objects)):
         predictor.add_new_mask(state, 0, k + 1, mask)
-    with torch.inference_mode():
+    flops = 0
+    with meter:  # FlopCounterMode's module tracker needs autograd on; the predictor runs in inference mode
+        before = meter.total()
         for _ in predictor.propagate_in_video(state):
-            pass
-    last = frames - 1
-    # Encoder outputs are cached: _step runs the tracking alone. FLOPs are counted with autograd on (FlopCounterMode's module tracker needs it); nothing calls backward.
-    flops = count_flops(lambda: predictor._step(state, last), attention_counted)
+            flops, before = meter.total() - before, meter.total()
     times = []
-    with torch.inference_mode():
-        for _ in range(runs + 1):  # the first call pays for allocations
+    for _ in range(runs + 1):  # the first pass pays for allocations
+        start = time.perf_counter()
+        for _ in predictor.propagate_in_video(state):
             if model.device.type == "cuda":
                 torch.cuda.synchronize(model.device)
-            start = time.perf_counter()
-            predictor._step(state, last)
-            if model.device.type == "cuda":
-                torch.cuda.synchronize(model.device)
-            times.append(time.perf_counter() - start)
-    return {"flops": float(flops.total), "seconds": statistics.median(times[1:])}
+            last, start = time.perf_counter() - start, time.perf_counter()
+        times.append(last)
+    tap.remove()
+    if tap.live_calls or not tap.calls:
+        raise RuntimeError("the image encoder ran on a propagated frame: the figures would not be tracking alone.")
+    return {"flops": float(flops), "seconds": statistics.median(times[1:])}
 
 
 def count_parameters(model: SamI2V) -> Dict[str, object]:
@@ -135,22 +134,22 @@ def run(config: str, device: str, objects: Sequence[int], runs: int) -> Dict[str
     """All measurements; ``objects`` must include 1."""
     model = build_sam_i2v(config, device=device, allow_random_sam=True)
     params = count_parameters(model)
-    attention_counted = counter_counts_attention(model.device, torch.float32)
     image = torch.randn(1, 3, model.image_size, model.image_size, device=model.device)
-    encoder_flops = float(count_flops(lambda: model.encode_images(image), attention_counted).total)
+    with FlopMeter() as meter:
+        model.encode_images(image)
+    encoder_flops = float(meter.total())
     with torch.inference_mode():
         start = time.perf_counter()
-        raw = model.encode_images(image)
+        encoded = model.sam.image_encoder(image)
         encoder_seconds = time.perf_counter() - start
     per_n: Dict[str, Dict[str, Dict[str, float]]] = {}
     for n in objects:
         per_n[str(n)] = {
             name: measure(
                 worst_case(build_sam_i2v(config, device=device, allow_random_sam=True)),
-                raw,
+                encoded,
                 n,
                 runs,
-                attention_counted,
                 policy,
             )
             for name, policy in (("default", None), ("motion", MotionAwarePolicy()))
@@ -161,7 +160,8 @@ def run(config: str, device: str, objects: Sequence[int], runs: int) -> Dict[str
     per_object_s = {k: (most[k]["seconds"] - one[k]["seconds"]) / extra if extra else 0.0 for k in one}
     return {
         "parameters": params,
-        "flops_note": "FlopCounterMode around I2VVideoPredictor._step on a cached frame: 2 FLOPs per MAC, matmul-like ops.",
+        "flops_note": "FlopCounterMode (+ attention from shapes) around propagate_in_video, its last frame, "
+        "image encoder replayed: 2 FLOPs per MAC, matmul-like ops.",
         "encoder_flops": encoder_flops,
         "encoder_seconds": encoder_seconds,
         "objects": per_n,
