@@ -80,8 +80,10 @@ def fixed_clip_loss(tr: Trainer) -> float:
 
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory: pytest.TempPathFactory, tiny_sam_file: Path) -> Dict[str, Any]:
-    """An uninterrupted in-process run of MAX_STEPS steps, with what it changed."""
+    """An uninterrupted in-process run of MAX_STEPS steps, with what it changed (and the torch
+    thread count it ran with: a run with another count sums in another order)."""
     out = tmp_path_factory.mktemp("straight")
+    threads = torch.get_num_threads()
     cfg = load_train_config(RECIPE, tiny_overrides(out, tiny_sam_file))
     tr = Trainer(cfg, progress=False)
     sam_before = {k: v.clone() for k, v in tr.model.sam.state_dict().items()}
@@ -96,6 +98,7 @@ def straight_run(tmp_path_factory: pytest.TempPathFactory, tiny_sam_file: Path) 
         "adapters_before": adapters_before,
         "loss_before": loss_before,
         "loss_after": fixed_clip_loss(tr),
+        "threads": threads,
     }
 
 
@@ -174,7 +177,9 @@ def test_resume_after_sigkill_continues_exactly(
         "--no-progress",
         *tiny_overrides(out, tiny_sam_file),
     ]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # the same thread count as the in-process run it is compared with
+    env = {**os.environ, "OMP_NUM_THREADS": str(straight_run["threads"])}
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     deadline = time.time() + 120
     while not (out / "latest").is_file():
         assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
@@ -196,7 +201,7 @@ def test_resume_after_sigkill_continues_exactly(
     resumed_from = int(ckpt.latest_checkpoint(out).name.split("-")[1])
     assert resumed_from < MAX_STEPS
 
-    done = subprocess.run(cmd + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"at step {resumed_from}" in done.stdout + done.stderr
     steps = [r["step"] for r in read_metrics(out) if r["type"] == "train"]
