@@ -16,8 +16,10 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from torch import nn
 
 # Half-width of a uniform distribution over [a, b] is sqrt(3) standard deviations: the soft box
@@ -25,6 +27,8 @@ from torch import nn
 _BOX_STD = math.sqrt(3.0)
 # Width of the soft threshold's edge, in probability.
 _EDGE = 0.05
+# 8-connectivity for the read-out's regions.
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 # Number of read-out statistics the presence head sees (peak, mass, agreement, has memory).
 READOUT_STATS = 4
 
@@ -52,9 +56,8 @@ class MemoryPrompts:
 def peak_region(prob: torch.Tensor, threshold: float) -> torch.Tensor:
     """The connected region of ``prob >= threshold`` (8-connectivity) that holds each map's peak.
 
-    Grown from the peak by repeated 3x3 dilation inside the thresholded map, in blocks of
-    ``g + g`` steps (enough for any convex region; a winding one takes more blocks, with one
-    host synchronisation per block), then dilated once more so the region's soft edge is kept.
+    One connected-component labelling per map (``scipy.ndimage.label`` on the host: the maps
+    are the read-out's small grid), then dilated once (3x3) so the region's soft edge is kept.
 
     Args:
         prob: (N, 1, g, g) probabilities.
@@ -64,16 +67,19 @@ def peak_region(prob: torch.Tensor, threshold: float) -> torch.Tensor:
         ``threshold``), 0 elsewhere.
     """
     n, _, h, w = prob.shape
-    flat = prob.flatten(1)
-    region = F.one_hot(flat.argmax(dim=1), h * w).to(prob.dtype).view(n, 1, h, w)
-    inside = (prob >= threshold).to(prob.dtype)
-    while True:
-        before = region
-        for _ in range(h + w):
-            region = torch.maximum(region, F.max_pool2d(region, 3, stride=1, padding=1) * inside)
-        if torch.equal(region, before):
-            break
-    return F.max_pool2d(region, 3, stride=1, padding=1)
+    flat = prob.detach().flatten(1)
+    peaks = flat.argmax(dim=1).cpu().numpy()
+    inside = (prob.detach()[:, 0] >= threshold).cpu().numpy()
+    region = np.zeros((n, h, w), dtype=np.float32)
+    for i in range(n):
+        py, px = divmod(int(peaks[i]), w)
+        if inside[i, py, px]:
+            labels, _ = ndimage.label(inside[i], structure=_EIGHT_CONNECTED)
+            region[i] = labels == labels[py, px]
+        else:
+            region[i, py, px] = 1.0
+    out = torch.from_numpy(region).to(device=prob.device, dtype=prob.dtype)[:, None]
+    return F.max_pool2d(out, 3, stride=1, padding=1)
 
 
 def competing_click(

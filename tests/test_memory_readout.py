@@ -188,6 +188,38 @@ def test_peak_region_keeps_the_peaks_blob_only() -> None:
     assert peak_region(snake, 0.5)[0, 0, 14, 1] == 1
 
 
+def _flood_region(prob: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Reference: breadth-first 8-connected flood fill from the peak, then a 3x3 dilation."""
+    g = prob.shape[-1]
+    peak = int(prob.flatten().argmax())
+    start = divmod(peak, g)
+    region = torch.zeros(g, g)
+    region[start] = 1.0
+    if prob[start] >= threshold:
+        todo = [start]
+        while todo:
+            y, x = todo.pop()
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    v, u = y + dy, x + dx
+                    if 0 <= v < g and 0 <= u < g and not region[v, u] and prob[v, u] >= threshold:
+                        region[v, u] = 1.0
+                        todo.append((v, u))
+    return F.max_pool2d(region[None, None], 3, stride=1, padding=1)[0, 0]
+
+
+def test_peak_region_is_the_flood_fill_from_the_peak_on_random_maps() -> None:
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(40):
+        prob = torch.rand(3, 1, 16, 16, generator=gen)
+        for _ in range(trial % 3):  # smoother maps: larger, winding regions
+            prob = F.avg_pool2d(prob, 3, stride=1, padding=1)
+        threshold = float(prob.quantile(0.6))
+        got = peak_region(prob, threshold)
+        for i in range(3):
+            assert torch.equal(got[i, 0], _flood_region(prob[i, 0], threshold))
+
+
 def test_negative_click_lands_on_the_look_alike_and_focus_shrinks_the_box() -> None:
     prob = _two_blobs()
     region = peak_region(prob, 0.5)
