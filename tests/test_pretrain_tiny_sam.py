@@ -14,6 +14,15 @@ from i2v.checkpoints import pretrain_tiny_sam as pretrain
 from i2v.checkpoints import promptable
 from i2v.sam_builder import read_state_dict
 
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """The script sets torch's thread count for its process; later tests must not inherit it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 SMOKE = ["--steps", "2", "--batch-size", "2", "--eval-instances", "2", "--periodic-eval-instances", "1"]
 
 
