@@ -55,3 +55,29 @@ def check_args(args: argparse.Namespace) -> None:
         from i2v.build import check_device  # imports torch: only when a device is named
 
         check_device(device)
+
+
+def add_model_options(p: argparse.ArgumentParser, sam_checkpoint_help: str) -> None:
+    """The options that say which model a sub-command runs (config, adapter, SAM checkpoint,
+    device, encoder precision, preprocessing), with one wording wherever they appear."""
+    p.add_argument(
+        "--config",
+        default=None,
+        help="bundled config name or YAML path (default: the bundled config of the SAM checkpoint's "
+        "type, inferred from the file; tiny without --sam-checkpoint)",
+    )
+    p.add_argument("--checkpoint", default=None, help="adapter directory from save_pretrained")
+    p.add_argument("--sam-checkpoint", default=None, help=sam_checkpoint_help)
+    p.add_argument("--device", default=None, help="cpu / cuda / mps (default: best available)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default=None,
+        help="precision of SAM's image encoder (default float32)",
+    )
+    p.add_argument(
+        "--preprocess",
+        choices=("sam", "medsam"),
+        default=None,
+        help="frame preprocessing: SAM's, or MedSAM's square [0, 1] input (default: the config's)",
+    )

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from i2v.cli_checks import add_model_options
 from i2v.errors import PromptError
 
 FORMATS = ("png", "rle", "coco", "overlay")
@@ -117,31 +118,10 @@ def add_parser(subparsers) -> None:
         default="png",
         help="palette PNGs, COCO RLE JSON, YouTube-VIS style COCO video JSON, or an overlay video",
     )
-    p.add_argument(
-        "--config",
-        default=None,
-        help="bundled config name or YAML path (default: the bundled config of the SAM checkpoint's "
-        "type, inferred from the file; tiny without --sam-checkpoint)",
-    )
-    p.add_argument("--checkpoint", default=None, help="adapter directory from save_pretrained")
-    p.add_argument(
-        "--sam-checkpoint",
-        default=None,
-        help="SAM checkpoint file or folder: official .pth, Hugging Face SamModel folder, MobileSAM, "
+    add_model_options(
+        p,
+        "SAM checkpoint file or folder: official .pth, Hugging Face SamModel folder, MobileSAM, "
         "SAM-HQ, MedSAM, wrapped state dicts",
-    )
-    p.add_argument("--device", default=None, help="cpu / cuda / mps (default: best available)")
-    p.add_argument(
-        "--dtype",
-        choices=("float32", "bfloat16", "float16"),
-        default=None,
-        help="precision of SAM's image encoder (default float32)",
-    )
-    p.add_argument(
-        "--preprocess",
-        choices=("sam", "medsam"),
-        default=None,
-        help="frame preprocessing: SAM's, or MedSAM's square [0, 1] input (default: the config's)",
     )
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the overlay video")
     p.add_argument(

@@ -46,6 +46,7 @@ import dataclasses
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
+from i2v.cli_checks import add_model_options
 from i2v.data.registry import DATASETS
 from i2v.errors import ConfigError
 from i2v.eval.vos import PROTOCOLS, VOSResult, evaluate, export_masks
@@ -173,30 +174,10 @@ def add_parser(subparsers) -> None:
         choices=PROTOCOLS,
         help="how each object is prompted on its first frame (default: mask)",
     )
-    p.add_argument(
-        "--config",
-        default=None,
-        help="bundled config name or YAML path (default: inferred from --sam-checkpoint; tiny without one)",
-    )
-    p.add_argument("--checkpoint", default=None, help="adapter directory from save_pretrained")
-    p.add_argument(
-        "--sam-checkpoint",
-        default=None,
-        help="your SAM checkpoint (file or folder, any supported format); default: the bundled "
+    add_model_options(
+        p,
+        "your SAM checkpoint (file or folder, any supported format); default: the bundled "
         "tiny SAM, a stand-in for synthetic data only",
-    )
-    p.add_argument("--device", default=None, help="cpu / cuda / mps (default: best available)")
-    p.add_argument(
-        "--dtype",
-        choices=("float32", "bfloat16", "float16"),
-        default=None,
-        help="precision of SAM's image encoder (default float32)",
-    )
-    p.add_argument(
-        "--preprocess",
-        choices=("sam", "medsam"),
-        default=None,
-        help="frame preprocessing: SAM's, or MedSAM's square [0, 1] input (default: the config's)",
     )
     p.add_argument("--baselines", action="store_true", help="also per-frame SAM and the untrained upgrade")
     p.add_argument("--ablations", action="store_true", help="also upgrader off and each memory strategy")
