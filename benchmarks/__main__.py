@@ -153,7 +153,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name in args.only:
             print(f"== {name}")
             if name == "vs_sam2" and importlib.util.find_spec("sam2") is None:
-                from benchmarks.vs_sam2 import INSTALL_HINT  # imports nothing of SAM 2
+                from benchmarks.trackers import INSTALL_HINT  # imports nothing of SAM 2
 
                 print(f"skipped: {INSTALL_HINT}")
                 continue

@@ -73,7 +73,7 @@ def run_i2v(
     sam_type: str, mode: str, objects: int, device: torch.device, video: Path, size: int, args: argparse.Namespace
 ) -> Dict[str, Any]:
     from benchmarks.cost import worst_case
-    from benchmarks.vs_sam2 import Tracker
+    from benchmarks.trackers import Tracker
     from i2v.build import build_sam_i2v
     from i2v.video_predictor import I2VVideoPredictor
 
@@ -90,7 +90,7 @@ def run_i2v(
 def run_sam2(
     name: str, mode: str, objects: int, device: torch.device, video: Path, size: int, args: argparse.Namespace
 ) -> Dict[str, Any]:
-    from benchmarks.vs_sam2 import build_tracker
+    from benchmarks.trackers import build_tracker
 
     tracker = build_tracker(name, str(device), image_size=args.sam2_size)
     autocast = (
@@ -129,7 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("skipped: CUDA is not available, so there is nothing to measure (smoke run: --device cpu --tiny).")
         return 0
-    from benchmarks.vs_sam2 import sam2_available
+    from benchmarks.trackers import sam2_available
 
     args.types = args.types or (["tiny"] if args.tiny else ["vit_b", "vit_t"])
     args.sam2 = args.sam2 if args.sam2 is not None else ([] if args.tiny else ["sam2.1-t", "sam2.1-b+"])

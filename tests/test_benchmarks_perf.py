@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import benchmarks.__main__ as benchmarks_main
-from benchmarks import cost, gpu, profile_objects, vs_sam2
+from benchmarks import cost, gpu, profile_objects, trackers, vs_sam2
 from benchmarks.plots import RESULTS
 from benchmarks.predictor_probes import EncoderTap, FlopMeter, state_bytes
 
@@ -85,11 +85,12 @@ def test_side_by_side_runs_on_sam_i2v_alone(tmp_path: Path) -> None:
 
 def test_side_by_side_without_sam2_says_how_to_install_it(monkeypatch, capsys, tmp_path: Path) -> None:
     monkeypatch.setattr(vs_sam2, "sam2_available", lambda: False)
+    monkeypatch.setattr(trackers, "sam2_available", lambda: False)
     assert vs_sam2.main(["--out", str(tmp_path / "x.json")]) == 0
     assert "pip install -e '.[bench]'" in capsys.readouterr().out
     assert not (tmp_path / "x.json").exists()
     with pytest.raises(RuntimeError, match="bench"):
-        vs_sam2.build_tracker("sam2.1-t")
+        trackers.build_tracker("sam2.1-t")
 
 
 def test_benchmark_runner_skips_the_side_by_side_without_sam2(monkeypatch, capsys) -> None:
