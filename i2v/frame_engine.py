@@ -30,19 +30,8 @@ FrameResult = Tuple[int, List[int], torch.Tensor]
 
 
 class FrameEngine:
-    """Per-frame steps of the video predictor (see the module docstring).
-
-    Args:
-        model: the upgraded SAM (frozen SAM + adapters).
-        frame_cache_size: decoded frames kept per video (LRU).
-        feature_cache_size: encoder outputs kept per video (LRU).
-        non_overlap_masks: resolve overlaps in every returned set of masks as SAM 2's
-            ``non_overlap_masks=True`` does (see :func:`apply_non_overlapping_constraints`).
-            Memory is not affected: each object remembers its own mask.
-        progress: show progress bars while ``init_state`` reads a frame folder and while
-            ``propagate_in_video`` runs (tqdm, on stderr).
-        policy: how the objects of a frame are tracked (:mod:`i2v.policies`); None: the
-            default policy (:class:`~i2v.policies.DefaultPolicy`).
+    """Per-frame steps of the video predictor (see the module docstring); its arguments are
+    documented on :class:`i2v.video_predictor.I2VVideoPredictor`, the class users build.
     """
 
     def __init__(
