@@ -31,6 +31,13 @@ _EDGE = 0.05
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 # Number of read-out statistics the presence head sees (peak, mass, agreement, has memory).
 READOUT_STATS = 4
+# Number of appearance statistics the presence head sees (the decoded mask's similarity to the
+# object's remembered appearance, and 1 where there is one to compare with).
+APPEARANCE_STATS = 2
+# How steeply the presence logit falls below the calibrated similarity (per unit of cosine).
+_GATE_SLOPE = 200.0
+# The calibrated similarity of an uncalibrated head: no cosine is below it, so the gate is off.
+GATE_OFF = -1.0
 
 
 @dataclass
@@ -186,10 +193,18 @@ def readout_prompts(
 
 
 class PresenceHead(nn.Module):
-    """Object-presence logit from SAM's IoU token and the memory read-out's statistics.
+    """Object-presence logit from SAM's IoU token, the memory read-out and the mask's appearance.
 
-    The last layer starts at zero with a positive bias, so an untrained head says "present"
-    and never hides a mask SAM predicted.
+    An MLP over SAM's IoU token and the read-out's statistics, trained with the adapters; and
+    an appearance gate: a decoded mask whose appearance (its mask-weighted mean key) is less
+    similar to the object's remembered appearance than ``min_similarity`` is called absent
+    (the occluder, a look-alike or background that the decoder segmented in the object's
+    place). ``min_similarity`` is not learned by gradient (the gate is a threshold): training
+    calibrates it on the training videos (:mod:`i2v.train.calibration`), because where the
+    threshold lies depends on the SAM's feature space.
+
+    The MLP's last layer starts at zero with a positive bias and the gate starts off
+    (``GATE_OFF``), so an untrained head says "present" and never hides a mask SAM predicted.
 
     Args:
         embed_dim: SAM's embedding width C.
@@ -202,7 +217,51 @@ class PresenceHead(nn.Module):
         nn.init.zeros_(out.weight)
         nn.init.constant_(out.bias, bias)
         self.mlp = nn.Sequential(hidden, nn.GELU(), out)
+        self.min_similarity = nn.Parameter(torch.tensor(GATE_OFF), requires_grad=False)
 
-    def forward(self, iou_token: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
-        """(N, C) IoU-token output and (N, READOUT_STATS) read-out statistics → (N,) logits."""
-        return self.mlp(torch.cat([iou_token, stats.to(iou_token.dtype)], dim=-1)).squeeze(-1)
+    def forward(self, iou_token: torch.Tensor, stats: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
+        """(N, C) IoU-token output, (N, READOUT_STATS) read-out statistics and (N,
+        APPEARANCE_STATS) appearance statistics (:func:`appearance_stats`) → (N,) logits."""
+        logits = self.mlp(torch.cat([iou_token, stats.to(iou_token.dtype)], dim=-1)).squeeze(-1)
+        return logits - self.gate(appearance).to(logits.dtype)
+
+    def gate(self, appearance: torch.Tensor) -> torch.Tensor:
+        """(N, APPEARANCE_STATS) appearance statistics → (N,) what the appearance gate takes off
+        the presence logit: 0 at or above ``min_similarity`` (or without evidence), steeply
+        more below it."""
+        below = F.relu(self.min_similarity.detach() - appearance[:, 0].float())
+        return _GATE_SLOPE * below * appearance[:, 1].float()
+
+
+def object_appearance(keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """An object's remembered appearance: the mean of the keys it remembers weighted by its mask.
+
+    Args:
+        keys: (F, M, D) unit-norm keys of the frames it remembers.
+        values: (F, M) its mask probability on each.
+    Returns:
+        (D,) unit-norm prototype (zeros when every mask is empty).
+    """
+    return F.normalize(torch.einsum("fm,fmd->d", values, keys), dim=-1)
+
+
+def appearance_stats(keys: torch.Tensor, mask_prob: torch.Tensor, prototypes: Optional[torch.Tensor]) -> torch.Tensor:
+    """How much each decoded mask looks like its object: (N, APPEARANCE_STATS).
+
+    Args:
+        keys: (M, D) unit-norm keys of the current frame.
+        mask_prob: (N, M) each decoded mask's probability on the keys' grid.
+        prototypes: (N, D) each object's :func:`object_appearance` (zeros where an object has
+            none), or None: no object has one.
+    Returns:
+        the cosine similarity of the mask-weighted mean key with the prototype, and 1 where the
+        object has a prototype and the mask covers at least half a grid cell (both 0 elsewhere).
+    """
+    n = mask_prob.shape[0]
+    if prototypes is None:
+        return mask_prob.new_zeros(n, APPEARANCE_STATS)
+    prob = mask_prob.detach().float()
+    pooled = F.normalize(prob @ keys.float(), dim=-1)  # (N, D)
+    sim = (pooled * prototypes.float()).sum(dim=-1)
+    has = (prototypes.abs().sum(dim=-1) > 0) & (prob.sum(dim=1) >= 0.5)
+    return torch.stack([sim, torch.ones_like(sim)], dim=1) * has[:, None].to(sim.dtype)

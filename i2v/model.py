@@ -26,13 +26,18 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from i2v.adapters.lora import inject_lora, lora_parameters
-from i2v.adapters.memory_prompt import READOUT_STATS, PresenceHead
+from i2v.adapters.memory_prompt import READOUT_STATS, PresenceHead, appearance_stats
 from i2v.adapters.memory_readout import MemoryReadout, Readout, ReadoutMemory
 from i2v.adapters.temporal_upgrader import TemporalUpgrader
 from i2v.config import ModelConfig
 from i2v.errors import I2VError
 from i2v.memory_bank import MemoryEntry
 from i2v.preprocess import make_transform, normalise
+
+# Adapter values set by calibration after training (:mod:`i2v.train.calibration`), not by
+# gradient: saved and loaded with the adapters, never given to the optimiser. An adapter saved
+# before one existed loads with it at its initial value (the calibration off).
+CALIBRATED = ("presence_head.min_similarity",)
 
 
 @dataclass
@@ -168,14 +173,16 @@ class SamI2V(nn.Module):
         return out
 
     def set_adapters_trainable(self, trainable: bool = True) -> "SamI2V":
-        """Switch gradients of the adapters on or off; the frozen SAM stays frozen."""
-        for param in self.adapter_parameters().values():
-            param.requires_grad_(trainable)
+        """Switch gradients of the adapters on or off (calibrated values stay without: they are
+        set by :mod:`i2v.train.calibration`, not by gradient); the frozen SAM stays frozen."""
+        for name, param in self.adapter_parameters().items():
+            param.requires_grad_(trainable and name not in CALIBRATED)
         return self
 
     def trainable_parameters(self) -> List[nn.Parameter]:
-        """The adapters' weights (:meth:`adapter_parameters`), in a fixed order."""
-        return list(self.adapter_parameters().values())
+        """The adapters' weights that training changes by gradient (:meth:`adapter_parameters`
+        less the calibrated ones), in a fixed order."""
+        return [p for name, p in self.adapter_parameters().items() if name not in CALIBRATED]
 
     # -- per-frame steps -----------------------------------------------------------------
     def preprocess(self, image: np.ndarray) -> Tuple[torch.Tensor, Tuple[int, int]]:
@@ -241,6 +248,7 @@ class SamI2V(nn.Module):
         multimask: bool = False,
         all_candidates: bool = False,
         readout_stats: Optional[torch.Tensor] = None,
+        prototypes: Optional[torch.Tensor] = None,
     ) -> DecodeOutput:
         """Segment ``num_objects`` objects on one frame with SAM's own prompt encoder and decoder.
 
@@ -256,6 +264,9 @@ class SamI2V(nn.Module):
                 ``multimask``.
             readout_stats: (N, READOUT_STATS) what memory says of each object (see
                 :func:`readout_stats`), or None: no memory was read.
+            prototypes: (N, C) each object's remembered appearance
+                (:func:`~i2v.adapters.memory_prompt.object_appearance`; zeros where it has none),
+                compared by the presence head with the chosen mask; or None.
         """
         sparse, dense = self._encode_prompts(prompts, num_objects)
         inputs = dict(
@@ -273,10 +284,12 @@ class SamI2V(nn.Module):
             readout_stats = no_readout_stats(num_objects, all_iou.device)
         best = torch.zeros_like(all_iou[:, 0], dtype=torch.long) if all_candidates else all_iou.argmax(dim=1)
         rows = torch.arange(num_objects, device=all_iou.device)
+        chosen = all_logits[rows, best][:, None]
+        appearance = appearance_stats(frame.keys, self.memory_readout.pool_masks(chosen), prototypes)
         return DecodeOutput(
-            low_res_logits=all_logits[rows, best][:, None],
+            low_res_logits=chosen,
             iou=all_iou[rows, best],
-            presence_logits=self.presence_head(captured.token, readout_stats),
+            presence_logits=self.presence_head(captured.token, readout_stats, appearance),
             all_low_res_logits=all_logits,
             all_iou=all_iou,
         )

@@ -18,6 +18,7 @@ from i2v.config import ModelConfig, model_config_from_dict
 from i2v.config_utils import to_dict
 from i2v.errors import CheckpointError
 from i2v.io.atomic import atomic_path, write_text_atomic
+from i2v.model import CALIBRATED
 from i2v.sam_builder import nonfinite_tensors
 from i2v.version import __version__
 
@@ -155,7 +156,8 @@ def load_adapter_weights(model: Any, directory: PathLike) -> None:
             "every tracked mask would come out empty. Load an earlier checkpoint of the run."
         )
     expected = set(model.adapter_parameters())
-    missing, unexpected = expected - set(weights), set(weights) - expected
+    # Adapters saved before a calibrated value existed keep its initial value (calibration off).
+    missing, unexpected = expected - set(weights) - set(CALIBRATED), set(weights) - expected
     if missing or unexpected:
         raise CheckpointError(
             f"{str(path)!r} does not fit this model config: missing {sorted(missing)[:5]}, "

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from i2v.adapters.memory_prompt import MemoryPrompts, readout_prompts
+from i2v.adapters.memory_prompt import MemoryPrompts, object_appearance, readout_prompts
 from i2v.memory_bank import MemoryEntry, gather_memory
 from i2v.model import FrameFeatures, ObjectPrompts, SamI2V, no_readout_stats, readout_stats
 
@@ -100,6 +100,8 @@ class PlannedPrompts:
         readout_logits: (N, 1, 4h, 4w) logit of each object's read-out at the decoder's
             resolution (an object without memory: zeros), for the read-out's auxiliary loss.
         has_readout: (N,) bool, the object read memory.
+        prototypes: (N, C) each object's remembered appearance (from its prompted entries, or
+            from all it reads when none is prompted; zeros without memory).
     """
 
     prompts: List[Optional[ObjectPrompts]]
@@ -107,6 +109,7 @@ class PlannedPrompts:
     stats: torch.Tensor
     readout_logits: torch.Tensor
     has_readout: torch.Tensor
+    prototypes: torch.Tensor
 
 
 def _object_prompts(mp: MemoryPrompts, row: int) -> ObjectPrompts:
@@ -207,7 +210,19 @@ def plan_prompts(
         else:
             sources.append("none")
             prompts.append(ObjectPrompts())
-    return PlannedPrompts(prompts, sources, stats, readout_logits, has_readout)
+    return PlannedPrompts(prompts, sources, stats, readout_logits, has_readout, _prototypes(memories, frame, dev))
+
+
+def _prototypes(memories: Sequence[Sequence[MemoryEntry]], frame: FrameFeatures, device: torch.device) -> torch.Tensor:
+    """(N, C) each object's remembered appearance (see :class:`PlannedPrompts`)."""
+    out = torch.zeros(len(memories), frame.keys.shape[-1], device=device)
+    for i, entries in enumerate(memories):
+        chosen = [e for e in entries if e.prompted] or list(entries)
+        if chosen:
+            keys = torch.stack([e.keys.to(device).float() for e in chosen])
+            values = torch.stack([e.values.to(device).float().detach() for e in chosen])
+            out[i] = object_appearance(keys, values)
+    return out
 
 
 def _structure(p: ObjectPrompts) -> Tuple[bool, bool, bool]:
@@ -286,7 +301,9 @@ def track_objects(
             groups.setdefault(_structure(p), []).append(i)
     for idx in groups.values():
         group = [p for p in (plan.prompts[i] for i in idx) if p is not None]
-        out = model.decode(frame, batch_prompts(group), len(idx), readout_stats=plan.stats[idx])
+        out = model.decode(
+            frame, batch_prompts(group), len(idx), readout_stats=plan.stats[idx], prototypes=plan.prototypes[idx]
+        )
         raw = raw.index_copy(0, torch.tensor(idx, device=dev), out.low_res_logits.to(raw.dtype))
         iou = iou.index_copy(0, torch.tensor(idx, device=dev), out.iou.to(iou.dtype))
         presence = presence.index_copy(0, torch.tensor(idx, device=dev), out.presence_logits.to(presence.dtype))

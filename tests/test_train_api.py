@@ -16,7 +16,14 @@ import i2v
 from i2v.cli import configure_logging
 from i2v.errors import ConfigError, DatasetError
 
-FAST = ["optim.max_steps=2", "optim.warmup_steps=1", "clip.num_frames=3", "log_every=1", "checkpoint_every=100"]
+FAST = [
+    "optim.max_steps=2",
+    "optim.warmup_steps=1",
+    "clip.num_frames=3",
+    "log_every=1",
+    "checkpoint_every=100",
+    "calibration.num_videos=1",
+]
 
 
 def _recipe(tmp_path: Path, data: str) -> Path:

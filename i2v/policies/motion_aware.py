@@ -9,6 +9,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from i2v.adapters.memory_prompt import appearance_stats
 from i2v.config import MotionConfig
 from i2v.inference_state import FrameOutput
 from i2v.model import FrameFeatures, ObjectPrompts, SamI2V
@@ -82,6 +83,8 @@ class MotionAwarePolicy(TrackingPolicy):
                 chosen = self._follow(model, frame, prompts, stats, kf, picture)
             else:
                 chosen = self._reacquire(model, frame, prompts, plan.sources[i], stats, kf, picture)
+            if chosen is not None and not self._looks_like_it(model, frame, chosen, plan.prototypes[i : i + 1]):
+                chosen = None
             if chosen is None:
                 if kf is not None:
                     kf.mark_lost()
@@ -104,6 +107,13 @@ class MotionAwarePolicy(TrackingPolicy):
         decoded = torch.tensor([p is not None for p in plan.prompts], device=model.device)
         tracked = TrackedObjects(out, out, out, iou[:, None], iou, presence_logits, entries, plan, decoded)
         return PolicyOutput(tracked, list(filters))
+
+    @staticmethod
+    def _looks_like_it(model: SamI2V, frame: FrameFeatures, chosen: Candidate, prototype: torch.Tensor) -> bool:
+        """The presence head's appearance gate, applied to the mask motion chose (the decoder's
+        presence logit was computed for its single-mask output)."""
+        appearance = appearance_stats(frame.keys, model.memory_readout.pool_masks(chosen.logits), prototype)
+        return chosen.presence - float(model.presence_head.gate(appearance)[0]) > 0
 
     def _follow(
         self,

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from i2v.config import BUNDLED_CONFIGS, ModelConfig, bundled_config_path, model_config_from_dict
 from i2v.config_utils import apply_overrides, from_dict, read_yaml, to_dict
 from i2v.errors import ConfigError
+from i2v.train.calibration import CalibrationConfig
 from i2v.train.config_checks import check_cacheable, check_model_sizes
 from i2v.train.data_config import AugmentConfig, ClipConfig, DataSpec
 from i2v.train.losses import LossWeights
@@ -30,6 +31,7 @@ from i2v.train.prompts import PromptSimConfig
 
 __all__ = [
     "AugmentConfig",
+    "CalibrationConfig",
     "ClipConfig",
     "DataSpec",
     "FeatureCacheConfig",
@@ -149,7 +151,7 @@ class TrainConfig:
         allow_random_sam: with no checkpoint at all, upgrade a randomly initialised SAM
             (tests and benchmarks only).
         data: the training datasets, sampled by weight.
-        clip, prompts, loss, optim, feature_cache, val: see their classes.
+        clip, prompts, loss, optim, feature_cache, val, calibration: see their classes.
         precision: "no", "bf16" or "fp16" mixed precision.
         num_workers: DataLoader worker processes.
         epoch_length: clips per data epoch (default: the videos of all datasets).
@@ -186,6 +188,7 @@ class TrainConfig:
     keep_last: int = 3
     log_every: int = 10
     val: ValConfig = field(default_factory=ValConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     max_nonfinite_in_row: int = 10
     seed: int = 0
     output_dir: str = "runs/train"

@@ -45,10 +45,11 @@ from i2v.io.atomic import write_text_atomic
 from i2v.model import SamI2V
 from i2v.pretrained import load_adapter_weights
 from i2v.train import checkpointing as ckpt
+from i2v.train.calibration import calibrate_presence
 from i2v.train.clip_step import ClipLossOutput, clip_loss, prepare_clip
 from i2v.train.config import TrainConfig, train_config_to_dict
 from i2v.train.curve import CURVE_NAME, final_metrics, plot_training_curve
-from i2v.train.data import build_train_dataset, make_loader
+from i2v.train.data import build_train_dataset, make_loader, open_videos
 from i2v.train.feature_cache import FeatureCache
 from i2v.train.interrupt import StopRequest, TrainingInterrupted, interrupted_message
 from i2v.train.losses import LossWeights
@@ -146,6 +147,7 @@ class Trainer:
         self.model = build_model(cfg, self.acc.device)
         self.cache = FeatureCache.for_run(cfg, self.model) if cfg.feature_cache.enabled else None
         self.dataset = build_train_dataset(cfg, dataset)
+        self.videos = dataset  # the training videos when given directly (else the recipe's)
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(
             param_groups(self.model, o.weight_decay), lr=o.lr, betas=(o.betas[0], o.betas[1])
@@ -281,6 +283,15 @@ class Trainer:
         """J&F of the current adapters on the first videos of the validation split."""
         return validate(self.model, self.cfg, self.step, self.val_dataset)
 
+    def _calibrate(self) -> None:
+        """Calibrate the presence head's appearance gate on the training videos (every process
+        runs the same search, so all keep the same value) and log the search."""
+        videos = self.videos if self.videos is not None else open_videos(self.cfg.data[0])
+        record = calibrate_presence(self.model, videos, self.cfg.calibration, self.step)
+        if self.main:
+            self.log.write(record)
+        self.acc.wait_for_everyone()
+
     def _validate_and_log(self) -> None:
         if self.main:
             self.log.write(self.validate())
@@ -341,6 +352,8 @@ class Trainer:
                         )
                     if cfg.val.every and self.step % cfg.val.every == 0:
                         self._validate_and_log()
+                    if self.step == o.max_steps and cfg.calibration.presence:
+                        self._calibrate()  # before the last save: the adapter written is the calibrated one
                     if self.step % cfg.checkpoint_every == 0 or self.step == o.max_steps:
                         self._save()
                     if stop.requested:  # Ctrl-C during the step: it is complete now, so save it
