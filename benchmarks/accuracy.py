@@ -110,6 +110,7 @@ def video_jf(args: argparse.Namespace) -> Dict[str, object]:
         "goal_met": max(gain, gain_motion) >= GOAL_GAIN,
         "quickstart_seconds": seconds,
         "sam_sha256": report.get("sam_sha256"),
+        "presence_calibration": report.get("presence_calibration"),
         "breakdown": {k: v for k, v in parts.items() if k != "sam_sha256"},
         "quickstart_gain": in_points(next(g for g in report["gains"] if g["method"] == "trained upgrade")),
         "quickstart_gain_motion": in_points(next(g for g in report["gains"] if g["method"] == MOTION_ROW)),

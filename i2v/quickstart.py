@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from i2v.eval.vos import evaluate
     from i2v.policies import MotionAwarePolicy
     from i2v.pretrained import save_pretrained
+    from i2v.train.calibration import describe, last_calibration
     from i2v.train.trainer import train
     from i2v.video_predictor import I2VVideoPredictor
 
@@ -111,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"[1/4] upgrading the bundled tiny SAM on {args.videos} synthetic videos ({args.steps} steps)")
     cfg = _train_config(args, out)
     result = train(cfg, overwrite=True)  # its own folder: a second quickstart replaces the first's run
+    calibrated = last_calibration(result.output_dir / "metrics.jsonl")
+    if calibrated is not None:
+        print(f"      {describe(calibrated)}")
     trained = build_sam_i2v(checkpoint=result.checkpoint, device=args.device)
     adapter = save_pretrained(trained, out / "adapter")
     untrained = build_sam_i2v(trained.config, device=args.device)
@@ -133,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
             "args": vars(args) | {"func": None},
             "sam_sha256": trained.sam_sha256,
             "train_steps": result.step,
+            "presence_calibration": calibrated,
         },
     )
 

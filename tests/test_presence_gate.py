@@ -155,5 +155,7 @@ def test_training_ends_calibrated_and_saves_the_calibrated_adapter(tmp_path: Pat
     assert len(calibrations) == 1 and calibrations[0]["step"] == 2 and calibrations[0]["videos"] == 2
     chosen = calibrations[0]["presence_min_similarity"]
     assert chosen in (None, 0.2, 0.999)
+    assert calibration.last_calibration(tmp_path / "run" / "metrics.jsonl") == calibrations[0]
+    assert calibration.describe(calibrations[0]).startswith("presence gate calibrated on 2 training videos: ")
     saved = load_file(str(result.checkpoint / WEIGHTS_NAME))["presence_head.min_similarity"]
     assert float(saved) == pytest.approx(GATE_OFF if chosen is None else chosen)

@@ -15,7 +15,9 @@ in ``metrics.jsonl`` as a ``"calibration"`` record.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -102,3 +104,28 @@ def calibrate_presence(
         "presence_jf": [{"min_similarity": s, "jf": v} for s, v in scores.items()],
         "presence_min_similarity": best,
     }
+
+
+def last_calibration(metrics_path: Path) -> Optional[Dict[str, Any]]:
+    """The last ``"calibration"`` record of a run's ``metrics.jsonl``, or None."""
+    if not metrics_path.is_file():
+        return None
+    found = None
+    for line in metrics_path.read_text().splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if record.get("type") == "calibration":
+            found = record
+    return found
+
+
+def describe(record: Dict[str, Any]) -> str:
+    """One line: what the presence calibration chose, and the J&F of the gate off and chosen."""
+    scores = {row["min_similarity"]: row["jf"] for row in record["presence_jf"]}
+    chosen = record["presence_min_similarity"]
+    where = f"on {record['videos']} training videos"
+    if chosen is None:
+        return f"presence gate calibrated {where}: off (J&F {scores[None]:.3f}; no threshold did better)"
+    return (
+        f"presence gate calibrated {where}: a mask less similar than {chosen:g} to its object is absent "
+        f"(J&F {scores[None]:.3f} with the gate off, {scores[chosen]:.3f} with it)"
+    )
