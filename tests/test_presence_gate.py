@@ -159,3 +159,16 @@ def test_training_ends_calibrated_and_saves_the_calibrated_adapter(tmp_path: Pat
     assert calibration.describe(calibrations[0]).startswith("presence gate calibrated on 2 training videos: ")
     saved = load_file(str(result.checkpoint / WEIGHTS_NAME))["presence_head.min_similarity"]
     assert float(saved) == pytest.approx(GATE_OFF if chosen is None else chosen)
+
+
+def test_presence_gate_benchmark_smoke(tmp_path: Path, one_torch_thread) -> None:
+    import json
+
+    from benchmarks import presence_gate
+
+    out = tmp_path / "gate.json"
+    presence_gate.main(["--videos", "1", "--frames", "3", "--train-videos", "1", "--output", str(out)])
+    metrics = json.loads(out.read_text())["metrics"]
+    assert set(metrics["sweep"]) == {str(s) for s in presence_gate.CANDIDATES}
+    assert metrics["calibration"]["record"]["videos"] == 1
+    assert all(0.0 <= v["jf"] <= 100.0 for v in metrics["sweep"].values())
