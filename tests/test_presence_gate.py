@@ -172,3 +172,26 @@ def test_presence_gate_benchmark_smoke(tmp_path: Path, one_torch_thread) -> None
     assert set(metrics["sweep"]) == {str(s) for s in presence_gate.CANDIDATES}
     assert metrics["calibration"]["record"]["videos"] == 1
     assert all(0.0 <= v["jf"] <= 100.0 for v in metrics["sweep"].values())
+
+
+@pytest.mark.parametrize("motion", [False, True])
+def test_both_policies_hide_masks_the_gate_rejects(motion: bool, one_torch_thread) -> None:
+    from i2v.policies import DefaultPolicy, MotionAwarePolicy
+    from i2v.video_predictor import I2VVideoPredictor
+
+    videos = make_dataset("synthetic", split="test", num_videos=1, config=SyntheticConfig(num_frames=4))
+    frames = [videos.frame(0, t) for t in range(4)]
+    first = videos.masks(0, 0)[0]
+    model = build_sam_i2v("tiny", device="cpu")
+
+    def tracked_area(similarity: float) -> int:
+        with torch.no_grad():
+            model.presence_head.min_similarity.fill_(similarity)
+        policy = MotionAwarePolicy() if motion else DefaultPolicy()
+        predictor = I2VVideoPredictor(model, policy=policy, progress=False)
+        state = predictor.init_state(frames)
+        predictor.add_new_mask(state, 0, 1, first)
+        return sum(int((m > 0).sum()) for t, _, m in predictor.propagate_in_video(state) if t > 0)
+
+    assert tracked_area(GATE_OFF) > 0
+    assert tracked_area(1.0) == 0  # no found mask is as similar as 1.0: every one is called absent
