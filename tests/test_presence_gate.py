@@ -195,3 +195,27 @@ def test_both_policies_hide_masks_the_gate_rejects(motion: bool, one_torch_threa
 
     assert tracked_area(GATE_OFF) > 0
     assert tracked_area(1.0) == 0  # no found mask is as similar as 1.0: every one is called absent
+
+
+@pytest.mark.parametrize("initial_better", [False, True])
+def test_calibration_keeps_whichever_weights_track_better(monkeypatch, initial_better: bool) -> None:
+    model = build_sam_i2v("tiny", device="cpu")
+    initial = {n: p.detach().clone() for n, p in model.adapter_parameters().items()}
+    with torch.no_grad():  # "trained": the presence head's output layer has moved
+        model.presence_head.mlp[-1].weight.add_(0.5)
+    trained = {n: p.detach().clone() for n, p in model.adapter_parameters().items()}
+
+    def fake_jf(m, dataset, indices, protocol):
+        is_initial = bool(m.presence_head.mlp[-1].weight.abs().sum() == 0)
+        return 0.8 if is_initial == initial_better else 0.7
+
+    monkeypatch.setattr(calibration, "_jf", fake_jf)
+    videos = make_dataset("synthetic", split="train", num_videos=1)
+    record = calibration.calibrate(model, videos, CalibrationConfig(similarities=[0.7]), initial, step=3)
+    assert record["weights"] == ("initial" if initial_better else "trained")
+    assert {r["weights"] for r in record["presence_jf"]} == {"trained", "initial"} and len(record["presence_jf"]) == 4
+    expect = initial if initial_better else trained
+    for name, p in model.adapter_parameters().items():
+        if name not in CALIBRATED:
+            assert torch.equal(p.detach(), expect[name]), name
+    assert "initial weights" in calibration.describe(record) if initial_better else True

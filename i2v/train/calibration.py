@@ -24,7 +24,7 @@ import torch
 
 from i2v.adapters.memory_prompt import GATE_OFF
 from i2v.data.base import VideoDataset
-from i2v.model import SamI2V
+from i2v.model import CALIBRATED, SamI2V
 
 
 @dataclass
@@ -40,13 +40,18 @@ class CalibrationConfig:
             the quickstart and DAVIS score).
         min_gain: a threshold is kept only if it raises the J&F of those videos over the gate
             being off by at least this (a fraction: 0.005 is half a point).
+        compare_initial: also calibrate the adapters' initial weights (what they were before
+            the first step) and keep them, with their threshold, if they track the training
+            videos better than the trained weights: the gradient steps optimise a per-frame
+            loss, and are kept only when they also help over whole videos.
     """
 
     presence: bool = True
     num_videos: int = 32
-    similarities: List[float] = field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9])
+    similarities: List[float] = field(default_factory=lambda: [0.6, 0.7, 0.8, 0.9])
     protocol: str = "mask"
     min_gain: float = 0.0
+    compare_initial: bool = True
 
     def __post_init__(self) -> None:
         from i2v.eval.vos import PROTOCOLS  # the evaluation defines them; imported only here
@@ -106,6 +111,45 @@ def calibrate_presence(
     }
 
 
+def calibrate(
+    model: SamI2V,
+    dataset: VideoDataset,
+    cfg: CalibrationConfig,
+    initial: Optional[Dict[str, torch.Tensor]] = None,
+    step: Optional[int] = None,
+) -> Dict[str, Any]:
+    """Calibrate the presence gate of the trained weights and, with ``cfg.compare_initial`` and
+    ``initial`` (the adapters' weights before training, by name), of the initial weights; keep
+    whichever weights track the first training videos better (a tie keeps the trained ones).
+
+    Returns the ``"calibration"`` record: every (weights, threshold) tried with its J&F, the
+    weights kept ("trained" or "initial") and their threshold.
+    """
+    trained = calibrate_presence(model, dataset, cfg, step)
+    rows = [{"weights": "trained", **row} for row in trained["presence_jf"]]
+    record = {**trained, "weights": "trained", "presence_jf": rows}
+    if initial is None or not cfg.compare_initial:
+        return record
+    params = model.adapter_parameters()
+    kept = {name: p.detach().clone() for name, p in params.items()}
+    with torch.no_grad():
+        for name, value in initial.items():
+            if name not in CALIBRATED:
+                params[name].copy_(value)
+    other = calibrate_presence(model, dataset, cfg, step)
+    rows += [{"weights": "initial", **row} for row in other["presence_jf"]]
+    best = {
+        "trained": max(r["jf"] for r in trained["presence_jf"]),
+        "initial": max(r["jf"] for r in other["presence_jf"]),
+    }
+    if best["initial"] > best["trained"]:
+        return {**other, "weights": "initial", "presence_jf": rows}
+    with torch.no_grad():
+        for name, value in kept.items():
+            params[name].copy_(value)
+    return {**record, "presence_jf": rows}
+
+
 def last_calibration(metrics_path: Path) -> Optional[Dict[str, Any]]:
     """The last ``"calibration"`` record of a run's ``metrics.jsonl``, or None."""
     if not metrics_path.is_file():
@@ -120,12 +164,17 @@ def last_calibration(metrics_path: Path) -> Optional[Dict[str, Any]]:
 
 def describe(record: Dict[str, Any]) -> str:
     """One line: what the presence calibration chose, and the J&F of the gate off and chosen."""
-    scores = {row["min_similarity"]: row["jf"] for row in record["presence_jf"]}
+    weights = record.get("weights", "trained")
+    rows = [row for row in record["presence_jf"] if row.get("weights", "trained") == weights]
+    scores = {row["min_similarity"]: row["jf"] for row in rows}
     chosen = record["presence_min_similarity"]
     where = f"on {record['videos']} training videos"
+    kept = (
+        "" if weights == "trained" else "; the initial weights tracked them better than the trained ones and are kept"
+    )
     if chosen is None:
-        return f"presence gate calibrated {where}: off (J&F {scores[None]:.3f}; no threshold did better)"
+        return f"presence gate calibrated {where}: off (J&F {scores[None]:.3f}; no threshold did better){kept}"
     return (
         f"presence gate calibrated {where}: a mask less similar than {chosen:g} to its object is absent "
-        f"(J&F {scores[None]:.3f} with the gate off, {scores[chosen]:.3f} with it)"
+        f"(J&F {scores[None]:.3f} with the gate off, {scores[chosen]:.3f} with it){kept}"
     )

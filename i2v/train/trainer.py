@@ -45,7 +45,7 @@ from i2v.io.atomic import write_text_atomic
 from i2v.model import SamI2V
 from i2v.pretrained import load_adapter_weights
 from i2v.train import checkpointing as ckpt
-from i2v.train.calibration import calibrate_presence
+from i2v.train.calibration import calibrate
 from i2v.train.clip_step import ClipLossOutput, clip_loss, prepare_clip
 from i2v.train.config import TrainConfig, train_config_to_dict
 from i2v.train.curve import CURVE_NAME, final_metrics, plot_training_curve
@@ -145,6 +145,8 @@ class Trainer:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
         self.acc.wait_for_everyone()
         self.model = build_model(cfg, self.acc.device)
+        # what calibration compares the trained weights with (cfg.calibration.compare_initial)
+        self.initial_adapters = {n: p.detach().clone() for n, p in self.model.adapter_parameters().items()}
         self.cache = FeatureCache.for_run(cfg, self.model) if cfg.feature_cache.enabled else None
         self.dataset = build_train_dataset(cfg, dataset)
         self.videos = dataset  # the training videos when given directly (else the recipe's)
@@ -287,7 +289,7 @@ class Trainer:
         """Calibrate the presence head's appearance gate on the training videos (every process
         runs the same search, so all keep the same value) and log the search."""
         videos = self.videos if self.videos is not None else open_videos(self.cfg.data[0])
-        record = calibrate_presence(self.model, videos, self.cfg.calibration, self.step)
+        record = calibrate(self.model, videos, self.cfg.calibration, self.initial_adapters, self.step)
         if self.main:
             self.log.write(record)
         self.acc.wait_for_everyone()
