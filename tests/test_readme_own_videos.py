@@ -19,7 +19,14 @@ from own_videos import make_video
 from i2v.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-FAST = ["optim.max_steps=2", "optim.warmup_steps=1", "val.every=2", "val.num_videos=1", "checkpoint_every=100"]
+FAST = [
+    "optim.max_steps=2",
+    "optim.warmup_steps=1",
+    "val.every=2",
+    "val.num_videos=1",
+    "checkpoint_every=100",
+    "calibration.num_videos=1",
+]
 
 
 def _section() -> Dict[str, List[str]]:
@@ -65,6 +72,7 @@ def test_readme_commands_train_and_evaluate_on_a_folder_dataset(in_tmp: Path, ca
     assert main(train[1:] + ["--no-progress", "trackers=[]"] + FAST) == 0
     out = capsys.readouterr().out
     assert "trained to step 2" in out and (in_tmp / "runs" / "my_videos" / "training_curve.png").is_file()
+    assert "presence gate calibrated on " in out  # training ends with the calibration, and says what it chose
     assert main(evaluate[1:] + ["--device", "cpu"]) == 0
     table = capsys.readouterr().out
     assert "per-frame SAM" in table and "trained upgrade" in table  # --checkpoint took the run folder

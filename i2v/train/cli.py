@@ -61,7 +61,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from i2v.train.calibration import describe, last_calibration
     from i2v.train.config import load_train_config
+    from i2v.train.metrics_log import METRICS_NAME
     from i2v.train.trainer import train
 
     cfg = load_train_config(args.config, args.overrides)
@@ -73,6 +75,9 @@ def run_train(args: argparse.Namespace) -> int:
         )
         if result.curve is not None:
             print(f"training curve: {result.curve}")
+        calibrated = last_calibration(result.output_dir / METRICS_NAME)
+        if calibrated is not None and calibrated.get("step") == result.step:
+            print(describe(calibrated))
     return 0
 
 
