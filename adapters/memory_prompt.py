@@ -225,6 +225,11 @@ class PresenceHead(nn.Module):
         logits = self.mlp(torch.cat([iou_token, stats.to(iou_token.dtype)], dim=-1)).squeeze(-1)
         return logits - self.gate(appearance).to(logits.dtype)
 
+    @property
+    def gate_on(self) -> bool:
+        """The appearance gate is calibrated to a threshold (an untrained head's is off)."""
+        return float(self.min_similarity) > GATE_OFF
+
     def gate(self, appearance: torch.Tensor) -> torch.Tensor:
         """(N, APPEARANCE_STATS) appearance statistics → (N,) what the appearance gate takes off
         the presence logit: 0 at or above ``min_similarity`` (or without evidence), steeply

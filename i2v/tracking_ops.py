@@ -109,7 +109,7 @@ class PlannedPrompts:
     stats: torch.Tensor
     readout_logits: torch.Tensor
     has_readout: torch.Tensor
-    prototypes: torch.Tensor
+    prototypes: Optional[torch.Tensor]
 
 
 def _object_prompts(mp: MemoryPrompts, row: int) -> ObjectPrompts:
@@ -210,7 +210,8 @@ def plan_prompts(
         else:
             sources.append("none")
             prompts.append(ObjectPrompts())
-    return PlannedPrompts(prompts, sources, stats, readout_logits, has_readout, _prototypes(memories, frame, dev))
+    prototypes = _prototypes(memories, frame, dev) if model.presence_head.gate_on else None
+    return PlannedPrompts(prompts, sources, stats, readout_logits, has_readout, prototypes)
 
 
 def _prototypes(memories: Sequence[Sequence[MemoryEntry]], frame: FrameFeatures, device: torch.device) -> torch.Tensor:
@@ -302,7 +303,11 @@ def track_objects(
     for idx in groups.values():
         group = [p for p in (plan.prompts[i] for i in idx) if p is not None]
         out = model.decode(
-            frame, batch_prompts(group), len(idx), readout_stats=plan.stats[idx], prototypes=plan.prototypes[idx]
+            frame,
+            batch_prompts(group),
+            len(idx),
+            readout_stats=plan.stats[idx],
+            prototypes=None if plan.prototypes is None else plan.prototypes[idx],
         )
         raw = raw.index_copy(0, torch.tensor(idx, device=dev), out.low_res_logits.to(raw.dtype))
         iou = iou.index_copy(0, torch.tensor(idx, device=dev), out.iou.to(iou.dtype))

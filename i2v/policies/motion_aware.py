@@ -83,7 +83,12 @@ class MotionAwarePolicy(TrackingPolicy):
                 chosen = self._follow(model, frame, prompts, stats, kf, picture)
             else:
                 chosen = self._reacquire(model, frame, prompts, plan.sources[i], stats, kf, picture)
-            if chosen is not None and not self._looks_like_it(model, frame, chosen, plan.prototypes[i : i + 1]):
+            protos = plan.prototypes
+            if (
+                chosen is not None
+                and protos is not None
+                and not self._looks_like_it(model, frame, chosen, protos[i : i + 1])
+            ):
                 chosen = None
             if chosen is None:
                 if kf is not None:
